@@ -1,0 +1,74 @@
+//! The library's error type: every failure a user, a file or the network can cause, with a
+//! message that names the thing that was wrong.
+
+use std::path::PathBuf;
+
+/// Errors of the cnn-explorer library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An image file could not be used (unreadable, not an image, truncated, too large).
+    #[error("{path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+
+    /// A model name that the catalogue does not know.
+    #[error("unknown model '{name}' (known models: {known})")]
+    UnknownModel { name: String, known: String },
+
+    /// A layer (tap) name that the model does not have.
+    #[error("unknown layer '{name}' for {model} (layers: {known})")]
+    UnknownLayer {
+        name: String,
+        model: String,
+        known: String,
+    },
+
+    /// A weights file that is unreadable, truncated or of another model.
+    #[error("weights file {path}: {reason}")]
+    Weights { path: PathBuf, reason: String },
+
+    /// No weights file where the model's weights should be.
+    #[error(
+        "no weights for {model} at {path}; run `cnn-explorer fetch {model}` to download them, \
+         or pass --weights FILE"
+    )]
+    WeightsMissing { model: String, path: PathBuf },
+
+    /// A download that failed (offline, server error, checksum mismatch).
+    #[error("downloading {model} failed: {reason}")]
+    Download { model: String, reason: String },
+
+    /// A device that this build or this machine cannot provide.
+    #[error("device: {0}")]
+    Device(String),
+
+    /// An invalid argument (class index out of range, bad option value, ...).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// A file-system operation failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn image(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Image {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn weights(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Self::Weights {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}

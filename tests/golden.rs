@@ -1,0 +1,144 @@
+//! Every model agrees with its PyTorch reference (same weights, same input) to a relative
+//! error below 1e-4 in f32, tap by tap; the preprocessing agrees with torchvision's. The
+//! fixtures come from tests/fixtures/make_fixtures.py.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use cnn_explorer::model::vgg::{Vgg, VggConfig};
+use cnn_explorer::model::{Arch, Backbone};
+use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
+use cnn_explorer::vision::preprocess::{Preprocess, ResizeMode};
+use cnn_explorer::weights::loading::{load_backbone, read_tensors, tensors_for};
+use common::{fixture, load_fixture, relative_error};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn tiny_vgg(config: VggConfig, weights: &str) -> Vgg {
+    let tensors = tensors_for(
+        config.arch,
+        read_tensors(&fixture(weights)).unwrap(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    Vgg::new(vb, config).unwrap()
+}
+
+fn tiny_config(arch: Arch) -> VggConfig {
+    let base = if arch == Arch::Vgg19 {
+        VggConfig::vgg19()
+    } else {
+        VggConfig::vgg16()
+    };
+    VggConfig {
+        widths: [8, 16, 24, 32, 32],
+        hidden: 64,
+        num_classes: 10,
+        ..base
+    }
+}
+
+fn check_every_tap(model: &dyn Backbone, io: &std::collections::HashMap<String, Tensor>) {
+    let taps = model.forward_taps(&io["input"]).unwrap();
+    let expected_names: Vec<&str> = taps.iter().map(|t| t.name.as_str()).collect();
+    let fixture_taps = io.len() - 4; // input, input224, logits224, grad_logit3
+    assert_eq!(taps.len(), fixture_taps, "taps: {expected_names:?}");
+    for tap in &taps {
+        let want = io
+            .get(&tap.name)
+            .unwrap_or_else(|| panic!("fixture has no tap {}", tap.name));
+        let err = relative_error(&tap.tensor, want);
+        assert!(err < TOLERANCE, "{}: relative error {err}", tap.name);
+    }
+    // At 224 the adaptive pool is the identity, at 64 it replicates 2x2 to 7x7: both match.
+    let logits = model.forward(&io["input224"]).unwrap();
+    let err = relative_error(&logits, &io["logits224"]);
+    assert!(err < TOLERANCE, "logits at 224: relative error {err}");
+}
+
+#[test]
+fn vgg16_matches_pytorch_at_every_tap_with_torchvision_names() {
+    let io = load_fixture("vgg16_tiny_io.safetensors");
+    let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_tv.safetensors");
+    check_every_tap(&model, &io);
+}
+
+#[test]
+fn vgg16_loads_timm_names_to_the_same_numbers() {
+    let io = load_fixture("vgg16_tiny_io.safetensors");
+    let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_timm.safetensors");
+    check_every_tap(&model, &io);
+}
+
+#[test]
+fn vgg19_matches_pytorch_at_every_tap() {
+    let io = load_fixture("vgg19_tiny_io.safetensors");
+    let model = tiny_vgg(tiny_config(Arch::Vgg19), "vgg19_tiny_tv.safetensors");
+    check_every_tap(&model, &io);
+}
+
+#[test]
+fn vgg_input_gradient_matches_pytorch() {
+    let io = load_fixture("vgg16_tiny_io.safetensors");
+    let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_tv.safetensors");
+    let x = candle_core::Var::from_tensor(&io["input"].narrow(0, 0, 1).unwrap()).unwrap();
+    let logits = model.forward(x.as_tensor()).unwrap();
+    let grads = logits
+        .narrow(1, 3, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let grad = grads
+        .get(x.as_tensor())
+        .expect("gradient reaches the input");
+    let err = relative_error(grad, &io["grad_logit3"]);
+    assert!(err < TOLERANCE, "input gradient: relative error {err}");
+}
+
+#[test]
+fn efficientnet_lite0_real_weights_match_pytorch_on_the_cat() {
+    let io = load_fixture("efficientnet_lite0_cat.safetensors");
+    let weights = common::efficientnet_weights();
+    let model = load_backbone(Arch::EfficientNetLite0, &weights, &Device::Cpu).unwrap();
+    let taps = model.forward_taps(&io["input"]).unwrap();
+    assert_eq!(taps.len(), io.len() - 1, "every tap of the fixture");
+    for tap in &taps {
+        let err = relative_error(&tap.tensor, &io[&tap.name]);
+        assert!(err < TOLERANCE, "{}: relative error {err}", tap.name);
+    }
+    let names: Vec<&str> = taps.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names[0], "stem");
+    assert_eq!(names[16], "block15");
+    assert_eq!(&names[17..], &["head", "logits"]);
+}
+
+#[test]
+fn preprocessing_matches_torchvision() {
+    let want = load_fixture("preprocess.safetensors");
+    let images = [
+        ("chelsea", common::cat_photo()),
+        ("noise_97x61", fixture("images/noise_97x61.png")),
+        ("noise_131x283", fixture("images/noise_131x283.png")),
+    ];
+    for (name, path) in images {
+        let img = load_rgb(&path, DEFAULT_MAX_PIXELS).unwrap();
+        for (mode, suffix) in [
+            (ResizeMode::CenterCrop, "crop"),
+            (ResizeMode::Whole, "whole"),
+        ] {
+            let pre = Preprocess {
+                mode,
+                ..Preprocess::default()
+            };
+            let ours = Tensor::from_vec(pre.to_chw(&img), (3, 224, 224), &Device::Cpu).unwrap();
+            let key = format!("{name}_{suffix}");
+            let err = relative_error(&ours, &want[&key]);
+            // Bit-exact pixels give identical floats; allow only float-formatting noise.
+            assert!(err < 1e-6, "{key}: relative error {err}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Gradients reach the input through every op of the models: the backward pass agrees with
+//! central finite differences (f64, a tiny VGG whose weights this test makes) and with
+//! PyTorch's gradient of the same model (f32 fixture).
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use candle_nn::VarBuilder;
+use cnn_explorer::model::vgg::{Vgg, VggConfig};
+use cnn_explorer::model::{Arch, Backbone};
+use cnn_explorer::weights::loading::random_backbone;
+
+fn tiny_vgg_f64() -> Vgg {
+    let config = VggConfig {
+        widths: [4, 6, 8, 8, 8],
+        hidden: 16,
+        num_classes: 5,
+        ..VggConfig::vgg16()
+    };
+    // A first build records every parameter's name and shape; the test then makes random
+    // f64 weights for them (f64 so that finite differences are accurate).
+    let varmap = candle_nn::VarMap::new();
+    Vgg::new(
+        VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu),
+        config.clone(),
+    )
+    .unwrap();
+    let weights: HashMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(name, var)| {
+            let t = Tensor::randn(0f64, 0.3, var.shape(), &Device::Cpu).unwrap();
+            (name.clone(), t)
+        })
+        .collect();
+    Vgg::new(
+        VarBuilder::from_tensors(weights, DType::F64, &Device::Cpu),
+        config,
+    )
+    .unwrap()
+}
+
+fn logit(model: &dyn Backbone, x: &Tensor, class: usize) -> f64 {
+    model
+        .forward(x)
+        .unwrap()
+        .i((0, class))
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn vgg_input_gradient_matches_finite_differences() {
+    let model = tiny_vgg_f64();
+    let x0 = Tensor::randn(0f64, 1.0, (1, 3, 40, 40), &Device::Cpu).unwrap();
+    let x = Var::from_tensor(&x0).unwrap();
+    let class = 2;
+    let grads = model
+        .forward(x.as_tensor())
+        .unwrap()
+        .i((0, class))
+        .unwrap()
+        .backward()
+        .unwrap();
+    let grad: Vec<f64> = grads
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let base: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
+    let scale = grad.iter().fold(0f64, |m, g| m.max(g.abs()));
+    assert!(scale > 0.0, "the gradient is not all zero");
+    let eps = 1e-6;
+    // Probe the coordinates with the largest gradients and a spread of others.
+    let mut probes: Vec<usize> = (0..grad.len()).step_by(397).collect();
+    let mut order: Vec<usize> = (0..grad.len()).collect();
+    order.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()));
+    probes.extend(&order[..10]);
+    for &i in &probes {
+        let mut plus = base.clone();
+        plus[i] += eps;
+        let mut minus = base.clone();
+        minus[i] -= eps;
+        let shape = (1, 3, 40, 40);
+        let fp = logit(
+            &model,
+            &Tensor::from_vec(plus, shape, &Device::Cpu).unwrap(),
+            class,
+        );
+        let fm = logit(
+            &model,
+            &Tensor::from_vec(minus, shape, &Device::Cpu).unwrap(),
+            class,
+        );
+        let numeric = (fp - fm) / (2.0 * eps);
+        let err = (numeric - grad[i]).abs() / scale;
+        assert!(
+            err < 1e-5,
+            "coordinate {i}: numeric {numeric}, backward {}",
+            grad[i]
+        );
+    }
+}
+
+#[test]
+fn efficientnet_input_gradient_is_nonzero_and_finite() {
+    // Same-padding, depthwise convolutions, ReLU6 and residuals all pass gradients on.
+    let model = random_backbone(Arch::EfficientNetLite0, &Device::Cpu, 3).unwrap();
+    let x =
+        Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 3, 64, 64), &Device::Cpu).unwrap()).unwrap();
+    let grads = model
+        .forward(x.as_tensor())
+        .unwrap()
+        .i((0, 1))
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g = grads
+        .get(x.as_tensor())
+        .expect("gradient reaches the input");
+    let v: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(v.iter().all(|x| x.is_finite()));
+    assert!(v.iter().filter(|x| **x != 0.0).count() > v.len() / 2);
+}
