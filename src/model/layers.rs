@@ -5,6 +5,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use super::cpu_conv;
+
 /// How a convolution pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {
@@ -94,11 +96,28 @@ impl Module for Conv {
             Padding::Symmetric(p) => (x.clone(), p),
             Padding::TfSame => (pad_tf_same(x, k, self.stride)?, 0),
         };
-        let y = x.conv2d(&self.weight, pad, self.stride, 1, self.groups)?;
+        let y = self.convolve(&x, pad)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
+    }
+}
+
+impl Conv {
+    /// The convolution proper: our fast CPU kernels for frozen f32 weights, else candle's.
+    fn convolve(&self, x: &Tensor, pad: usize) -> Result<Tensor> {
+        let frozen = !self.weight.track_op();
+        if frozen && cpu_conv::supported(x) {
+            let (c_out, c_in_per_group, _, _) = self.weight.dims4()?;
+            if self.groups == 1 {
+                return cpu_conv::conv2d_frozen(x, &self.weight, self.stride, pad);
+            }
+            if c_in_per_group == 1 && self.groups == c_out {
+                return cpu_conv::depthwise_conv2d_frozen(x, &self.weight, self.stride, pad);
+            }
+        }
+        x.conv2d(&self.weight, pad, self.stride, 1, self.groups)
     }
 }
 

@@ -1,0 +1,566 @@
+//! Fast CPU convolutions for frozen weights, as candle custom ops.
+//!
+//! candle's CPU convolution transposes the input to NHWC with scalar loops, splits a depthwise
+//! convolution into one convolution per channel, and its backward runs a naive transposed
+//! convolution that also computes kernel gradients nobody asked for. These ops compute what a
+//! pretrained, frozen backbone needs, in f32 on the CPU:
+//!
+//! - [`conv2d_frozen`]: im2col + gemm (chunked over output rows, written straight into NCHW),
+//!   with a backward that returns only the input gradient (gemm + col2im).
+//! - [`depthwise_conv2d_frozen`]: a direct kernel over each channel plane, in parallel over
+//!   channels, with its input-gradient backward.
+//!
+//! Their weights get no gradient: use candle's own `conv2d` for layers being trained.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Geometry of a square-kernel convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Geometry {
+    fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    fn out_w(&self) -> usize {
+        (self.w + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    /// A 1x1 convolution without stride or padding: a plain matrix product.
+    fn is_pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+}
+
+/// The contiguous f32 data of a storage/layout pair.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{what} must be contiguous"),
+    }
+}
+
+/// Output rows per chunk so that one im2col chunk stays around 2 MB.
+fn rows_per_chunk(k_size: usize, out_w: usize, out_h: usize) -> usize {
+    let budget = (16 << 20) / 4;
+    (budget / (k_size * out_w).max(1)).clamp(1, out_h)
+}
+
+fn parallelism() -> gemm::Parallelism {
+    let threads = candle_core::utils::get_num_threads();
+    if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// Fills `col` `[c_in * k * k, rows * out_w]` with the input patches of output rows
+/// `row0 .. row0 + rows` of one image `img` `[c_in, h, w]`.
+fn im2col(g: &Geometry, img: &[f32], row0: usize, rows: usize, col: &mut [f32]) {
+    let (out_w, n) = (g.out_w(), rows * g.out_w());
+    col.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
+        let (ci, kh, kw) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
+        let plane = &img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for oy in 0..rows {
+            let out_row = &mut dst[oy * out_w..(oy + 1) * out_w];
+            let iy = ((row0 + oy) * g.stride + kh) as isize - g.pad as isize;
+            if iy < 0 || iy >= g.h as isize {
+                out_row.fill(0.0);
+                continue;
+            }
+            let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+            for (ox, v) in out_row.iter_mut().enumerate() {
+                let ix = (ox * g.stride + kw) as isize - g.pad as isize;
+                *v = if ix >= 0 && ix < g.w as isize {
+                    src[ix as usize]
+                } else {
+                    0.0
+                };
+            }
+        }
+    });
+}
+
+/// Adds `col` `[c_in * k * k, rows * out_w]` (patch gradients of output rows `row0 ..`) back
+/// into the image gradient `img` `[c_in, h, w]`.
+fn col2im(g: &Geometry, col: &[f32], row0: usize, rows: usize, img: &mut [f32]) {
+    let (out_w, n, kk) = (g.out_w(), rows * g.out_w(), g.k * g.k);
+    img.par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .for_each(|(ci, plane)| {
+            for r in 0..kk {
+                let (kh, kw) = (r / g.k, r % g.k);
+                let src = &col[(ci * kk + r) * n..(ci * kk + r + 1) * n];
+                for oy in 0..rows {
+                    let iy = ((row0 + oy) * g.stride + kh) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for (ox, &v) in src[oy * out_w..(oy + 1) * out_w].iter().enumerate() {
+                        let ix = (ox * g.stride + kw) as isize - g.pad as isize;
+                        if ix >= 0 && ix < g.w as isize {
+                            dst[ix as usize] += v;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `dst[m, n] (row stride dst_rs) = lhs[m, k] @ rhs[k, n]`, every matrix given by strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    rhs_rs: usize,
+) {
+    debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
+    debug_assert!(rhs.len() >= (k - 1) * rhs_rs + n);
+    // SAFETY: the asserts above and the callers' shapes keep every access inside the slices;
+    // dst does not alias lhs or rhs (distinct buffers).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            1,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(),
+        )
+    }
+}
+
+fn conv_forward(g: &Geometry, input: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (out_h, out_w) = (g.out_h(), g.out_w());
+    let k_size = g.c_in * g.k * g.k;
+    let plane = out_h * out_w;
+    let mut out = vec![0f32; g.batch * g.c_out * plane];
+    let chunk_rows = rows_per_chunk(k_size, out_w, out_h);
+    let mut col = vec![0f32; k_size * chunk_rows * out_w];
+    for b in 0..g.batch {
+        let img = &input[b * g.c_in * g.h * g.w..(b + 1) * g.c_in * g.h * g.w];
+        let out_img = &mut out[b * g.c_out * plane..(b + 1) * g.c_out * plane];
+        if g.is_pointwise() {
+            // The image is its own im2col matrix.
+            matmul(
+                (g.c_out, plane, g.c_in),
+                out_img,
+                plane,
+                weight,
+                (g.c_in, 1),
+                img,
+                plane,
+            );
+            continue;
+        }
+        for row0 in (0..out_h).step_by(chunk_rows) {
+            let rows = chunk_rows.min(out_h - row0);
+            let n = rows * out_w;
+            let col = &mut col[..k_size * n];
+            im2col(g, img, row0, rows, col);
+            matmul(
+                (g.c_out, n, k_size),
+                &mut out_img[row0 * out_w..],
+                plane,
+                weight,
+                (k_size, 1),
+                col,
+                n,
+            );
+        }
+    }
+    out
+}
+
+fn conv_input_grad(g: &Geometry, grad_out: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (out_h, out_w) = (g.out_h(), g.out_w());
+    let k_size = g.c_in * g.k * g.k;
+    let plane = out_h * out_w;
+    let mut grad_in = vec![0f32; g.batch * g.c_in * g.h * g.w];
+    let chunk_rows = rows_per_chunk(k_size, out_w, out_h);
+    let mut col = vec![0f32; k_size * chunk_rows * out_w];
+    for b in 0..g.batch {
+        let go = &grad_out[b * g.c_out * plane..(b + 1) * g.c_out * plane];
+        let gi = &mut grad_in[b * g.c_in * g.h * g.w..(b + 1) * g.c_in * g.h * g.w];
+        if g.is_pointwise() {
+            matmul(
+                (g.c_in, plane, g.c_out),
+                gi,
+                plane,
+                weight,
+                (1, g.c_in),
+                go,
+                plane,
+            );
+            continue;
+        }
+        for row0 in (0..out_h).step_by(chunk_rows) {
+            let rows = chunk_rows.min(out_h - row0);
+            let n = rows * out_w;
+            let col = &mut col[..k_size * n];
+            // col[K, n] = W^T[K, c_out] @ grad_out[c_out, n]
+            matmul(
+                (k_size, n, g.c_out),
+                col,
+                n,
+                weight,
+                (1, k_size),
+                &go[row0 * out_w..],
+                plane,
+            );
+            col2im(g, col, row0, rows, gi);
+        }
+    }
+    grad_in
+}
+
+fn depthwise_forward(g: &Geometry, input: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (out_h, out_w) = (g.out_h(), g.out_w());
+    let mut out = vec![0f32; g.batch * g.c_in * out_h * out_w];
+    out.par_chunks_mut(out_h * out_w)
+        .enumerate()
+        .for_each(|(bc, dst)| {
+            let c = bc % g.c_in;
+            let src = &input[bc * g.h * g.w..(bc + 1) * g.h * g.w];
+            let kernel = &weight[c * g.k * g.k..(c + 1) * g.k * g.k];
+            for oy in 0..out_h {
+                let row = &mut dst[oy * out_w..(oy + 1) * out_w];
+                for kh in 0..g.k {
+                    let iy = (oy * g.stride + kh) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let line = &src[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for kw in 0..g.k {
+                        let wv = kernel[kh * g.k + kw];
+                        let (lo, hi) = valid_columns(g, kw, out_w);
+                        if g.stride == 1 {
+                            let off = kw as isize - g.pad as isize;
+                            let s =
+                                &line[(lo as isize + off) as usize..(hi as isize + off) as usize];
+                            for (o, &x) in row[lo..hi].iter_mut().zip(s) {
+                                *o += wv * x;
+                            }
+                        } else {
+                            for (ox, o) in row.iter_mut().enumerate().take(hi).skip(lo) {
+                                *o += wv * line[ox * g.stride + kw - g.pad];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+fn depthwise_input_grad(g: &Geometry, grad_out: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (out_h, out_w) = (g.out_h(), g.out_w());
+    let mut grad_in = vec![0f32; g.batch * g.c_in * g.h * g.w];
+    grad_in
+        .par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .for_each(|(bc, dst)| {
+            let c = bc % g.c_in;
+            let src = &grad_out[bc * out_h * out_w..(bc + 1) * out_h * out_w];
+            let kernel = &weight[c * g.k * g.k..(c + 1) * g.k * g.k];
+            for oy in 0..out_h {
+                let row = &src[oy * out_w..(oy + 1) * out_w];
+                for kh in 0..g.k {
+                    let iy = (oy * g.stride + kh) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let line = &mut dst[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for kw in 0..g.k {
+                        let wv = kernel[kh * g.k + kw];
+                        let (lo, hi) = valid_columns(g, kw, out_w);
+                        if g.stride == 1 {
+                            let off = kw as isize - g.pad as isize;
+                            let d = &mut line
+                                [(lo as isize + off) as usize..(hi as isize + off) as usize];
+                            for (x, &o) in d.iter_mut().zip(&row[lo..hi]) {
+                                *x += wv * o;
+                            }
+                        } else {
+                            for (ox, &o) in row.iter().enumerate().take(hi).skip(lo) {
+                                line[ox * g.stride + kw - g.pad] += wv * o;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    grad_in
+}
+
+/// The output columns `lo..hi` whose input column `ox * stride + kw - pad` is inside the row.
+fn valid_columns(g: &Geometry, kw: usize, out_w: usize) -> (usize, usize) {
+    let first = (g.pad.saturating_sub(kw)).div_ceil(g.stride);
+    // Last ox with ox * stride + kw - pad <= w - 1.
+    let limit = g.w + g.pad - 1;
+    let hi = if kw > limit {
+        0
+    } else {
+        ((limit - kw) / g.stride + 1).min(out_w)
+    };
+    (first.min(hi), hi)
+}
+
+/// Which computation an op runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Dense convolution, `(input, weight)` -> output.
+    Forward,
+    /// Its input gradient, `(grad_output, weight)` -> grad_input.
+    InputGrad,
+    DepthwiseForward,
+    DepthwiseInputGrad,
+}
+
+/// One convolution custom op; `h`, `w` are the input's spatial size (needed by the gradient
+/// ops, whose first argument is the output gradient).
+#[derive(Debug, Clone, Copy)]
+struct ConvOp {
+    kind: Kind,
+    stride: usize,
+    pad: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for ConvOp {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Forward => "conv2d-frozen",
+            Kind::InputGrad => "conv2d-frozen-input-grad",
+            Kind::DepthwiseForward => "depthwise-conv2d-frozen",
+            Kind::DepthwiseInputGrad => "depthwise-conv2d-frozen-input-grad",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "conv input")?;
+        let weight = f32_slice(s2, l2, "conv weight")?;
+        let (n, c1, h1, w1) = l1.shape().dims4()?;
+        let (c_out, c_in_k, k, _) = l2.shape().dims4()?;
+        let depthwise = matches!(self.kind, Kind::DepthwiseForward | Kind::DepthwiseInputGrad);
+        let forward = matches!(self.kind, Kind::Forward | Kind::DepthwiseForward);
+        let g = Geometry {
+            batch: n,
+            c_in: if depthwise { c_out } else { c_in_k },
+            c_out,
+            h: if forward { h1 } else { self.h },
+            w: if forward { w1 } else { self.w },
+            k,
+            stride: self.stride,
+            pad: self.pad,
+        };
+        let expected_channels = if forward { g.c_in } else { g.c_out };
+        if c1 != expected_channels || (depthwise && c_in_k != 1) {
+            candle_core::bail!(
+                "{}: {c1} channels for a {:?} kernel",
+                self.name(),
+                l2.dims()
+            );
+        }
+        if !forward && (h1, w1) != (g.out_h(), g.out_w()) {
+            candle_core::bail!("{}: gradient of shape {:?}", self.name(), l1.dims());
+        }
+        let (data, shape) = match self.kind {
+            Kind::Forward => (
+                conv_forward(&g, x, weight),
+                (n, g.c_out, g.out_h(), g.out_w()),
+            ),
+            Kind::DepthwiseForward => (
+                depthwise_forward(&g, x, weight),
+                (n, g.c_in, g.out_h(), g.out_w()),
+            ),
+            Kind::InputGrad => (conv_input_grad(&g, x, weight), (n, g.c_in, g.h, g.w)),
+            Kind::DepthwiseInputGrad => {
+                (depthwise_input_grad(&g, x, weight), (n, g.c_in, g.h, g.w))
+            }
+        };
+        Ok((CpuStorage::F32(data), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let kind = match self.kind {
+            Kind::Forward => Kind::InputGrad,
+            Kind::DepthwiseForward => Kind::DepthwiseInputGrad,
+            _ => return Err(candle_core::Error::BackwardNotSupported { op: self.name() }),
+        };
+        let (_, _, h, w) = input.dims4()?;
+        let op = ConvOp {
+            kind,
+            h,
+            w,
+            ..*self
+        };
+        let grad_in = grad_res.contiguous()?.apply_op2_no_bwd(weight, &op)?;
+        // Frozen weights: no kernel gradient.
+        Ok((Some(grad_in), None))
+    }
+}
+
+/// Whether the fast ops can run on `x` (f32 on the CPU).
+pub fn supported(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// Convolution of `x` `[B, C_in, H, W]` with frozen `weight` `[C_out, C_in, k, k]` (no
+/// groups, no bias, zero padding `pad`): `[B, C_out, H', W']`. Gradients reach `x`, not
+/// `weight`.
+pub fn conv2d_frozen(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    let op = ConvOp {
+        kind: Kind::Forward,
+        stride,
+        pad,
+        h: 0,
+        w: 0,
+    };
+    x.contiguous()?.apply_op2(&weight.contiguous()?, op)
+}
+
+/// Depthwise convolution of `x` `[B, C, H, W]` with frozen `weight` `[C, 1, k, k]`:
+/// `[B, C, H', W']`. Gradients reach `x`, not `weight`.
+pub fn depthwise_conv2d_frozen(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let op = ConvOp {
+        kind: Kind::DepthwiseForward,
+        stride,
+        pad,
+        h: 0,
+        w: 0,
+    };
+    x.contiguous()?.apply_op2(&weight.contiguous()?, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// The fast ops agree with candle's reference convolution, forward and input gradient.
+    fn check(c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, groups: usize) {
+        let dev = Device::Cpu;
+        // 13x11: candle's reference backward needs strided outputs that tile the input exactly.
+        let x0 = Tensor::randn(0f32, 1.0, (2, c_in, 13, 11), &dev).unwrap();
+        let weight = Tensor::randn(0f32, 1.0, (c_out, c_in / groups, k, k), &dev).unwrap();
+        let upstream = {
+            let y = x0.conv2d(&weight, pad, stride, 1, groups).unwrap();
+            Tensor::randn(0f32, 1.0, y.shape(), &dev).unwrap()
+        };
+        let reference = Var::from_tensor(&x0).unwrap();
+        let fast = Var::from_tensor(&x0).unwrap();
+        let y_ref = reference
+            .as_tensor()
+            .conv2d(&weight, pad, stride, 1, groups)
+            .unwrap();
+        let y_fast = if groups == 1 {
+            conv2d_frozen(fast.as_tensor(), &weight, stride, pad).unwrap()
+        } else {
+            depthwise_conv2d_frozen(fast.as_tensor(), &weight, stride, pad).unwrap()
+        };
+        assert!(
+            max_diff(&y_ref, &y_fast) < 1e-4,
+            "forward k{k} s{stride} p{pad} g{groups}"
+        );
+        let g_ref = (y_ref * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_fast = (y_fast * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (a, b) = (
+            g_ref.get(reference.as_tensor()).unwrap(),
+            g_fast.get(fast.as_tensor()).unwrap(),
+        );
+        assert!(
+            max_diff(a, b) < 1e-4,
+            "input gradient k{k} s{stride} p{pad} g{groups}"
+        );
+    }
+
+    #[test]
+    fn dense_convolutions_match_candle() {
+        check(3, 5, 3, 1, 1, 1);
+        check(4, 6, 3, 2, 0, 1);
+        check(4, 6, 1, 1, 0, 1);
+        check(4, 6, 1, 2, 0, 1);
+        check(3, 8, 5, 2, 2, 1);
+    }
+
+    #[test]
+    fn depthwise_convolutions_match_candle() {
+        check(6, 6, 3, 1, 1, 6);
+        check(6, 6, 3, 2, 0, 6);
+        check(4, 4, 5, 1, 2, 4);
+        check(4, 4, 5, 2, 0, 4);
+    }
+}
