@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::cpu_conv;
+use super::cpu_ops;
 
 /// How a convolution pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,13 +108,13 @@ impl Conv {
     /// The convolution proper: our fast CPU kernels for frozen f32 weights, else candle's.
     fn convolve(&self, x: &Tensor, pad: usize) -> Result<Tensor> {
         let frozen = !self.weight.track_op();
-        if frozen && cpu_conv::supported(x) {
+        if frozen && cpu_ops::supported(x) {
             let (c_out, c_in_per_group, _, _) = self.weight.dims4()?;
             if self.groups == 1 {
-                return cpu_conv::conv2d_frozen(x, &self.weight, self.stride, pad);
+                return cpu_ops::conv2d_frozen(x, &self.weight, self.stride, pad);
             }
             if c_in_per_group == 1 && self.groups == c_out {
-                return cpu_conv::depthwise_conv2d_frozen(x, &self.weight, self.stride, pad);
+                return cpu_ops::depthwise_conv2d_frozen(x, &self.weight, self.stride, pad);
             }
         }
         x.conv2d(&self.weight, pad, self.stride, 1, self.groups)
@@ -144,7 +144,8 @@ pub fn pad_tf_same(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
 /// A fully connected layer, PyTorch `nn.Linear` names: `weight` `[out, in]`, `bias` `[out]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight_t: Tensor,
+    /// `[out, in]`.
+    weight: Tensor,
     bias: Tensor,
 }
 
@@ -152,17 +153,19 @@ impl Linear {
     pub fn load(vb: VarBuilder, in_features: usize, out_features: usize) -> Result<Self> {
         let weight = vb.get((out_features, in_features), "weight")?;
         let bias = vb.get(out_features, "bias")?;
-        Ok(Self {
-            weight_t: weight.t()?,
-            bias,
-        })
+        Ok(Self { weight, bias })
     }
 }
 
 impl Module for Linear {
     /// `[B, in]` -> `[B, out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+        let y = if cpu_ops::supported(x) && !self.weight.track_op() {
+            cpu_ops::linear_frozen(x, &self.weight)?
+        } else {
+            x.matmul(&self.weight.t()?)?
+        };
+        y.broadcast_add(&self.bias)
     }
 }
 
@@ -174,11 +177,21 @@ pub fn relu6(x: &Tensor) -> Result<Tensor> {
 /// 2x2 max-pooling with stride 2 (odd rows/columns dropped, as PyTorch does), with a correct
 /// input gradient: `[B, C, H, W]` -> `[B, C, H/2, W/2]`.
 ///
-/// candle's own max-pool backward multiplies the gradient by the share of maxima in each
+/// On the CPU in f32 this is our op (gradient to each window's first maximum, as PyTorch).
+/// Elsewhere candle's: its backward multiplies the gradient by the share of maxima in each
 /// window (1/4 for a single maximum) where it should divide by their number, so a VGG would
-/// pass 1/1024 of the true gradient to its input. The incoming gradient is rescaled here by
+/// pass 1/1024 of the true gradient to its input; the incoming gradient is rescaled here by
 /// `4 / maxima^2` (a value-free straight-through term), which makes candle's result exact.
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    if cpu_ops::supported(x) {
+        cpu_ops::max_pool2x2(x)
+    } else {
+        max_pool2x2_candle(x)
+    }
+}
+
+/// [`max_pool2x2`] with candle's op and its gradient corrected (ties share the gradient).
+fn max_pool2x2_candle(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let x = if h % 2 == 1 || w % 2 == 1 {
         // The pool ignores them anyway; cropping keeps candle's upsampled mask aligned.
@@ -262,34 +275,32 @@ mod tests {
 
     #[test]
     fn max_pool_gradient_goes_whole_to_the_maximum() {
-        let x = candle_core::Var::from_tensor(
-            &Tensor::new(
-                &[[[
-                    [1f32, 5., 0., 0.],
-                    [2., 3., 0., 0.],
-                    [0., 0., 9., 9.],
-                    [0., 0., 9., 1.],
-                ]]],
-                &Device::Cpu,
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let y = max_pool2x2(x.as_tensor()).unwrap();
-        let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(v, vec![5.0, 0.0, 0.0, 9.0]);
-        let grads = y.sum_all().unwrap().backward().unwrap();
-        let g: Vec<f32> = grads
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        // One maximum: all of the gradient; k tied maxima: 1/k each.
-        assert_eq!(g[1], 1.0);
-        assert_eq!(g[0], 0.0);
-        assert!((g[10] - 1.0 / 3.0).abs() < 1e-6 && (g[11] - 1.0 / 3.0).abs() < 1e-6);
+        let rows = [
+            [1f32, 5., 0., 0.],
+            [2., 3., 0., 0.],
+            [0., 0., 9., 9.],
+            [0., 0., 9., 1.],
+        ];
+        let x =
+            candle_core::Var::from_tensor(&Tensor::new(&[[rows]], &Device::Cpu).unwrap()).unwrap();
+        let gradient = |y: Tensor| -> Vec<f32> {
+            let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(v, vec![5.0, 0.0, 0.0, 9.0]);
+            let grads = y.sum_all().unwrap().backward().unwrap();
+            let g = grads.get(x.as_tensor()).unwrap();
+            g.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        // The CPU op: one maximum gets all of the gradient; of tied maxima, the first.
+        let g = gradient(max_pool2x2(x.as_tensor()).unwrap());
+        assert_eq!((g[1], g[0]), (1.0, 0.0));
+        assert_eq!((g[10], g[11], g[14]), (1.0, 0.0, 0.0));
+        assert_eq!(g.iter().sum::<f32>(), 4.0);
+        // candle's op, corrected: one maximum gets all of it; k tied maxima 1/k each.
+        let g = gradient(max_pool2x2_candle(x.as_tensor()).unwrap());
+        assert_eq!((g[1], g[0]), (1.0, 0.0));
+        for i in [10, 11, 14] {
+            assert!((g[i] - 1.0 / 3.0).abs() < 1e-6, "{g:?}");
+        }
         assert!((g.iter().sum::<f32>() - 4.0).abs() < 1e-5);
     }
 

@@ -5,7 +5,7 @@
 //! transfer learning. Every op keeps gradients to the input (no fused softmax, no ReLU on the
 //! logits), so the same models serve "Dream class" and the adversarial attack.
 
-pub mod cpu_conv;
+pub mod cpu_ops;
 pub mod efficientnet_lite;
 pub mod layers;
 pub mod vgg;

@@ -1,16 +1,20 @@
-//! Fast CPU convolutions for frozen weights, as candle custom ops.
+//! Fast CPU ops for frozen weights, as candle custom ops.
 //!
 //! candle's CPU convolution transposes the input to NHWC with scalar loops, splits a depthwise
 //! convolution into one convolution per channel, and its backward runs a naive transposed
-//! convolution that also computes kernel gradients nobody asked for. These ops compute what a
+//! convolution that also computes kernel gradients nobody asked for; its matmul backward
+//! likewise builds the (huge, for VGG's fc6) weight gradient. These ops compute what a
 //! pretrained, frozen backbone needs, in f32 on the CPU:
 //!
 //! - [`conv2d_frozen`]: im2col + gemm (chunked over output rows, written straight into NCHW),
 //!   with a backward that returns only the input gradient (gemm + col2im).
 //! - [`depthwise_conv2d_frozen`]: a direct kernel over each channel plane, in parallel over
 //!   channels, with its input-gradient backward.
+//! - [`linear_frozen`]: `x @ w^T` whose backward returns only `grad @ w`.
+//! - [`max_pool2x2`]: 2x2/2 max-pooling whose backward routes each gradient to the window's
+//!   first maximum, as PyTorch does.
 //!
-//! Their weights get no gradient: use candle's own `conv2d` for layers being trained.
+//! Their weights get no gradient: use candle's own ops for layers being trained.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -131,9 +135,10 @@ fn matmul(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     rhs_rs: usize,
+    rhs_cs: usize,
 ) {
     debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
-    debug_assert!(rhs.len() >= (k - 1) * rhs_rs + n);
+    debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the asserts above and the callers' shapes keep every access inside the slices;
     // dst does not alias lhs or rhs (distinct buffers).
     unsafe {
@@ -149,7 +154,7 @@ fn matmul(
             lhs_cs as isize,
             lhs_rs as isize,
             rhs.as_ptr(),
-            1,
+            rhs_cs as isize,
             rhs_rs as isize,
             0.0,
             1.0,
@@ -181,6 +186,7 @@ fn conv_forward(g: &Geometry, input: &[f32], weight: &[f32]) -> Vec<f32> {
                 (g.c_in, 1),
                 img,
                 plane,
+                1,
             );
             continue;
         }
@@ -197,6 +203,7 @@ fn conv_forward(g: &Geometry, input: &[f32], weight: &[f32]) -> Vec<f32> {
                 (k_size, 1),
                 col,
                 n,
+                1,
             );
         }
     }
@@ -222,6 +229,7 @@ fn conv_input_grad(g: &Geometry, grad_out: &[f32], weight: &[f32]) -> Vec<f32> {
                 (1, g.c_in),
                 go,
                 plane,
+                1,
             );
             continue;
         }
@@ -238,6 +246,7 @@ fn conv_input_grad(g: &Geometry, grad_out: &[f32], weight: &[f32]) -> Vec<f32> {
                 (1, k_size),
                 &go[row0 * out_w..],
                 plane,
+                1,
             );
             col2im(g, col, row0, rows, gi);
         }
@@ -445,6 +454,161 @@ impl CustomOp2 for ConvOp {
     }
 }
 
+/// `x @ w^T` for frozen `w`: the input gradient only.
+#[derive(Debug, Clone, Copy)]
+struct LinearOp;
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "linear-frozen"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "linear input")?;
+        let w = f32_slice(s2, l2, "linear weight")?;
+        let (batch, d_in) = l1.shape().dims2()?;
+        let (d_out, w_in) = l2.shape().dims2()?;
+        if w_in != d_in {
+            candle_core::bail!("linear-frozen: input {d_in} wide, weight {:?}", l2.dims());
+        }
+        let mut out = vec![0f32; batch * d_out];
+        // w [out, in] read as w^T [in, out]: row stride 1, column stride in.
+        matmul(
+            (batch, d_out, d_in),
+            &mut out,
+            d_out,
+            x,
+            (d_in, 1),
+            w,
+            1,
+            d_in,
+        );
+        Ok((CpuStorage::F32(out), Shape::from((batch, d_out))))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad_res.matmul(w)?), None))
+    }
+}
+
+/// `x` `[B, in]` times frozen `w` `[out, in]` transposed: `[B, out]`. Gradients reach `x` only.
+pub fn linear_frozen(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&w.contiguous()?, LinearOp)
+}
+
+/// 2x2 max-pooling with stride 2 (odd last row/column dropped).
+#[derive(Debug, Clone, Copy)]
+struct MaxPoolOp;
+
+fn pool_dims(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    let (b, c, h, w) = l.shape().dims4()?;
+    Ok((b * c, h, w, 0))
+}
+
+impl candle_core::CustomOp1 for MaxPoolOp {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "max-pool input")?;
+        let (planes, h, w, _) = pool_dims(l)?;
+        let (oh, ow) = (h / 2, w / 2);
+        let mut out = vec![0f32; planes * oh * ow];
+        out.par_chunks_mut((oh * ow).max(1))
+            .enumerate()
+            .for_each(|(p, dst)| {
+                let src = &x[p * h * w..(p + 1) * h * w];
+                for oy in 0..oh {
+                    let (r0, r1) = (&src[2 * oy * w..], &src[(2 * oy + 1) * w..]);
+                    for ox in 0..ow {
+                        let (a, b) = (
+                            r0[2 * ox].max(r0[2 * ox + 1]),
+                            r1[2 * ox].max(r1[2 * ox + 1]),
+                        );
+                        dst[oy * ow + ox] = a.max(b);
+                    }
+                }
+            });
+        let (b, c, _, _) = l.shape().dims4()?;
+        Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = arg
+            .contiguous()?
+            .apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPoolGradOp)?;
+        Ok(Some(grad))
+    }
+}
+
+/// The gradient of [`MaxPoolOp`]: `(input, grad_output)` -> grad_input.
+#[derive(Debug, Clone, Copy)]
+struct MaxPoolGradOp;
+
+impl CustomOp2 for MaxPoolGradOp {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "max-pool input")?;
+        let g = f32_slice(s2, l2, "max-pool gradient")?;
+        let (planes, h, w, _) = pool_dims(l1)?;
+        let (oh, ow) = (h / 2, w / 2);
+        let mut out = vec![0f32; planes * h * w];
+        out.par_chunks_mut((h * w).max(1))
+            .enumerate()
+            .for_each(|(p, dst)| {
+                let src = &x[p * h * w..(p + 1) * h * w];
+                let grad = &g[p * oh * ow..(p + 1) * oh * ow];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        // PyTorch's order: the first maximum in row-major order wins.
+                        let cells = [
+                            2 * oy * w + 2 * ox,
+                            2 * oy * w + 2 * ox + 1,
+                            (2 * oy + 1) * w + 2 * ox,
+                            (2 * oy + 1) * w + 2 * ox + 1,
+                        ];
+                        let mut best = cells[0];
+                        for &i in &cells[1..] {
+                            if src[i] > src[best] {
+                                best = i;
+                            }
+                        }
+                        dst[best] += grad[oy * ow + ox];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// 2x2/2 max-pooling of `x` `[B, C, H, W]` -> `[B, C, H/2, W/2]` on the CPU in f32; the
+/// gradient goes to each window's first maximum (PyTorch's rule).
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPoolOp)
+}
+
 /// Whether the fast ops can run on `x` (f32 on the CPU).
 pub fn supported(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
@@ -554,6 +718,33 @@ mod tests {
         check(4, 6, 1, 1, 0, 1);
         check(4, 6, 1, 2, 0, 1);
         check(3, 8, 5, 2, 2, 1);
+    }
+
+    #[test]
+    fn linear_and_max_pool_match_candle() {
+        let dev = Device::Cpu;
+        let x0 = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (5, 7), &dev).unwrap();
+        let x = Var::from_tensor(&x0).unwrap();
+        let y = linear_frozen(x.as_tensor(), &w).unwrap();
+        assert!(max_diff(&y, &x0.matmul(&w.t().unwrap()).unwrap()) < 1e-5);
+        let up = Tensor::randn(0f32, 1.0, (3, 5), &dev).unwrap();
+        let g = (y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g.get(x.as_tensor()).unwrap(), &up.matmul(&w).unwrap()) < 1e-5);
+
+        let p0 = Tensor::randn(0f32, 1.0, (2, 3, 6, 7), &dev).unwrap();
+        let p = Var::from_tensor(&p0).unwrap();
+        let y = max_pool2x2(p.as_tensor()).unwrap();
+        assert!(max_diff(&y, &p0.max_pool2d(2).unwrap()) < 1e-6);
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let g = g.get(p.as_tensor()).unwrap();
+        // One unit of gradient per window, on its maximum; the dropped last column gets none.
+        assert_eq!(
+            g.sum_all().unwrap().to_scalar::<f32>().unwrap(),
+            2.0 * 3.0 * 3.0 * 3.0
+        );
+        let last_col = g.narrow(3, 6, 1).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(last_col.to_scalar::<f32>().unwrap(), 0.0);
     }
 
     #[test]
