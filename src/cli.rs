@@ -294,6 +294,7 @@ fn predict(
 fn layers(device: DeviceChoice, args: &ModelArgs, json: bool) -> anyhow::Result<()> {
     let spec = find_model(args.model.as_deref().unwrap_or(CATALOGUE[0].name))?;
     let device = select_device(device)?;
+    eprintln!("device: {}", describe_device(&device));
     let (backbone, _real) =
         backbone_or_stand_in(spec, args.weights.as_deref(), &device, StandIn::Zeros)?;
     let infos = layer_infos(backbone.as_ref(), 224, &device)?;

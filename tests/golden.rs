@@ -73,6 +73,40 @@ fn vgg16_loads_timm_names_to_the_same_numbers() {
 }
 
 #[test]
+fn vgg16_loads_a_torchvision_pth_to_the_same_numbers() {
+    let io = load_fixture("vgg16_tiny_io.safetensors");
+    let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_tv.pth");
+    check_every_tap(&model, &io);
+}
+
+#[test]
+fn cmyk_jpeg_colours_are_not_inverted() {
+    // make_fixtures.py saved the cat, resized by PIL to 90x60, as a CMYK JPEG (quality 95).
+    let cmyk = load_rgb(&fixture("images/cmyk.jpg"), DEFAULT_MAX_PIXELS).unwrap();
+    let cat = load_rgb(&common::cat_photo(), DEFAULT_MAX_PIXELS).unwrap();
+    let rgb = cnn_explorer::vision::preprocess::resize_bilinear_pil(&cat, 90, 60);
+    assert_eq!(cmyk.dimensions(), rgb.dimensions());
+    let diff: f64 = cmyk
+        .as_raw()
+        .iter()
+        .zip(rgb.as_raw())
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / rgb.as_raw().len() as f64;
+    assert!(
+        diff < 8.0,
+        "mean difference {diff} per channel: colours converted wrongly"
+    );
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    // A 30x20 JPEG whose EXIF orientation 6 says "rotate 90 degrees clockwise".
+    let img = load_rgb(&fixture("images/exif_orientation6.jpg"), DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!(img.dimensions(), (20, 30));
+}
+
+#[test]
 fn vgg19_matches_pytorch_at_every_tap() {
     let io = load_fixture("vgg19_tiny_io.safetensors");
     let model = tiny_vgg(tiny_config(Arch::Vgg19), "vgg19_tiny_tv.safetensors");

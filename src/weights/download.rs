@@ -88,6 +88,8 @@ fn fetch_hugging_face(
         .build_sync()
         .map_err(|e| format!("cannot start the Hugging Face client: {e}"))?;
     let staging = dir.join(format!(".download-{}", name));
+    // A download interrupted earlier may have left a partial file here: start afresh.
+    let _ = std::fs::remove_dir_all(&staging);
     let progress = control.progress.clone();
     let handler = hf_hub::progress::Progress::new(HubProgress(progress));
     let downloaded = client
