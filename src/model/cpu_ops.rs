@@ -512,9 +512,10 @@ pub fn linear_frozen(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 #[derive(Debug, Clone, Copy)]
 struct MaxPoolOp;
 
-fn pool_dims(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+/// (channel planes over the batch, height, width) of a `[B, C, H, W]` layout.
+fn pool_dims(l: &Layout) -> Result<(usize, usize, usize)> {
     let (b, c, h, w) = l.shape().dims4()?;
-    Ok((b * c, h, w, 0))
+    Ok((b * c, h, w))
 }
 
 impl candle_core::CustomOp1 for MaxPoolOp {
@@ -524,7 +525,7 @@ impl candle_core::CustomOp1 for MaxPoolOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "max-pool input")?;
-        let (planes, h, w, _) = pool_dims(l)?;
+        let (planes, h, w) = pool_dims(l)?;
         let (oh, ow) = (h / 2, w / 2);
         let mut out = vec![0f32; planes * oh * ow];
         out.par_chunks_mut((oh * ow).max(1))
@@ -572,7 +573,7 @@ impl CustomOp2 for MaxPoolGradOp {
     ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "max-pool input")?;
         let g = f32_slice(s2, l2, "max-pool gradient")?;
-        let (planes, h, w, _) = pool_dims(l1)?;
+        let (planes, h, w) = pool_dims(l1)?;
         let (oh, ow) = (h / 2, w / 2);
         let mut out = vec![0f32; planes * h * w];
         out.par_chunks_mut((h * w).max(1))
