@@ -23,12 +23,36 @@ use crate::weights::{self, best_present_model, catalogue_status, find_model, CAT
 #[derive(Debug, Parser)]
 #[command(name = "cnn-explorer", version, about)]
 pub struct Cli {
-    /// Compute device: auto (CUDA, then Metal, then CPU), cpu, cuda or metal.
-    #[arg(long, global = true, default_value = "auto")]
-    pub device: DeviceChoice,
+    /// Compute device: auto (CUDA, then Metal, then CPU), cpu, cuda or metal. In the window it
+    /// overrides the device chosen last time.
+    #[arg(long, global = true)]
+    pub device: Option<DeviceChoice>,
+
+    #[command(flatten)]
+    pub window: WindowArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Options of the window (no command).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WindowArgs {
+    /// A photo to open at start (default: the bundled cat).
+    pub photo: Option<PathBuf>,
+    /// Model to start with (default: the one chosen last time, else the best installed).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Layer to show first, e.g. conv3_1 or block5.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Channel of that layer to open large over the photo.
+    #[arg(long, requires = "layer")]
+    pub channel: Option<usize>,
+    /// Once the photo, its feature maps and predictions are drawn, save the window as this
+    /// PNG and quit (exit status 1 if that cannot happen within 2 minutes).
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
         return Ok(());
     };
+    let device = cli.device.unwrap_or_default();
     match command {
         Command::Models { json } => models(json),
         Command::Fetch { model, force } => fetch(&model, force),
@@ -132,26 +157,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             top,
             resize,
             json,
-        } => predict(cli.device, &images, &model, top, resize, json),
-        Command::Layers { model, json } => layers(cli.device, &model, json),
+        } => predict(device, &images, &model, top, resize, json),
+        Command::Layers { model, json } => layers(device, &model, json),
         Command::Features {
             image,
             layer,
             output,
             model,
             json,
-        } => features(cli.device, &image, &layer, output, &model, json),
+        } => features(device, &image, &layer, output, &model, json),
         Command::Bench {
             model,
             runs,
             warmup,
             json,
-        } => bench(
-            cli.device,
-            model.as_deref(),
-            BenchPlan { warmup, runs },
-            json,
-        ),
+        } => bench(device, model.as_deref(), BenchPlan { warmup, runs }, json),
     }
 }
 

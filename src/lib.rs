@@ -1,8 +1,9 @@
 //! cnn-explorer: see inside a pretrained convolutional network (VGG-16, VGG-19,
 //! EfficientNet-Lite0), and use it for transfer learning.
 //!
-//! The ML side (`model`, `weights`, `vision`, `explain`, `inference`) runs on Candle and never
-//! touches the UI; `ui` never touches Candle. The `cli` module is a thin layer over the same
+//! The ML side (`model`, `weights`, `vision`, `explain`, `inference`, `worker`) runs on Candle
+//! and never touches the UI; `ui` never touches Candle and talks to the models only through the
+//! worker's plain-data protocol. The `cli` module is a thin layer over the same
 //! library functions the window uses.
 
 pub mod bench;
@@ -16,5 +17,6 @@ pub mod model;
 pub mod ui;
 pub mod vision;
 pub mod weights;
+pub mod worker;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cnn_explorer::cli::{run, Cli};
+use cnn_explorer::ui::{run_app, AppOptions, ScreenshotRequest};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -15,8 +16,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = if cli.command.is_none() {
-        let models = cnn_explorer::weights::catalogue_status(&cnn_explorer::weights::weights_dir());
-        cnn_explorer::ui::run_placeholder_window(models)
+        open_window(&cli)
     } else {
         run(cli)
     };
@@ -27,4 +27,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn open_window(cli: &Cli) -> anyhow::Result<()> {
+    let args = &cli.window;
+    run_app(AppOptions {
+        photo: args.photo.clone(),
+        model: args.model.clone(),
+        device: cli.device,
+        layer: args.layer.clone(),
+        channel: args.channel,
+        screenshot: args.screenshot.clone().map(|path| ScreenshotRequest {
+            path,
+            outcome: Default::default(),
+            timeout: std::time::Duration::from_secs(120),
+        }),
+        ..Default::default()
+    })
 }

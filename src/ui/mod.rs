@@ -1,52 +1,68 @@
-//! The desktop window (egui). Never imports Candle: it sees models only as plain data.
-//!
-//! For now a placeholder that says what the app will do and which models are installed; the
-//! explorer window arrives with the GUI issue.
+//! The desktop window (egui/eframe). Never imports Candle: it sees models only through the
+//! worker's plain-data protocol (`crate::worker`).
 
-use crate::weights::ModelStatus;
+pub mod app;
+pub mod explorer;
+pub mod frame_stats;
+pub mod predictions;
+pub mod settings;
+pub mod setup;
 
-/// Opens the placeholder window; returns when it is closed.
-pub fn run_placeholder_window(models: Vec<ModelStatus>) -> anyhow::Result<()> {
-    let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_title("cnn-explorer")
-            .with_inner_size([720.0, 420.0]),
-        ..Default::default()
-    };
-    eframe::run_ui_native("cnn-explorer", options, move |ui, _frame| {
-        placeholder_ui(ui, &models);
-    })
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+use std::sync::Arc;
+
+pub use app::{AppOptions, ExplorerApp, ScreenshotRequest};
+
+/// The window's size when it first opens (and the size of `--screenshot` pictures).
+pub const DEFAULT_WINDOW_SIZE: [f32; 2] = [1400.0, 900.0];
+
+/// Where eframe keeps the saved settings: `$CNN_EXPLORER_STATE_DIR` if set, else eframe's
+/// per-user default.
+fn persistence_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("CNN_EXPLORER_STATE_DIR").map(|d| std::path::PathBuf::from(d).join("app.ron"))
 }
 
-/// The placeholder's contents.
-pub fn placeholder_ui(ui: &mut eframe::egui::Ui, models: &[ModelStatus]) {
-    eframe::egui::CentralPanel::default().show(ui, |ui| {
-        ui.heading("cnn-explorer");
-        ui.label(
-            "See inside a pretrained convolutional network, and use it for transfer learning.",
-        );
-        ui.add_space(8.0);
-        ui.label(
-            "The explorer window (drop a photo, see every layer) is on its way. Meanwhile the \
-             command line does the work: `cnn-explorer predict PHOTO`, `cnn-explorer layers`, \
-             `cnn-explorer features PHOTO --layer conv3_1`.",
-        );
-        ui.add_space(8.0);
-        ui.strong("Models");
-        for m in models {
-            let state = if m.present {
-                "installed".to_string()
-            } else {
-                format!("not installed: `cnn-explorer fetch {}`", m.name)
-            };
-            ui.label(format!(
-                "{} ({}, {:.0} MB, {}): {state}",
-                m.name,
-                m.arch,
-                m.size_bytes as f64 / 1e6,
-                m.source
-            ));
+/// Opens the window and returns when it is closed. With a screenshot request, returns what
+/// became of it (an error if no screenshot was written).
+pub fn run_app(options: AppOptions) -> anyhow::Result<()> {
+    let mut viewport = eframe::egui::ViewportBuilder::default()
+        .with_title("cnn-explorer")
+        .with_app_id("cnn-explorer")
+        .with_inner_size(DEFAULT_WINDOW_SIZE)
+        .with_min_inner_size([800.0, 500.0])
+        .with_drag_and_drop(true);
+    match eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icon.png")) {
+        Ok(icon) => viewport = viewport.with_icon(Arc::new(icon)),
+        Err(e) => tracing::warn!("the window icon cannot be decoded: {e}"),
+    }
+    let screenshot = options.screenshot.clone();
+    let native = eframe::NativeOptions {
+        viewport,
+        // A screenshot run must not pick up (or change) the size saved by earlier runs.
+        persist_window: screenshot.is_none(),
+        persistence_path: persistence_path(),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "cnn-explorer",
+        native,
+        Box::new(move |cc| {
+            let app = ExplorerApp::new(cc, options)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+    if let Some(request) = screenshot {
+        let outcome = request
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match outcome {
+            Some(Ok(message)) => eprintln!("{message}"),
+            Some(Err(message)) => anyhow::bail!(message),
+            None => anyhow::bail!("the window closed before the screenshot was taken"),
         }
-    });
+    }
+    Ok(())
 }

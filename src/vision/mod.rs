@@ -1,6 +1,7 @@
 //! Images in and out: decoding user files safely, torchvision-identical preprocessing, and
-//! turning activations into pictures (colormaps, channel grids).
+//! turning activations into pictures (colormaps, channel grids, the explorer's atlases).
 
+pub mod atlas;
 pub mod colormap;
 pub mod grid;
 pub mod image_io;

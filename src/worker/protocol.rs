@@ -1,0 +1,234 @@
+//! What the window and the model worker say to each other: [`Command`]s (UI → worker) and
+//! [`Event`]s (worker → UI), plain data only (ids, strings, numbers, RGBA bytes), so neither
+//! side sees the other's types: no egui here, no Candle there.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::device::DeviceChoice;
+use crate::vision::atlas::{Atlas, ChannelStats};
+
+/// Names one job; the UI makes a new one per request and ignores events of jobs it no longer
+/// shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job {}", self.0)
+    }
+}
+
+/// Set by the UI to stop a job; a busy worker never reads the channel, so the job itself
+/// checks its token between steps.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The flag itself, for code that takes an `Arc<AtomicBool>` (downloads).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
+/// Where a photo comes from.
+#[derive(Debug, Clone)]
+pub enum PhotoSource {
+    /// A file on disk (opened or dropped).
+    File(PathBuf),
+    /// Encoded image bytes (the bundled photo, a dropped file without a path).
+    Encoded { name: String, bytes: Arc<[u8]> },
+    /// Decoded RGBA8 pixels (pasted from the clipboard), `[height * width * 4]`.
+    Pixels {
+        name: String,
+        width: usize,
+        height: usize,
+        rgba: Arc<[u8]>,
+    },
+}
+
+impl PhotoSource {
+    /// A short name for messages and the window ("chelsea.png", "clipboard image").
+    pub fn name(&self) -> String {
+        match self {
+            Self::File(path) => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+            Self::Encoded { name, .. } | Self::Pixels { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// A request to the worker.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Load (or switch to) a model of the catalogue on a device. Answered by
+    /// [`Event::ModelLoaded`] or [`Event::Failed`].
+    LoadModel {
+        job: JobId,
+        model: String,
+        device: DeviceChoice,
+    },
+    /// Decode a photo and run the loaded model on it: predictions and every layer's maps.
+    /// Answered by [`Event::Analysed`], [`Event::Cancelled`] or [`Event::Failed`].
+    Analyse {
+        job: JobId,
+        cancel: CancelToken,
+        photo: PhotoSource,
+    },
+    /// Download a model's weights into the weights folder (on a thread of its own, so the
+    /// worker stays free). Answered by [`Event::DownloadProgress`]s, then
+    /// [`Event::Downloaded`], [`Event::Cancelled`] or [`Event::Failed`].
+    Download {
+        job: JobId,
+        cancel: CancelToken,
+        model: String,
+    },
+    /// Stop the worker thread.
+    Shutdown,
+}
+
+/// The loaded model, as the window shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSummary {
+    pub name: String,
+    pub arch: String,
+    /// "CPU", "CUDA GPU 0", ...
+    pub device: String,
+    pub weights: PathBuf,
+    /// Input side in pixels (224).
+    pub input_size: u32,
+}
+
+/// One ImageNet class and its softmax probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub index: usize,
+    pub label: String,
+    pub prob: f32,
+}
+
+/// An RGBA8 image, `[height * width * 4]`.
+#[derive(Debug, Clone)]
+pub struct RgbaImage {
+    pub width: usize,
+    pub height: usize,
+    pub rgba: Vec<u8>,
+}
+
+/// One tapped layer's activations for the photo.
+#[derive(Debug, Clone)]
+pub struct LayerMaps {
+    pub name: String,
+    /// "conv", "pool", "block", "fc", "logits", ...
+    pub kind: String,
+    /// One image's activation shape: `[C, H, W]`, or `[F]` for vectors.
+    pub shape: Vec<usize>,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `[channels * height * width]`, channel-major.
+    pub values: Vec<f32>,
+    /// `[channels]`.
+    pub stats: Vec<ChannelStats>,
+    pub atlas: Atlas,
+}
+
+impl LayerMaps {
+    /// The activation at (`channel`, `y`, `x`).
+    pub fn value(&self, channel: usize, y: usize, x: usize) -> Option<f32> {
+        (channel < self.channels && y < self.height && x < self.width)
+            .then(|| self.values[(channel * self.height + y) * self.width + x])
+    }
+
+    /// Whether this is a vector layer (fully connected, logits).
+    pub fn is_vector(&self) -> bool {
+        self.height * self.width == 1
+    }
+
+    /// `64×224×224`, `4096`.
+    pub fn shape_text(&self) -> String {
+        self.shape
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("×")
+    }
+}
+
+/// What the model made of one photo.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub photo_name: String,
+    /// The photo's size before preprocessing.
+    pub original_width: u32,
+    pub original_height: u32,
+    /// What the network sees: the resized, centre-cropped photo (`input_size` square).
+    pub network_view: RgbaImage,
+    /// The five most likely classes, most likely first.
+    pub top5: Vec<Prediction>,
+    /// Every tap in network order, the logits last.
+    pub layers: Vec<LayerMaps>,
+    /// Time of the forward pass alone, and of the whole job (decode to atlases).
+    pub forward_ms: f64,
+    pub total_ms: f64,
+}
+
+/// A message from the worker.
+#[derive(Debug, Clone)]
+pub enum Event {
+    ModelLoaded {
+        job: JobId,
+        model: ModelSummary,
+    },
+    Analysed {
+        job: JobId,
+        analysis: Box<Analysis>,
+    },
+    DownloadProgress {
+        job: JobId,
+        done: u64,
+        total: Option<u64>,
+    },
+    Downloaded {
+        job: JobId,
+        model: String,
+        path: PathBuf,
+    },
+    Cancelled {
+        job: JobId,
+    },
+    /// The job failed; `error` is the whole chain of causes, ready to show.
+    Failed {
+        job: JobId,
+        error: String,
+    },
+}
+
+impl Event {
+    /// The job this event answers.
+    pub fn job(&self) -> JobId {
+        match self {
+            Self::ModelLoaded { job, .. }
+            | Self::Analysed { job, .. }
+            | Self::DownloadProgress { job, .. }
+            | Self::Downloaded { job, .. }
+            | Self::Cancelled { job }
+            | Self::Failed { job, .. } => *job,
+        }
+    }
+}

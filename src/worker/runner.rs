@@ -1,0 +1,401 @@
+//! The model worker: one thread that owns the device and the loaded model, takes
+//! [`Command`]s in order and answers with [`Event`]s, waking the UI after each. Downloads run
+//! on threads of their own, so a slow network never holds up the models.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use candle_core::{IndexOp, Tensor};
+use image::RgbImage;
+
+use super::protocol::{
+    Analysis, CancelToken, Command, Event, JobId, LayerMaps, ModelSummary, PhotoSource, Prediction,
+    RgbaImage,
+};
+use crate::device::{describe_device, select_device, DeviceChoice};
+use crate::error::{Error, Result};
+use crate::inference::{channel_maps, load_model, top_k, LoadedModel};
+use crate::vision::atlas::{build_atlas, channel_stats};
+use crate::vision::image_io::{decode_rgb, load_rgb};
+use crate::vision::preprocess::normalize_chw;
+use crate::weights::{self, download};
+
+/// Called after every event so the UI repaints (egui's `request_repaint`, as a plain closure).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Where the worker finds and puts things.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The weights folder models are loaded from and downloaded into.
+    pub weights_dir: PathBuf,
+    /// A mirror to download from instead of the catalogue's sources (see
+    /// [`download::DownloadControl::mirror`]).
+    pub mirror: Option<String>,
+    /// Largest photo accepted, in pixels.
+    pub max_pixels: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            weights_dir: weights::weights_dir(),
+            mirror: None,
+            max_pixels: crate::vision::image_io::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// The UI's handle on the worker thread.
+pub struct Worker {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker thread.
+    pub fn spawn(config: WorkerConfig, waker: Waker) -> std::io::Result<Self> {
+        let (commands, command_rx) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
+        let runner = Runner {
+            config,
+            events: event_tx,
+            waker,
+            model: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("model-worker".into())
+            .spawn(move || {
+                lower_priority();
+                // The models' own thread pool, at the same lowered priority: on a machine with
+                // few cores the window's thread must still get the CPU the moment it asks.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .thread_name(|i| format!("model-{i}"))
+                    .start_handler(|_| lower_priority())
+                    .build();
+                match pool {
+                    Ok(pool) => pool.install(|| runner.run(command_rx)),
+                    Err(e) => {
+                        tracing::warn!("no thread pool for the models ({e}): using the global one");
+                        runner.run(command_rx)
+                    }
+                }
+            })?;
+        Ok(Self {
+            commands,
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `command`; false when the worker thread is gone.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// The next event, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        // A job in flight is not waited for: quitting must not hang on a model.
+        drop(self.thread.take());
+    }
+}
+
+struct Runner {
+    config: WorkerConfig,
+    events: Sender<Event>,
+    waker: Waker,
+    model: Option<LoadedModel>,
+}
+
+impl Runner {
+    fn run(mut self, commands: Receiver<Command>) {
+        while let Ok(command) = commands.recv() {
+            let job = match &command {
+                Command::Shutdown => break,
+                Command::LoadModel { job, .. }
+                | Command::Analyse { job, .. }
+                | Command::Download { job, .. } => *job,
+            };
+            // A bug in one job must not take the worker (and every later job) down with it.
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.handle(command)));
+            if let Err(panic) = outcome {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(%job, %what, "worker job panicked");
+                self.send(Event::Failed {
+                    job,
+                    error: format!("internal error: {what}"),
+                });
+            }
+        }
+        tracing::debug!("model worker stopped");
+    }
+
+    fn send(&self, event: Event) {
+        if self.events.send(event).is_ok() {
+            (self.waker)();
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Shutdown => {}
+            Command::LoadModel { job, model, device } => {
+                let event = match self.load(&model, device) {
+                    Ok(model) => Event::ModelLoaded { job, model },
+                    Err(e) => Event::Failed {
+                        job,
+                        error: format!("{e:#}"),
+                    },
+                };
+                self.send(event);
+            }
+            Command::Analyse { job, cancel, photo } => {
+                let event = if cancel.is_cancelled() {
+                    Event::Cancelled { job }
+                } else {
+                    match self.analyse(&photo, &cancel) {
+                        Ok(Some(analysis)) => Event::Analysed {
+                            job,
+                            analysis: Box::new(analysis),
+                        },
+                        Ok(None) => Event::Cancelled { job },
+                        Err(e) => Event::Failed {
+                            job,
+                            error: format!("{e:#}"),
+                        },
+                    }
+                };
+                self.send(event);
+            }
+            Command::Download { job, cancel, model } => self.start_download(job, cancel, model),
+        }
+    }
+
+    fn load(&mut self, name: &str, choice: DeviceChoice) -> Result<ModelSummary> {
+        let spec = weights::find_model(name)?;
+        let path = spec.path_in(&self.config.weights_dir);
+        if !path.is_file() {
+            return Err(Error::WeightsMissing {
+                model: spec.name.to_string(),
+                path,
+            });
+        }
+        let device = select_device(choice)?;
+        // Free the old model first: two VGGs at once need twice the memory.
+        self.model = None;
+        let model = load_model(name, Some(&path), &device)?;
+        let summary = ModelSummary {
+            name: spec.name.to_string(),
+            arch: spec.arch.to_string(),
+            device: describe_device(&device),
+            weights: path,
+            input_size: model.preprocess.size,
+        };
+        self.model = Some(model);
+        Ok(summary)
+    }
+
+    /// Runs the loaded model on `photo`; `None` when cancelled.
+    fn analyse(&self, photo: &PhotoSource, cancel: &CancelToken) -> Result<Option<Analysis>> {
+        let started = Instant::now();
+        let model = self.model.as_ref().ok_or_else(|| {
+            Error::Invalid("no model is loaded yet: install or choose one first".into())
+        })?;
+        let image = decode_photo(photo, self.config.max_pixels)?;
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let view = model.preprocess.network_view(&image);
+        let size = view.width() as usize;
+        let chw = normalize_chw(&view, &model.preprocess.mean, &model.preprocess.std);
+        let input = Tensor::from_vec(chw, (1, 3, size, size), &model.device)?;
+        let forward_started = Instant::now();
+        let taps = model.backbone.forward_taps(&input)?;
+        let forward_ms = forward_started.elapsed().as_secs_f64() * 1e3;
+        let logits = taps
+            .last()
+            .map(|t| t.tensor.clone())
+            .ok_or_else(|| Error::Invalid("the model reported no layers".into()))?;
+        let top5 = top_k(&logits, 5)?
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| Prediction {
+                index: c.index,
+                label: c.label,
+                prob: c.prob,
+            })
+            .collect();
+        let mut layers = Vec::with_capacity(taps.len());
+        for tap in &taps {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            let maps = channel_maps(&tap.tensor.i(0)?)?;
+            let stats = channel_stats(&maps);
+            let atlas = build_atlas(&maps, &stats);
+            layers.push(LayerMaps {
+                name: tap.name.clone(),
+                kind: format!("{:?}", tap.kind).to_lowercase(),
+                shape: tap.tensor.dims()[1..].to_vec(),
+                channels: maps.channels,
+                height: maps.height,
+                width: maps.width,
+                values: maps.values,
+                stats,
+                atlas,
+            });
+        }
+        Ok(Some(Analysis {
+            photo_name: photo.name(),
+            original_width: image.width(),
+            original_height: image.height(),
+            network_view: rgba_of(&view),
+            top5,
+            layers,
+            forward_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+        }))
+    }
+
+    fn start_download(&self, job: JobId, cancel: CancelToken, model: String) {
+        let events = self.events.clone();
+        let waker = self.waker.clone();
+        let dir = self.config.weights_dir.clone();
+        let mirror = self.config.mirror.clone();
+        let send = move |event: Event| {
+            if events.send(event).is_ok() {
+                waker();
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("download-{model}"))
+            .spawn(move || {
+                let spec = match weights::find_model(&model) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        return send(Event::Failed {
+                            job,
+                            error: format!("{e:#}"),
+                        })
+                    }
+                };
+                let last_report = Mutex::new(None::<Instant>);
+                let progress_send = send.clone();
+                let control = download::DownloadControl {
+                    // At most ~10 progress events a second, and always the last one.
+                    progress: Arc::new(move |done, total| {
+                        let mut last = last_report.lock().unwrap_or_else(|e| e.into_inner());
+                        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+                        if due || Some(done) == total {
+                            *last = Some(Instant::now());
+                            progress_send(Event::DownloadProgress { job, done, total });
+                        }
+                    }),
+                    cancel: cancel.flag(),
+                    mirror,
+                };
+                let event = match download::fetch_model(spec, &dir, &control) {
+                    Ok(path) => Event::Downloaded {
+                        job,
+                        model: spec.name.to_string(),
+                        path,
+                    },
+                    Err(_) if cancel.is_cancelled() => Event::Cancelled { job },
+                    Err(e) => Event::Failed {
+                        job,
+                        error: format!("{e:#}"),
+                    },
+                };
+                send(event);
+            });
+        if let Err(e) = spawned {
+            self.send(Event::Failed {
+                job,
+                error: format!("cannot start the download: {e}"),
+            });
+        }
+    }
+}
+
+/// Decodes `photo` into RGB8 (alpha dropped, as torchvision's `convert("RGB")` does).
+pub fn decode_photo(photo: &PhotoSource, max_pixels: u64) -> Result<RgbImage> {
+    match photo {
+        PhotoSource::File(path) => load_rgb(path, max_pixels),
+        PhotoSource::Encoded { name, bytes } => {
+            decode_rgb(bytes, max_pixels).map_err(|reason| Error::image(name, reason))
+        }
+        PhotoSource::Pixels {
+            name,
+            width,
+            height,
+            rgba,
+        } => {
+            let pixels = (*width as u64) * (*height as u64);
+            if pixels == 0 || pixels > max_pixels || rgba.len() as u64 != pixels * 4 {
+                return Err(Error::image(
+                    name,
+                    format!(
+                        "a {width}x{height} image with {} bytes of pixels cannot be used \
+                         (empty, larger than {max_pixels} pixels, or damaged)",
+                        rgba.len()
+                    ),
+                ));
+            }
+            let rgb: Vec<u8> = rgba
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect();
+            RgbImage::from_raw(*width as u32, *height as u32, rgb)
+                .ok_or_else(|| Error::image(name, "the pixels do not fill the image"))
+        }
+    }
+}
+
+/// Makes the calling thread yield to interactive ones (nice 10). Linux only: elsewhere
+/// `setpriority` would lower the whole process, window included.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+        let result = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+        };
+        if result != 0 {
+            tracing::debug!("could not lower the model thread's priority");
+        }
+    }
+}
+
+fn rgba_of(image: &RgbImage) -> RgbaImage {
+    RgbaImage {
+        width: image.width() as usize,
+        height: image.height() as usize,
+        rgba: image
+            .pixels()
+            .flat_map(|p| [p.0[0], p.0[1], p.0[2], 255])
+            .collect(),
+    }
+}

@@ -1,0 +1,286 @@
+//! The explorer window's flows, headless with egui_kittest, found by role and label: a photo
+//! analysed by the real EfficientNet-Lite0 through the real worker thread, a layer switched, a
+//! channel opened and walked with the keys, dropped files (good and bad), and the first-run
+//! download panel fed by a local HTTP server standing in for the network.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cnn_explorer::ui::settings::Settings;
+use cnn_explorer::ui::{AppOptions, ExplorerApp};
+use cnn_explorer::worker::WorkerConfig;
+use eframe::egui;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+
+fn start(options: AppOptions) -> Harness<'static, ExplorerApp> {
+    Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_eframe(|cc| {
+            ExplorerApp::with_settings(&cc.egui_ctx, Settings::default(), options)
+                .expect("the app starts")
+        })
+}
+
+/// Steps the window until `done` holds (the worker answers on its own thread).
+fn wait_for(
+    h: &mut Harness<'static, ExplorerApp>,
+    what: &str,
+    done: impl Fn(&Harness<'static, ExplorerApp>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(h) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; notice: {:?}",
+            h.state().notice()
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.run_steps(2);
+}
+
+fn has_label(h: &Harness<'static, ExplorerApp>, label: &str) -> bool {
+    h.query_all_by_label(label).next().is_some()
+}
+
+fn has_text(h: &Harness<'static, ExplorerApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn real_weights_dir() -> PathBuf {
+    common::efficientnet_weights()
+        .parent()
+        .expect("the weights file has a folder")
+        .to_path_buf()
+}
+
+fn explorer_on_the_cat() -> Harness<'static, ExplorerApp> {
+    let mut h = start(AppOptions {
+        worker: WorkerConfig {
+            weights_dir: real_weights_dir(),
+            ..WorkerConfig::default()
+        },
+        model: Some("efficientnet-lite0".into()),
+        ..AppOptions::default()
+    });
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    h
+}
+
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn drop_file(h: &mut Harness<'static, ExplorerApp>, path: &Path) {
+    h.input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(path.to_path_buf())));
+    h.step();
+}
+
+#[test]
+fn a_photo_is_analysed_then_layers_and_channels_are_explored() {
+    let mut h = explorer_on_the_cat();
+    let analysis = h.state().analysis().expect("an analysis is shown");
+    assert_eq!(analysis.photo_name, "chelsea.png");
+    assert_eq!(analysis.layers.len(), 19, "stem, 16 blocks, head, logits");
+    assert!(has_label(&h, "2. tabby") && has_label(&h, "3. tiger cat"));
+    assert!(
+        has_text(&h, "stem: 32 channels of 112×112"),
+        "the first layer is shown first"
+    );
+
+    // Switch layer from the list.
+    h.get_by_label("block3").click();
+    wait_for(&mut h, "block3's grid", |h| {
+        has_text(h, "block: 40 channels of 28×28")
+    });
+    assert!(has_label(&h, "channel 39") && !has_label(&h, "channel 40"));
+
+    // Open a channel: it is drawn over the photo, with an opacity slider and values on hover.
+    h.get_by_label("channel 5").click();
+    wait_for(&mut h, "channel 5 opened", |h| {
+        has_text(h, "Channel 5 of 40")
+    });
+    assert!(has_label(&h, "Overlay opacity"));
+    h.get_by_label("channel 5 over the photo").hover();
+    wait_for(&mut h, "the value under the pointer", |h| {
+        has_text(h, "activation at (x ")
+    });
+
+    // Keys: → next channel, Esc back to the grid, ↑ previous layer, ↓ next layer.
+    h.key_press(egui::Key::ArrowRight);
+    wait_for(&mut h, "channel 6 after →", |h| {
+        has_text(h, "Channel 6 of 40")
+    });
+    h.key_press(egui::Key::Escape);
+    wait_for(&mut h, "the grid after Esc", |h| has_label(h, "channel 0"));
+    h.key_press(egui::Key::ArrowUp);
+    wait_for(&mut h, "block2 after ↑", |h| {
+        has_text(h, "block: 24 channels of 56×56")
+    });
+    for _ in 0..30 {
+        h.key_press(egui::Key::ArrowDown);
+    }
+    wait_for(&mut h, "the logits after ↓s", |h| {
+        has_text(h, "logits: 1000 units")
+    });
+    assert!(
+        has_text(&h, "unit 285 (Egyptian cat)"),
+        "the strongest logit is named"
+    );
+}
+
+#[test]
+fn dropped_photos_are_analysed_and_a_bad_one_keeps_the_last() {
+    let mut h = explorer_on_the_cat();
+    let dir = tempfile::tempdir().unwrap();
+
+    let flipped = dir.path().join("cat-flipped.jpg");
+    image::open(common::cat_photo())
+        .unwrap()
+        .fliph()
+        .to_rgb8()
+        .save(&flipped)
+        .unwrap();
+    drop_file(&mut h, &flipped);
+    wait_for(&mut h, "the dropped photo", |h| {
+        h.state()
+            .analysis()
+            .is_some_and(|a| a.photo_name == "cat-flipped.jpg")
+    });
+    assert!(has_text(&h, "cat"), "a mirrored cat is still a cat");
+
+    let bad = dir.path().join("notes.jpg");
+    std::fs::write(&bad, "these are notes, not a photo").unwrap();
+    drop_file(&mut h, &bad);
+    wait_for(&mut h, "the error", |h| {
+        has_text(h, "Could not open notes.jpg")
+    });
+    let notice = h.state().notice().unwrap().to_string();
+    assert!(notice.contains("not an image"), "{notice}");
+    assert_eq!(h.state().analysis().unwrap().photo_name, "cat-flipped.jpg");
+    assert!(
+        has_label(&h, "cat-flipped.jpg"),
+        "the previous photo stays on screen"
+    );
+    assert!(!h.state().is_busy());
+}
+
+/// Serves `file` at `/NAME` like a weights mirror; the first request trickles (so it can be
+/// cancelled), the later ones go at full speed.
+fn serve_weights(file: PathBuf) -> (String, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let slow = Arc::new(AtomicBool::new(true));
+    let slow_flag = slow.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let file = file.clone();
+            let slow = slow_flag.swap(false, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut request = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                reader.read_line(&mut request).unwrap();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) <= 2 {
+                        break;
+                    }
+                }
+                let wanted = format!("/{}", file.file_name().unwrap().to_string_lossy());
+                if request.split_whitespace().nth(1) != Some(wanted.as_str()) {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                }
+                let body = std::fs::read(&file).unwrap();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for chunk in body.chunks(if slow { 16 * 1024 } else { 1 << 20 }) {
+                    if stream.write_all(chunk).is_err() {
+                        return;
+                    }
+                    if slow {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            });
+        }
+    });
+    (url, slow)
+}
+
+#[test]
+fn first_run_offers_downloads_cancels_and_then_installs_a_model() {
+    let weights = tempfile::tempdir().unwrap();
+    let (mirror, _) = serve_weights(common::efficientnet_weights());
+    let mut h = start(AppOptions {
+        worker: WorkerConfig {
+            weights_dir: weights.path().to_path_buf(),
+            mirror: Some(mirror),
+            ..WorkerConfig::default()
+        },
+        ..AppOptions::default()
+    });
+    h.run_steps(3);
+    assert!(has_label(&h, "Welcome to cnn-explorer"));
+    assert!(has_label(&h, "Download vgg16") && has_label(&h, "Download vgg19"));
+    assert!(has_label(&h, "553 MB"), "sizes are shown");
+
+    // The first download trickles: cancel it part-way.
+    h.get_by_label("Download efficientnet-lite0").click();
+    wait_for(&mut h, "download progress", |h| {
+        has_text(h, "Downloading efficientnet-lite0")
+    });
+    wait_for(&mut h, "some bytes", |h| has_text(h, "MB of 19 MB"));
+    h.get_by_label("Cancel download").click();
+    wait_for(&mut h, "the cancel notice", |h| has_text(h, "cancelled"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leftovers = || std::fs::read_dir(weights.path()).unwrap().count();
+    while leftovers() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(leftovers(), 0, "a cancelled download leaves nothing behind");
+    assert!(
+        has_label(&h, "Download efficientnet-lite0"),
+        "the panel offers it again"
+    );
+
+    // The second one completes; the model loads and the bundled photo is analysed.
+    h.get_by_label("Download efficientnet-lite0").click();
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    assert!(weights.path().join("efficientnet-lite0.pth").is_file());
+    assert_eq!(
+        h.state().settings().model.as_deref(),
+        Some("efficientnet-lite0")
+    );
+    assert_eq!(h.state().model().unwrap().name, "efficientnet-lite0");
+}

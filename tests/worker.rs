@@ -1,0 +1,226 @@
+//! The worker protocol without a window: finished, cancelled and failed jobs, each answered
+//! with exactly the event the UI waits for, under a timeout; the worker survives failures.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cnn_explorer::device::DeviceChoice;
+use cnn_explorer::worker::{CancelToken, Command, Event, JobId, PhotoSource, Worker, WorkerConfig};
+
+fn worker_in(dir: &std::path::Path) -> (Worker, Arc<AtomicUsize>) {
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = wakes.clone();
+    let worker = Worker::spawn(
+        WorkerConfig {
+            weights_dir: dir.to_path_buf(),
+            ..WorkerConfig::default()
+        },
+        Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
+    .unwrap();
+    (worker, wakes)
+}
+
+fn next(worker: &Worker) -> Event {
+    worker
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the worker answers within the timeout")
+}
+
+fn load(worker: &Worker, job: u64, model: &str) {
+    assert!(worker.send(Command::LoadModel {
+        job: JobId(job),
+        model: model.into(),
+        device: DeviceChoice::Cpu,
+    }));
+}
+
+fn analyse(worker: &Worker, job: u64, photo: PhotoSource, cancel: CancelToken) {
+    assert!(worker.send(Command::Analyse {
+        job: JobId(job),
+        cancel,
+        photo,
+    }));
+}
+
+#[test]
+fn a_photo_is_analysed_into_plain_data_for_every_layer() {
+    let weights = common::efficientnet_weights();
+    let (worker, wakes) = worker_in(weights.parent().unwrap());
+    load(&worker, 1, "efficientnet-lite0");
+    match next(&worker) {
+        Event::ModelLoaded { job, model } => {
+            assert_eq!(job, JobId(1));
+            assert_eq!(model.name, "efficientnet-lite0");
+            assert!(model.device.starts_with("CPU"), "{}", model.device);
+            assert_eq!(model.input_size, 224);
+        }
+        other => panic!("expected the model, got {other:?}"),
+    }
+    analyse(
+        &worker,
+        2,
+        PhotoSource::File(common::cat_photo()),
+        CancelToken::new(),
+    );
+    let Event::Analysed { job, analysis } = next(&worker) else {
+        panic!("expected an analysis");
+    };
+    assert_eq!(job, JobId(2));
+    assert_eq!(analysis.photo_name, "chelsea.png");
+    assert_eq!(
+        (analysis.original_width, analysis.original_height),
+        (451, 300)
+    );
+    assert_eq!(
+        (analysis.network_view.width, analysis.network_view.height),
+        (224, 224)
+    );
+    assert_eq!(analysis.network_view.rgba.len(), 224 * 224 * 4);
+    assert_eq!(analysis.top5.len(), 5);
+    assert_eq!(analysis.top5[0].label, "Egyptian cat");
+    assert!(
+        (analysis.top5[0].prob - 0.355).abs() < 0.01,
+        "PyTorch says 0.355"
+    );
+    let names: Vec<&str> = analysis.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"stem"));
+    assert_eq!(names.last(), Some(&"logits"));
+    assert_eq!(names.len(), 19);
+    for layer in &analysis.layers {
+        assert_eq!(
+            layer.values.len(),
+            layer.channels * layer.height * layer.width
+        );
+        assert_eq!(layer.stats.len(), layer.channels);
+        let a = &layer.atlas;
+        assert_eq!(a.rgba.len(), a.width * a.height * 4, "{}", layer.name);
+        assert!(a.columns * a.rows >= layer.channels);
+    }
+    let stem = &analysis.layers[0];
+    assert_eq!(stem.shape, vec![32, 112, 112]);
+    assert_eq!(stem.kind, "stem");
+    assert!(stem.value(31, 111, 111).is_some() && stem.value(32, 0, 0).is_none());
+    // The waker runs just after each send: give the second one a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while wakes.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        wakes.load(Ordering::SeqCst),
+        2,
+        "the UI is woken after each event"
+    );
+}
+
+#[test]
+fn cancelled_and_failed_jobs_answer_and_the_worker_carries_on() {
+    let weights = common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let (worker, _) = worker_in(weights.parent().unwrap());
+
+    // No model yet.
+    analyse(
+        &worker,
+        1,
+        PhotoSource::File(common::cat_photo()),
+        CancelToken::new(),
+    );
+    match next(&worker) {
+        Event::Failed { job, error } => {
+            assert_eq!(job, JobId(1));
+            assert!(error.contains("no model is loaded"), "{error}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    load(&worker, 2, "resnet-9000");
+    assert!(
+        matches!(next(&worker), Event::Failed { job: JobId(2), error } if error.contains("unknown model"))
+    );
+    load(&worker, 3, "efficientnet-lite0");
+    assert!(matches!(
+        next(&worker),
+        Event::ModelLoaded { job: JobId(3), .. }
+    ));
+
+    // Cancelled before it starts.
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    analyse(&worker, 4, PhotoSource::File(common::cat_photo()), cancel);
+    assert!(matches!(next(&worker), Event::Cancelled { job: JobId(4) }));
+
+    // A file that is not an image, and one that is not there.
+    let bad = dir.path().join("notes.png");
+    std::fs::write(&bad, "not a picture").unwrap();
+    analyse(&worker, 5, PhotoSource::File(bad), CancelToken::new());
+    match next(&worker) {
+        Event::Failed { job, error } => {
+            assert_eq!(job, JobId(5));
+            assert!(
+                error.contains("notes.png") && error.contains("not an image"),
+                "{error}"
+            );
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    analyse(
+        &worker,
+        6,
+        PhotoSource::File(dir.path().join("gone.jpg")),
+        CancelToken::new(),
+    );
+    assert!(
+        matches!(next(&worker), Event::Failed { job: JobId(6), error } if error.contains("gone.jpg"))
+    );
+    // Pasted pixels that do not add up.
+    analyse(
+        &worker,
+        7,
+        PhotoSource::Pixels {
+            name: "pasted image".into(),
+            width: 10,
+            height: 10,
+            rgba: vec![0u8; 12].into(),
+        },
+        CancelToken::new(),
+    );
+    assert!(
+        matches!(next(&worker), Event::Failed { job: JobId(7), error } if error.contains("pasted image"))
+    );
+
+    // Still working: a pasted (RGBA) grey image is analysed.
+    analyse(
+        &worker,
+        8,
+        PhotoSource::Pixels {
+            name: "pasted image".into(),
+            width: 64,
+            height: 48,
+            rgba: vec![128u8; 64 * 48 * 4].into(),
+        },
+        CancelToken::new(),
+    );
+    match next(&worker) {
+        Event::Analysed { job, analysis } => {
+            assert_eq!(job, JobId(8));
+            assert_eq!(
+                (analysis.original_width, analysis.original_height),
+                (64, 48)
+            );
+        }
+        other => panic!("expected an analysis, got {other:?}"),
+    }
+
+    // Weights missing from the folder.
+    let (empty, _) = worker_in(dir.path());
+    load(&empty, 9, "vgg16");
+    match next(&empty) {
+        Event::Failed { error, .. } => assert!(error.contains("vgg16"), "{error}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
