@@ -284,3 +284,134 @@ fn first_run_offers_downloads_cancels_and_then_installs_a_model() {
     );
     assert_eq!(h.state().model().unwrap().name, "efficientnet-lite0");
 }
+
+/// eframe's storage, in memory.
+#[derive(Default)]
+struct MemoryStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn the_model_and_device_chosen_in_the_window_are_kept_for_the_next_run() {
+    use eframe::App;
+    let options = || AppOptions {
+        worker: WorkerConfig {
+            weights_dir: real_weights_dir(),
+            ..WorkerConfig::default()
+        },
+        ..AppOptions::default()
+    };
+    let mut h = start(options());
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    assert_eq!(h.state().settings().device, "auto");
+    h.get_by_label("Device").click();
+    h.run_steps(2);
+    h.get_by_label("cpu").click();
+    wait_for(&mut h, "the model reloaded on the CPU", |h| {
+        h.state().settings().device == "cpu"
+            && !h.state().is_busy()
+            && h.state().analysis().is_some()
+    });
+    let mut storage = MemoryStorage::default();
+    h.state_mut().save(&mut storage);
+    drop(h);
+
+    // A new run reads the same storage, as eframe does at start.
+    let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
+    let mut again = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_eframe(|cc| {
+            cc.storage = Some(storage);
+            ExplorerApp::new(cc, options()).expect("the app starts")
+        });
+    wait_for(&mut again, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    assert_eq!(again.state().settings().device, "cpu");
+    assert_eq!(
+        again.state().settings().model.as_deref(),
+        Some("efficientnet-lite0")
+    );
+    assert_eq!(
+        again.get_by_label("Device").value().as_deref(),
+        Some("cpu"),
+        "the device picker shows the saved choice"
+    );
+}
+
+#[test]
+fn a_model_that_fails_to_load_leaves_the_working_one_in_place() {
+    let weights = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::efficientnet_weights(),
+        weights.path().join("efficientnet-lite0.pth"),
+    )
+    .unwrap();
+    std::fs::write(
+        weights.path().join("vgg16.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
+    let mut h = start(AppOptions {
+        worker: WorkerConfig {
+            weights_dir: weights.path().to_path_buf(),
+            ..WorkerConfig::default()
+        },
+        model: Some("efficientnet-lite0".into()),
+        ..AppOptions::default()
+    });
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    h.get_by_label("Model").click();
+    h.run_steps(2);
+    h.get_by_label("vgg16").click();
+    wait_for(&mut h, "the load error", |h| {
+        has_text(h, "Could not load vgg16")
+    });
+    let notice = h.state().notice().unwrap().to_string();
+    assert!(
+        notice.contains("vgg16.safetensors"),
+        "names the file: {notice}"
+    );
+    assert!(
+        notice.contains("Still using efficientnet-lite0"),
+        "{notice}"
+    );
+    assert_eq!(
+        h.state().settings().model.as_deref(),
+        Some("efficientnet-lite0")
+    );
+    assert_eq!(
+        h.get_by_label("Model").value().as_deref(),
+        Some("efficientnet-lite0")
+    );
+
+    // The old model still answers.
+    let dir = tempfile::tempdir().unwrap();
+    let flipped = dir.path().join("flipped.png");
+    image::open(common::cat_photo())
+        .unwrap()
+        .flipv()
+        .save(&flipped)
+        .unwrap();
+    drop_file(&mut h, &flipped);
+    wait_for(&mut h, "the dropped photo", |h| {
+        h.state()
+            .analysis()
+            .is_some_and(|a| a.photo_name == "flipped.png")
+    });
+}

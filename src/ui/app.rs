@@ -54,6 +54,14 @@ pub struct AppOptions {
     pub screenshot: Option<ScreenshotRequest>,
 }
 
+/// A model (or device) switch in flight, with the choices to go back to if it fails.
+struct ModelRequest {
+    job: JobId,
+    name: String,
+    previous_model: Option<String>,
+    previous_device: String,
+}
+
 struct PhotoJob {
     job: JobId,
     cancel: CancelToken,
@@ -96,7 +104,7 @@ pub struct ExplorerApp {
     catalogue: Vec<ModelStatus>,
     next_job: u64,
     model: Option<ModelSummary>,
-    model_job: Option<(JobId, String)>,
+    model_job: Option<ModelRequest>,
     /// The photo shown (or, before the first analysis, the one to show first).
     photo: PhotoSource,
     photo_job: Option<PhotoJob>,
@@ -221,6 +229,10 @@ impl ExplorerApp {
         }
         if self.model.is_none() && self.model_job.is_none() {
             // Nothing to run it on yet: show it as soon as a model is ready.
+            self.notice = Some(format!(
+                "{} will be shown once a model is installed.",
+                photo.name()
+            ));
             self.photo = photo;
             return;
         }
@@ -243,20 +255,33 @@ impl ExplorerApp {
         self.settings.device.parse().unwrap_or_default()
     }
 
-    fn load_model(&mut self, name: String) {
+    /// Loads model `name` on the chosen device; `previous_device` is the device setting to go
+    /// back to if that fails.
+    fn load_model_on(&mut self, name: String, previous_device: String) {
         let job = self.new_job();
+        let previous_model = self.model.as_ref().map(|m| m.name.clone());
         self.settings.model = Some(name.clone());
         self.worker.send(Command::LoadModel {
             job,
             model: name.clone(),
             device: self.device_choice(),
         });
-        self.model_job = Some((job, name));
+        self.model_job = Some(ModelRequest {
+            job,
+            name,
+            previous_model,
+            previous_device,
+        });
+    }
+
+    fn load_model(&mut self, name: String) {
+        let device = self.settings.device.clone();
+        self.load_model_on(name, device);
     }
 
     fn handle_event(&mut self, ctx: &egui::Context, event: Event) {
         let job = event.job();
-        let is_model_job = self.model_job.as_ref().is_some_and(|(j, _)| *j == job);
+        let is_model_job = self.model_job.as_ref().is_some_and(|r| r.job == job);
         let is_photo_job = self.photo_job.as_ref().is_some_and(|p| p.job == job);
         let is_download = self.download.as_ref().is_some_and(|d| d.job == job);
         match event {
@@ -323,10 +348,20 @@ impl ExplorerApp {
                 self.notice = Some("Download cancelled.".into());
             }
             Event::Failed { error, .. } => {
-                if is_model_job {
-                    let name = self.model_job.take().map(|(_, n)| n).unwrap_or_default();
-                    self.model = None;
-                    self.notice = Some(format!("Could not load {name}: {error}"));
+                let failed_model = if is_model_job {
+                    self.model_job.take()
+                } else {
+                    None
+                };
+                if let Some(request) = failed_model {
+                    // The worker keeps the model it had: so do the choices.
+                    self.settings.model = request.previous_model;
+                    self.settings.device = request.previous_device;
+                    let kept = match &self.model {
+                        Some(m) => format!(" Still using {} on {}.", m.name, m.device),
+                        None => String::new(),
+                    };
+                    self.notice = Some(format!("Could not load {}: {error}{kept}", request.name));
                 } else if is_photo_job {
                     let name = self
                         .photo_job
@@ -373,9 +408,9 @@ impl ExplorerApp {
                 }
             }
             Action::UseDevice(device) => {
-                self.settings.device = device.to_string();
+                let previous = std::mem::replace(&mut self.settings.device, device.to_string());
                 if let Some(name) = self.settings.model.clone() {
-                    self.load_model(name);
+                    self.load_model_on(name, previous);
                 }
             }
             Action::Download(model) => {
@@ -536,7 +571,7 @@ impl ExplorerApp {
             let current = self
                 .model_job
                 .as_ref()
-                .map(|(_, n)| n.clone())
+                .map(|r| r.name.clone())
                 .or_else(|| self.model.as_ref().map(|m| m.name.clone()))
                 .unwrap_or_else(|| "none".into());
             let model_label = ui.label("Model");
@@ -585,9 +620,9 @@ impl ExplorerApp {
 
     fn status_bar(&self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            if let Some((_, name)) = &self.model_job {
+            if let Some(request) = &self.model_job {
                 busy_indicator(ui);
-                ui.label(format!("Loading {name}…"));
+                ui.label(format!("Loading {}…", request.name));
             } else if let Some(p) = &self.photo_job {
                 busy_indicator(ui);
                 ui.label(format!("Running the model on {}…", p.photo.name()));

