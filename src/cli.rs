@@ -9,9 +9,12 @@ use clap::{Parser, Subcommand};
 
 use crate::bench::{bench_backbone, BenchPlan};
 use crate::device::{describe_device, select_device, DeviceChoice};
+use crate::explain::attack::{attack, AttackSettings};
+use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::inference::{
     backbone_or_stand_in, layer_infos, load_model, ClassScore, LoadedModel, StandIn,
 };
+use crate::labels::find_class;
 use crate::vision::grid::render_grid;
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use crate::vision::preprocess::ResizeMode;
@@ -46,6 +49,9 @@ pub struct WindowArgs {
     /// Layer to show first, e.g. conv3_1 or block5.
     #[arg(long)]
     pub layer: Option<String>,
+    /// Tab to show first: explore, dream or attack.
+    #[arg(long, default_value = "explore", value_parser = parse_tab)]
+    pub tab: crate::ui::app::Tab,
     /// Channel of that layer to open large over the photo.
     #[arg(long, requires = "layer")]
     pub channel: Option<usize>,
@@ -100,6 +106,68 @@ pub enum Command {
         #[arg(long)]
         layer: String,
         /// Where to write the grid PNG (default: IMAGE-STEM_LAYER.png here).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dream a class: gradient ascent from noise until the network sees it; writes a PNG.
+    Dream {
+        /// ImageNet class, by name ("zebra") or index ("340").
+        #[arg(long = "class", value_name = "NAME|INDEX")]
+        class: String,
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Total-variation weight, 0 to 10 (higher: smoother).
+        #[arg(long, default_value_t = 0.1)]
+        tv: f32,
+        /// Image side: 112, 160 or 224.
+        #[arg(long, default_value_t = 224)]
+        size: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Adam's learning rate (default: 0.1 for fourier, 0.02 for pixels).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Largest random shift per step, in pixels.
+        #[arg(long, default_value_t = 8)]
+        jitter: u32,
+        /// fourier (Lucid-style, the default) or pixels (the notebook's).
+        #[arg(long, default_value = "fourier", value_parser = parse_parameterisation)]
+        mode: Parameterisation,
+        /// Start from this photo instead of noise.
+        #[arg(long, value_name = "IMAGE")]
+        from: Option<PathBuf>,
+        /// Where to write the PNG (default: dream-CLASS.png here).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
+    /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
+    Attack {
+        image: PathBuf,
+        /// Target class, by name or index (required unless --fgsm).
+        #[arg(long, value_name = "NAME|INDEX", required_unless_present = "fgsm")]
+        target: Option<String>,
+        /// L-infinity budget in 8-bit pixel units: 4 means 4/255.
+        #[arg(long, default_value_t = 4.0)]
+        eps: f32,
+        /// Step size in 8-bit pixel units.
+        #[arg(long, default_value_t = 1.0)]
+        step: f32,
+        /// Steps at most (the attack stops when it succeeds).
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// One untargeted FGSM step of size --eps instead.
+        #[arg(long, conflicts_with = "target")]
+        fgsm: bool,
+        /// Where to write the PNG (default: IMAGE-STEM_adversarial.png here).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
         #[command(flatten)]
@@ -172,7 +240,259 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             warmup,
             json,
         } => bench(device, model.as_deref(), BenchPlan { warmup, runs }, json),
+        Command::Dream {
+            class,
+            steps,
+            tv,
+            size,
+            seed,
+            lr,
+            jitter,
+            mode,
+            from,
+            output,
+            model,
+            json,
+        } => {
+            let class = find_class(&class).with_context(|| {
+                format!("no ImageNet class matches '{class}' (give a name or an index 0-999)")
+            })?;
+            let mut settings = DreamSettings::new(DreamTarget::Class(class));
+            settings.steps = steps;
+            settings.tv_weight = tv;
+            settings.size = size;
+            settings.seed = seed;
+            settings.jitter = jitter;
+            settings.parameterisation = mode;
+            settings.learning_rate = lr.unwrap_or(match mode {
+                Parameterisation::Fourier => 0.1,
+                Parameterisation::Pixels => 0.02,
+            });
+            if let Some(photo) = from {
+                settings.start = DreamStart::Photo(load_rgb(&photo, DEFAULT_MAX_PIXELS)?);
+            }
+            dream_command(device, &settings, output, &model, json)
+        }
+        Command::Attack {
+            image,
+            target,
+            eps,
+            step,
+            steps,
+            fgsm,
+            output,
+            model,
+            json,
+        } => {
+            let target = match (&target, fgsm) {
+                (_, true) => None,
+                (Some(t), false) => Some(find_class(t).with_context(|| {
+                    format!("no ImageNet class matches '{t}' (give a name or an index 0-999)")
+                })?),
+                (None, false) => bail!("give --target CLASS, or --fgsm"),
+            };
+            let settings = AttackSettings {
+                target,
+                eps,
+                step: if fgsm { eps } else { step },
+                max_steps: if fgsm { 1 } else { steps },
+            };
+            attack_command(device, &image, &settings, output, &model, json)
+        }
     }
+}
+
+fn parse_tab(s: &str) -> Result<crate::ui::app::Tab, String> {
+    use crate::ui::app::Tab;
+    Tab::ALL
+        .into_iter()
+        .find(|t| t.label().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("unknown tab '{s}' (explore, dream or attack)"))
+}
+
+fn parse_parameterisation(s: &str) -> Result<Parameterisation, String> {
+    match s {
+        "fourier" | "lucid" => Ok(Parameterisation::Fourier),
+        "pixels" | "pixel" => Ok(Parameterisation::Pixels),
+        _ => Err(format!("unknown dream mode '{s}' (fourier or pixels)")),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct DreamJson<'a> {
+    model: &'a str,
+    class: usize,
+    label: String,
+    prob: f32,
+    steps: usize,
+    ms_per_step: f64,
+    size: u32,
+    output: String,
+}
+
+fn dream_command(
+    device: DeviceChoice,
+    settings: &DreamSettings,
+    output: Option<PathBuf>,
+    args: &ModelArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let model = open_model(device, args)?;
+    let DreamTarget::Class(class) = settings.target else {
+        bail!("the command line dreams classes");
+    };
+    let label = crate::labels::imagenet_label(class);
+    let output = output.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "dream-{}.png",
+            label.replace([' ', '/', '\\'], "_")
+        ))
+    });
+    let outcome = dream(
+        &model,
+        settings,
+        &|| settings.tv_weight,
+        &|| false,
+        &mut |f| {
+            if !json && (f.step % 20 == 0 || f.step == 1) {
+                eprintln!(
+                    "step {:>4}: p({label}) = {:.3}, score {:.2}, tv {:.3}",
+                    f.step, f.prob, f.score, f.penalty
+                );
+            }
+        },
+    )?
+    .context("the dream was cancelled")?;
+    outcome
+        .image
+        .save(&output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    if json {
+        let row = DreamJson {
+            model: model.spec.name,
+            class,
+            label,
+            prob: outcome.prob,
+            steps: outcome.steps,
+            ms_per_step: outcome.ms_per_step,
+            size: settings.size,
+            output: output.display().to_string(),
+        };
+        println!("{}", serde_json::to_string(&row)?);
+    } else {
+        println!(
+            "{}: p({label}) = {:.3} after {} steps ({:.0} ms/step); wrote {}",
+            model.spec.name,
+            outcome.prob,
+            outcome.steps,
+            outcome.ms_per_step,
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct AttackJson<'a> {
+    image: String,
+    model: &'a str,
+    source: usize,
+    source_label: String,
+    target: Option<usize>,
+    target_label: Option<String>,
+    top: usize,
+    top_label: String,
+    success: bool,
+    /// Probability of the target (untargeted: of the best other class) on the saved PNG.
+    prob: f32,
+    source_prob: f32,
+    steps: usize,
+    ms_per_step: f64,
+    eps: f32,
+    linf: u8,
+    l2: f64,
+    psnr_db: Option<f64>,
+    output: String,
+}
+
+fn attack_command(
+    device: DeviceChoice,
+    image: &Path,
+    settings: &AttackSettings,
+    output: Option<PathBuf>,
+    args: &ModelArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let model = open_model(device, args)?;
+    let photo = load_rgb(image, DEFAULT_MAX_PIXELS)?;
+    let outcome = attack(&model, &photo, settings, &|| false, &mut |p| {
+        if !json {
+            eprintln!(
+                "step {:>3}: source {:.3}, target {:.3}, top: {}",
+                p.step,
+                p.source_prob,
+                p.target_prob,
+                crate::labels::imagenet_label(p.top_class)
+            );
+        }
+    })?
+    .context("the attack was cancelled")?;
+    let output = output.unwrap_or_else(|| {
+        let stem = image
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("{stem}_adversarial.png"))
+    });
+    outcome
+        .adversarial
+        .save(&output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let label = crate::labels::imagenet_label;
+    if json {
+        let row = AttackJson {
+            image: image.display().to_string(),
+            model: model.spec.name,
+            source: outcome.source,
+            source_label: label(outcome.source),
+            target: outcome.target,
+            target_label: outcome.target.map(label),
+            top: outcome.last.top_class,
+            top_label: label(outcome.last.top_class),
+            success: outcome.success,
+            prob: outcome.last.target_prob,
+            source_prob: outcome.last.source_prob,
+            steps: outcome.steps,
+            ms_per_step: outcome.ms_per_step,
+            eps: settings.eps,
+            linf: outcome.linf,
+            l2: outcome.l2,
+            psnr_db: outcome.psnr_db.is_finite().then_some(outcome.psnr_db),
+            output: output.display().to_string(),
+        };
+        println!("{}", serde_json::to_string(&row)?);
+    } else {
+        println!(
+            "{}: {} -> {} ({}) after {} steps ({:.0} ms/step): L-inf {}/255, L2 {:.3}, PSNR {:.1} dB; wrote {}",
+            image.display(),
+            label(outcome.source),
+            label(outcome.last.top_class),
+            if outcome.success { "success" } else { "not reached" },
+            outcome.steps,
+            outcome.ms_per_step,
+            outcome.linf,
+            outcome.l2,
+            outcome.psnr_db,
+            output.display()
+        );
+    }
+    if !outcome.success {
+        bail!(
+            "the attack did not succeed within {} steps at eps {}/255",
+            settings.max_steps,
+            settings.eps
+        );
+    }
+    Ok(())
 }
 
 fn models(json: bool) -> anyhow::Result<()> {
@@ -418,7 +738,16 @@ fn bench(
                 spec.name
             );
         }
-        let rows = bench_backbone(spec.name, backbone.as_ref(), &device, 224, plan)?;
+        let mut rows = Vec::new();
+        for size in [224, 112] {
+            rows.extend(bench_backbone(
+                spec.name,
+                backbone.as_ref(),
+                &device,
+                size,
+                plan,
+            )?);
+        }
         if !json {
             for r in &rows {
                 println!(

@@ -284,3 +284,61 @@ fn asking_for_a_device_this_build_lacks_is_a_clear_error() {
     let o = cnn_explorer(&["--device", "cuda", "bench", "--model", "efficientnet-lite0"]);
     assert_clean_failure(&o, "no CUDA support");
 }
+
+#[test]
+fn dream_and_attack_write_pngs_and_report_json() {
+    common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let dreamed = dir.path().join("zebra.png");
+    let o = cnn_explorer(&[
+        "dream",
+        "--class",
+        "zebra",
+        "--steps",
+        "3",
+        "--size",
+        "112",
+        "--model",
+        "efficientnet-lite0",
+        "--json",
+        "-o",
+        dreamed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(row["class"], 340);
+    assert_eq!(row["steps"], 3);
+    assert!(row["prob"].as_f64().unwrap() > 0.0 && row["ms_per_step"].as_f64().unwrap() > 0.0);
+    assert_eq!(image::image_dimensions(&dreamed).unwrap(), (112, 112));
+
+    let adversarial = dir.path().join("cat-fgsm.png");
+    let cat = common::cat_photo();
+    let o = cnn_explorer(&[
+        "attack",
+        cat.to_str().unwrap(),
+        "--fgsm",
+        "--eps",
+        "8",
+        "--model",
+        "efficientnet-lite0",
+        "--json",
+        "-o",
+        adversarial.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(row["source_label"], "Egyptian cat");
+    assert_eq!(row["success"], true);
+    assert_eq!(row["steps"], 1);
+    assert!(row["linf"].as_u64().unwrap() <= 8);
+    assert_eq!(image::image_dimensions(&adversarial).unwrap(), (451, 300));
+
+    let o = cnn_explorer(&[
+        "dream",
+        "--class",
+        "no such animal",
+        "--model",
+        "efficientnet-lite0",
+    ]);
+    assert_clean_failure(&o, "no ImageNet class matches 'no such animal'");
+}

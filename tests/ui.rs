@@ -415,3 +415,88 @@ fn a_model_that_fails_to_load_leaves_the_working_one_in_place() {
             .is_some_and(|a| a.photo_name == "flipped.png")
     });
 }
+
+#[test]
+fn dreams_pause_resume_and_stop_and_a_channel_can_be_dreamed_from_the_explorer() {
+    let mut h = explorer_on_the_cat();
+    h.get_by_label("Dream").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Class")
+        .focus();
+    h.run_steps(2);
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Class")
+        .type_text("zebra");
+    h.run_steps(2);
+    h.get_by_label("340: zebra").click();
+    h.get_by_label("112").click();
+    h.run_steps(1);
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "a few dream steps", |h| {
+        h.state().dream_panel().history().len() >= 3
+    });
+    assert!(h
+        .state()
+        .dream_panel()
+        .image()
+        .is_some_and(|i| i.width == 112));
+    h.get_by_label("Pause").click();
+    h.run_steps(2);
+    std::thread::sleep(Duration::from_millis(300));
+    h.run_steps(2);
+    let paused_at = h.state().dream_panel().history().len();
+    std::thread::sleep(Duration::from_millis(600));
+    h.run_steps(2);
+    assert!(
+        h.state().dream_panel().history().len() <= paused_at + 1,
+        "no progress while paused"
+    );
+    h.get_by_label("Resume").click();
+    wait_for(&mut h, "progress after resume", |h| {
+        h.state().dream_panel().history().len() >= paused_at + 2
+    });
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, "the stopped dream", |h| {
+        !h.state().dream_panel().is_running()
+    });
+    assert!(has_text(&h, "Done:"), "a stopped dream keeps its image");
+
+    // From the explorer: open a channel and dream it.
+    h.get_by_label("Explore").click();
+    h.run_steps(2);
+    h.get_by_label("block3").click();
+    h.run_steps(2);
+    h.get_by_label("channel 5").click();
+    h.run_steps(2);
+    h.get_by_label("Dream this channel").click();
+    wait_for(&mut h, "the channel dream", |h| {
+        h.state().dream_panel().history().len() >= 2
+    });
+    assert_eq!(h.state().tab(), cnn_explorer::ui::app::Tab::Dream);
+    assert!(has_text(&h, "Dreaming channel 5 of block3"));
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, "the stopped dream", |h| {
+        !h.state().dream_panel().is_running()
+    });
+}
+
+#[test]
+fn the_attack_tab_turns_the_cat_into_a_dog_within_4_of_255() {
+    let mut h = explorer_on_the_cat();
+    h.get_by_label("Attack").click();
+    h.run_steps(2);
+    assert!(has_text(&h, "Chosen: golden retriever (207)"));
+    h.get_by_label("Attack (PGD)").click();
+    wait_for(&mut h, "the attack's result", |h| {
+        h.state().attack_panel().result().is_some()
+    });
+    let r = h.state().attack_panel().result().unwrap();
+    assert!(
+        r.success && r.linf <= 4,
+        "success {}, L-inf {}",
+        r.success,
+        r.linf
+    );
+    assert!(has_text(&h, "Success after"));
+    assert!(has_text(&h, "Adversarial: golden retriever"));
+    assert!(has_text(&h, "PSNR"));
+}

@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use eframe::egui::{self, Color32, ColorImage};
 
+use super::attack::AttackPanel;
+use super::dream::DreamPanel;
 use super::explorer::{self, ExplorerState};
 use super::frame_stats::FrameStats;
 use super::predictions;
 use super::settings::Settings;
 use super::setup::{self, DownloadState, SetupAction};
+use super::widgets::Jobs;
 use crate::device::DeviceChoice;
 use crate::weights::{self, ModelStatus};
 use crate::worker::{
@@ -51,6 +54,8 @@ pub struct AppOptions {
     pub layer: Option<String>,
     /// Channel of that layer to open first.
     pub channel: Option<usize>,
+    /// Tab to show first.
+    pub tab: Tab,
     pub screenshot: Option<ScreenshotRequest>,
 }
 
@@ -81,6 +86,27 @@ struct ScreenshotState {
     requested: bool,
     image: Arc<Mutex<Option<Arc<ColorImage>>>>,
     finished: bool,
+}
+
+/// The window's tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Explore,
+    Dream,
+    Attack,
+}
+
+impl Tab {
+    pub const ALL: [Self; 3] = [Self::Explore, Self::Dream, Self::Attack];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Explore => "Explore",
+            Self::Dream => "Dream",
+            Self::Attack => "Attack",
+        }
+    }
 }
 
 /// What a panel asked for; applied after drawing.
@@ -118,6 +144,9 @@ pub struct ExplorerApp {
     dialog: Option<mpsc::Receiver<Option<PathBuf>>>,
     frame_stats: FrameStats,
     screenshot: Option<ScreenshotState>,
+    tab: Tab,
+    dream: DreamPanel,
+    attack: AttackPanel,
 }
 
 impl ExplorerApp {
@@ -176,6 +205,9 @@ impl ExplorerApp {
                 image: Arc::default(),
                 finished: false,
             }),
+            tab: options.tab,
+            dream: DreamPanel::default(),
+            attack: AttackPanel::default(),
         };
         let installed = |name: &str| app.catalogue.iter().any(|m| m.name == name && m.present);
         let start_model = options
@@ -220,6 +252,21 @@ impl ExplorerApp {
     /// Whether a model or photo job is in flight.
     pub fn is_busy(&self) -> bool {
         self.model_job.is_some() || self.photo_job.is_some()
+    }
+
+    /// The tab shown.
+    pub fn tab(&self) -> Tab {
+        self.tab
+    }
+
+    /// The Dream tab.
+    pub fn dream_panel(&self) -> &DreamPanel {
+        &self.dream
+    }
+
+    /// The Attack tab.
+    pub fn attack_panel(&self) -> &AttackPanel {
+        &self.attack
     }
 
     /// Opens `photo`: the model runs on it and, if it can be read, it replaces the photo shown.
@@ -280,6 +327,9 @@ impl ExplorerApp {
     }
 
     fn handle_event(&mut self, ctx: &egui::Context, event: Event) {
+        if self.dream.on_event(ctx, &event) || self.attack.on_event(ctx, &event) {
+            return;
+        }
         let job = event.job();
         let is_model_job = self.model_job.as_ref().is_some_and(|r| r.job == job);
         let is_photo_job = self.photo_job.as_ref().is_some_and(|p| p.job == job);
@@ -553,6 +603,10 @@ impl ExplorerApp {
 
     fn toolbar(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         ui.horizontal(|ui| {
+            for tab in Tab::ALL {
+                ui.selectable_value(&mut self.tab, tab, tab.label());
+            }
+            ui.separator();
             if ui
                 .button("Open…")
                 .on_hover_text("Open a photo (or drop one on the window)")
@@ -690,7 +744,8 @@ impl ExplorerApp {
 
     fn screenshot_step(&mut self, ctx: &egui::Context) {
         let busy = self.is_busy();
-        let drawn = self.analysis.is_some() && self.explorer.layer_drawn();
+        let drawn =
+            self.analysis.is_some() && (self.tab != Tab::Explore || self.explorer.layer_drawn());
         let no_model = self.model.is_none() && self.model_job.is_none() && self.download.is_none();
         let notice = self.notice.clone();
         let summary = self.frame_stats.busy_summary();
@@ -858,6 +913,30 @@ impl eframe::App for ExplorerApp {
                     None => {}
                 }
             });
+        } else if self.tab == Tab::Dream {
+            let mut jobs = Jobs {
+                worker: &self.worker,
+                next: &mut self.next_job,
+            };
+            let photo = self.photo.clone();
+            egui::Panel::left("dream-controls")
+                .resizable(true)
+                .default_size(300.0)
+                .size_range(240.0..=480.0)
+                .show(ui, |ui| self.dream.controls(ui, &mut jobs, &photo));
+            egui::CentralPanel::default().show(ui, |ui| self.dream.view(ui));
+        } else if self.tab == Tab::Attack {
+            let mut jobs = Jobs {
+                worker: &self.worker,
+                next: &mut self.next_job,
+            };
+            let photo = self.photo.clone();
+            egui::Panel::left("attack-controls")
+                .resizable(true)
+                .default_size(300.0)
+                .size_range(240.0..=480.0)
+                .show(ui, |ui| self.attack.controls(ui, &mut jobs, &photo));
+            egui::CentralPanel::default().show(ui, |ui| self.attack.view(ui));
         } else {
             egui::Panel::left("photo")
                 .resizable(true)
@@ -886,6 +965,15 @@ impl eframe::App for ExplorerApp {
         }
         for action in actions {
             self.apply(&ctx, action);
+        }
+        if let Some((layer, channel)) = self.explorer.dream_request.take() {
+            self.dream.aim_at_channel(layer, channel);
+            self.tab = Tab::Dream;
+            let mut jobs = Jobs {
+                worker: &self.worker,
+                next: &mut self.next_job,
+            };
+            self.dream.start(&mut jobs, &self.photo);
         }
         self.drop_highlight(&ctx);
         self.screenshot_step(&ctx);

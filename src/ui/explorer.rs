@@ -25,6 +25,8 @@ pub struct ExplorerState {
     atlases: HashMap<usize, TextureHandle>,
     overlay: Option<((usize, usize), TextureHandle)>,
     scroll_to_layer: bool,
+    /// Set when "Dream this channel" was pressed: (layer, channel).
+    pub dream_request: Option<(String, usize)>,
 }
 
 impl ExplorerState {
@@ -390,6 +392,13 @@ fn channel_view(
             state.channel = Some(ordered[at + 1]);
         }
         ui.add(egui::Slider::new(&mut settings.overlay_opacity, 0.0..=1.0).text("Overlay opacity"));
+        if ui
+            .button("Dream this channel")
+            .on_hover_text("Make an image that excites this channel most")
+            .clicked()
+        {
+            state.dream_request = Some((layer.name.clone(), channel));
+        }
     });
     let s = layer.stats[channel];
     ui.label(format!(

@@ -2,11 +2,15 @@
 //! worker's plain-data protocol (`crate::worker`).
 
 pub mod app;
+pub mod attack;
+pub mod class_picker;
+pub mod dream;
 pub mod explorer;
 pub mod frame_stats;
 pub mod predictions;
 pub mod settings;
 pub mod setup;
+pub mod widgets;
 
 use std::sync::Arc;
 

@@ -71,6 +71,18 @@ impl Preprocess {
         }
     }
 
+    /// Where the network view comes from in a `w x h` photo: the size the photo is resized
+    /// to, and the (left, top) of the `size x size` crop in it.
+    pub fn view_geometry(&self, w: u32, h: u32) -> ((u32, u32), (u32, u32)) {
+        match self.mode {
+            ResizeMode::Whole => ((self.size, self.size), (0, 0)),
+            ResizeMode::CenterCrop => {
+                let (rw, rh) = resized_short_side(w, h, self.resize_short_side());
+                ((rw, rh), crop_offsets(rw, rh, self.size, self.size))
+            }
+        }
+    }
+
     /// Normalised CHW floats of the network view: `[3 * size * size]`.
     pub fn to_chw(&self, image: &RgbImage) -> Vec<f32> {
         let view = self.network_view(image);
@@ -121,12 +133,7 @@ pub fn resized_short_side(w: u32, h: u32, short: u32) -> (u32, u32) {
 /// round-half-to-even.
 pub fn center_crop(image: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     let (w, h) = image.dimensions();
-    let left = ((f64::from(w) - f64::from(out_w)) / 2.0)
-        .round_ties_even()
-        .max(0.0) as u32;
-    let top = ((f64::from(h) - f64::from(out_h)) / 2.0)
-        .round_ties_even()
-        .max(0.0) as u32;
+    let (left, top) = crop_offsets(w, h, out_w, out_h);
     RgbImage::from_fn(out_w, out_h, |x, y| {
         let (sx, sy) = (x + left, y + top);
         if sx < w && sy < h {
@@ -135,6 +142,17 @@ pub fn center_crop(image: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
             image::Rgb([0, 0, 0])
         }
     })
+}
+
+/// The (left, top) of torchvision's `CenterCrop(out)` in a `w x h` image.
+pub fn crop_offsets(w: u32, h: u32, out_w: u32, out_h: u32) -> (u32, u32) {
+    let left = ((f64::from(w) - f64::from(out_w)) / 2.0)
+        .round_ties_even()
+        .max(0.0) as u32;
+    let top = ((f64::from(h) - f64::from(out_h)) / 2.0)
+        .round_ties_even()
+        .max(0.0) as u32;
+    (left, top)
 }
 
 /// `ToTensor()` then `Normalize(mean, std)` in f32, exactly as torch computes it.
@@ -158,8 +176,9 @@ struct Taps {
     weights: Vec<i32>,
 }
 
-/// PIL's `precompute_coeffs` for the bilinear (triangle) filter, then `normalize_coeffs_8bpc`.
-fn bilinear_coefficients(in_size: u32, out_size: u32) -> Vec<Taps> {
+/// PIL's `precompute_coeffs` for the bilinear (triangle) filter: each output pixel's first
+/// source pixel and normalised float weights.
+fn bilinear_weights(in_size: u32, out_size: u32) -> Vec<(usize, Vec<f64>)> {
     let scale = f64::from(in_size) / f64::from(out_size);
     let filter_scale = scale.max(1.0);
     let support = filter_scale; // the triangle filter's support is 1
@@ -181,7 +200,18 @@ fn bilinear_coefficients(in_size: u32, out_size: u32) -> Vec<Taps> {
             if total != 0.0 {
                 weights.iter_mut().for_each(|w| *w /= total);
             }
-            let fixed = weights
+            (xmin, weights)
+        })
+        .collect()
+}
+
+/// The float weights then PIL's `normalize_coeffs_8bpc` fixed point.
+fn bilinear_coefficients(in_size: u32, out_size: u32) -> Vec<Taps> {
+    bilinear_weights(in_size, out_size)
+        .into_iter()
+        .map(|(start, weights)| Taps {
+            start,
+            weights: weights
                 .iter()
                 .map(|&w| {
                     let scaled = w * f64::from(1u32 << PRECISION_BITS);
@@ -191,13 +221,27 @@ fn bilinear_coefficients(in_size: u32, out_size: u32) -> Vec<Taps> {
                         (0.5 + scaled) as i32
                     }
                 })
-                .collect();
-            Taps {
-                start: xmin,
-                weights: fixed,
-            }
+                .collect(),
         })
         .collect()
+}
+
+/// PIL's bilinear resize along one axis as a linear map, without its 8-bit rounding:
+/// `[out_size * in_size]` row-major (the identity when the sizes agree, as PIL skips the pass).
+/// Gradient loops use it to differentiate through the preprocessing.
+pub fn resize_matrix(in_size: u32, out_size: u32) -> Vec<f32> {
+    let (n_in, n_out) = (in_size as usize, out_size as usize);
+    let mut m = vec![0f32; n_out * n_in];
+    if in_size == out_size {
+        (0..n_in).for_each(|i| m[i * n_in + i] = 1.0);
+        return m;
+    }
+    for (row, (start, weights)) in bilinear_weights(in_size, out_size).into_iter().enumerate() {
+        for (k, w) in weights.into_iter().enumerate() {
+            m[row * n_in + start + k] = w as f32;
+        }
+    }
+    m
 }
 
 fn clip8(acc: i64) -> u8 {
@@ -335,6 +379,37 @@ mod tests {
         let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8, y as u8, 0]));
         let c = center_crop(&img, 2, 2);
         assert_eq!(c.get_pixel(0, 0).0, [2, 0, 0]);
+    }
+
+    #[test]
+    fn the_resize_matrix_is_pils_resize_before_rounding() {
+        let img = RgbImage::from_fn(41, 29, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x * y) % 256) as u8])
+        });
+        let (ow, oh) = (17u32, 23u32);
+        let rh = resize_matrix(41, ow);
+        let rv = resize_matrix(29, oh);
+        let exact = resize_bilinear_pil(&img, ow, oh);
+        for c in 0..3 {
+            for oy in 0..oh as usize {
+                for ox in 0..ow as usize {
+                    let mut v = 0f32;
+                    for y in 0..29 {
+                        for x in 0..41 {
+                            v += rv[oy * 29 + y]
+                                * rh[ox * 41 + x]
+                                * f32::from(img.get_pixel(x as u32, y as u32).0[c]);
+                        }
+                    }
+                    let e = f32::from(exact.get_pixel(ox as u32, oy as u32).0[c]);
+                    assert!((v - e).abs() <= 1.5, "({ox}, {oy}, {c}): {v} vs {e}");
+                }
+            }
+        }
+        assert_eq!(
+            resize_matrix(3, 3),
+            vec![1., 0., 0., 0., 1., 0., 0., 0., 1.]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub mod protocol;
 pub mod runner;
 
 pub use protocol::{
-    Analysis, CancelToken, Command, Event, JobId, LayerMaps, ModelSummary, PhotoSource, Prediction,
-    RgbaImage,
+    Analysis, AttackRequest, AttackResult, CancelToken, Command, DreamControls, DreamGoal,
+    DreamRequest, Event, JobId, LayerMaps, ModelSummary, PhotoSource, Prediction, RgbaImage,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

@@ -3,7 +3,7 @@
 //! side sees the other's types: no egui here, no Candle there.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::device::DeviceChoice;
@@ -45,7 +45,7 @@ impl CancelToken {
 }
 
 /// Where a photo comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PhotoSource {
     /// A file on disk (opened or dropped).
     File(PathBuf),
@@ -73,6 +73,94 @@ impl PhotoSource {
     }
 }
 
+/// What a dream maximises.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DreamGoal {
+    Class(usize),
+    Channel { layer: String, channel: usize },
+}
+
+/// A dream's settings, as the window sets them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DreamRequest {
+    pub goal: DreamGoal,
+    /// Lucid-style Fourier parameterisation (else the pixels).
+    pub fourier: bool,
+    /// Start from this photo instead of noise.
+    pub start: Option<PhotoSource>,
+    pub steps: usize,
+    pub learning_rate: f64,
+    /// 112, 160 or 224.
+    pub size: u32,
+    pub jitter: u32,
+    pub seed: u64,
+    pub log_softmax: bool,
+}
+
+/// A running dream's live controls, shared by the window and the worker.
+#[derive(Debug, Clone, Default)]
+pub struct DreamControls {
+    tv_weight: Arc<AtomicU32>,
+    paused: Arc<AtomicBool>,
+}
+
+impl DreamControls {
+    pub fn new(tv_weight: f32) -> Self {
+        let c = Self::default();
+        c.set_tv_weight(tv_weight);
+        c
+    }
+
+    /// Changes the total-variation weight from the next step on.
+    pub fn set_tv_weight(&self, weight: f32) {
+        self.tv_weight.store(weight.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn tv_weight(&self) -> f32 {
+        f32::from_bits(self.tv_weight.load(Ordering::Relaxed))
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+}
+
+/// An adversarial attack's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttackRequest {
+    pub photo: PhotoSource,
+    /// `None`: untargeted.
+    pub target: Option<usize>,
+    /// In 8-bit pixel units.
+    pub eps: f32,
+    pub step: f32,
+    pub max_steps: usize,
+}
+
+/// A finished attack.
+#[derive(Debug, Clone)]
+pub struct AttackResult {
+    pub original: RgbaImage,
+    pub adversarial: RgbaImage,
+    /// The change, amplified to fill the 8-bit range around mid-grey.
+    pub perturbation: RgbaImage,
+    pub source: usize,
+    pub target: Option<usize>,
+    pub top_class: usize,
+    pub success: bool,
+    pub steps: usize,
+    pub source_prob: f32,
+    pub target_prob: f32,
+    pub linf: u8,
+    pub l2: f64,
+    pub psnr_db: f64,
+    pub ms_per_step: f64,
+}
+
 /// A request to the worker.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -97,6 +185,22 @@ pub enum Command {
         job: JobId,
         cancel: CancelToken,
         model: String,
+    },
+    /// Dream with the loaded model. Answered by [`Event::DreamStep`]s, then
+    /// [`Event::DreamFinished`], [`Event::Cancelled`] or [`Event::Failed`]. Stopping keeps the
+    /// image so far (it finishes); cancelling before the first step answers `Cancelled`.
+    Dream {
+        job: JobId,
+        cancel: CancelToken,
+        request: DreamRequest,
+        controls: DreamControls,
+    },
+    /// Attack a photo. Answered by [`Event::AttackStep`]s, then [`Event::AttackFinished`],
+    /// [`Event::Cancelled`] or [`Event::Failed`].
+    Attack {
+        job: JobId,
+        cancel: CancelToken,
+        request: AttackRequest,
     },
     /// Stop the worker thread.
     Shutdown,
@@ -209,6 +313,33 @@ pub enum Event {
         model: String,
         path: PathBuf,
     },
+    /// One dream step; `image` comes at most ~20 times a second (and with the last step).
+    DreamStep {
+        job: JobId,
+        step: usize,
+        prob: f32,
+        score: f32,
+        penalty: f32,
+        image: Option<RgbaImage>,
+    },
+    DreamFinished {
+        job: JobId,
+        image: RgbaImage,
+        steps: usize,
+        prob: f32,
+        ms_per_step: f64,
+    },
+    AttackStep {
+        job: JobId,
+        step: usize,
+        source_prob: f32,
+        target_prob: f32,
+        top_class: usize,
+    },
+    AttackFinished {
+        job: JobId,
+        result: Box<AttackResult>,
+    },
     Cancelled {
         job: JobId,
     },
@@ -227,6 +358,10 @@ impl Event {
             | Self::Analysed { job, .. }
             | Self::DownloadProgress { job, .. }
             | Self::Downloaded { job, .. }
+            | Self::DreamStep { job, .. }
+            | Self::DreamFinished { job, .. }
+            | Self::AttackStep { job, .. }
+            | Self::AttackFinished { job, .. }
             | Self::Cancelled { job }
             | Self::Failed { job, .. } => *job,
         }

@@ -13,11 +13,13 @@ use candle_core::{IndexOp, Tensor};
 use image::RgbImage;
 
 use super::protocol::{
-    Analysis, CancelToken, Command, Event, JobId, LayerMaps, ModelSummary, PhotoSource, Prediction,
-    RgbaImage,
+    Analysis, AttackRequest, AttackResult, CancelToken, Command, DreamControls, DreamGoal,
+    DreamRequest, Event, JobId, LayerMaps, ModelSummary, PhotoSource, Prediction, RgbaImage,
 };
 use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::explain::attack::{attack, AttackSettings};
+use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::inference::{channel_maps, load_model, top_k, LoadedModel};
 use crate::vision::atlas::{build_atlas, channel_stats};
 use crate::vision::image_io::{decode_rgb, load_rgb};
@@ -130,7 +132,9 @@ impl Runner {
                 Command::Shutdown => break,
                 Command::LoadModel { job, .. }
                 | Command::Analyse { job, .. }
-                | Command::Download { job, .. } => *job,
+                | Command::Download { job, .. }
+                | Command::Dream { job, .. }
+                | Command::Attack { job, .. } => *job,
             };
             // A bug in one job must not take the worker (and every later job) down with it.
             let outcome = catch_unwind(AssertUnwindSafe(|| self.handle(command)));
@@ -188,7 +192,171 @@ impl Runner {
                 self.send(event);
             }
             Command::Download { job, cancel, model } => self.start_download(job, cancel, model),
+            Command::Dream {
+                job,
+                cancel,
+                request,
+                controls,
+            } => {
+                let event = match self.dream(job, &request, &controls, &cancel) {
+                    Ok(Some(event)) => event,
+                    Ok(None) => Event::Cancelled { job },
+                    Err(e) => Event::Failed {
+                        job,
+                        error: format!("{e:#}"),
+                    },
+                };
+                self.send(event);
+            }
+            Command::Attack {
+                job,
+                cancel,
+                request,
+            } => {
+                let event = match self.attack(job, &request, &cancel) {
+                    Ok(Some(result)) => Event::AttackFinished {
+                        job,
+                        result: Box::new(result),
+                    },
+                    Ok(None) => Event::Cancelled { job },
+                    Err(e) => Event::Failed {
+                        job,
+                        error: format!("{e:#}"),
+                    },
+                };
+                self.send(event);
+            }
         }
+    }
+
+    fn loaded(&self) -> Result<&LoadedModel> {
+        self.model.as_ref().ok_or_else(|| {
+            Error::Invalid("no model is loaded yet: install or choose one first".into())
+        })
+    }
+
+    /// Runs a dream, sending a step event each step (an image at most every 50 ms); waits
+    /// while paused. `None` when cancelled before its first step.
+    fn dream(
+        &self,
+        job: JobId,
+        request: &DreamRequest,
+        controls: &DreamControls,
+        cancel: &CancelToken,
+    ) -> Result<Option<Event>> {
+        let model = self.loaded()?;
+        let mut settings = DreamSettings::new(match &request.goal {
+            DreamGoal::Class(c) => DreamTarget::Class(*c),
+            DreamGoal::Channel { layer, channel } => DreamTarget::Channel {
+                layer: layer.clone(),
+                channel: *channel,
+            },
+        });
+        settings.parameterisation = if request.fourier {
+            Parameterisation::Fourier
+        } else {
+            Parameterisation::Pixels
+        };
+        if let Some(photo) = &request.start {
+            settings.start = DreamStart::Photo(decode_photo(photo, self.config.max_pixels)?);
+        }
+        settings.steps = request.steps;
+        settings.learning_rate = request.learning_rate;
+        settings.size = request.size;
+        settings.jitter = request.jitter;
+        settings.seed = request.seed;
+        settings.log_softmax = request.log_softmax;
+        settings.tv_weight = controls.tv_weight();
+        let mut last_image: Option<Instant> = None;
+        let stop = || {
+            while controls.is_paused() && !cancel.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            cancel.is_cancelled()
+        };
+        let outcome = dream(
+            model,
+            &settings,
+            &|| controls.tv_weight(),
+            &stop,
+            &mut |frame| {
+                let due = last_image.is_none_or(|t| t.elapsed() >= Duration::from_millis(50))
+                    || frame.step == settings.steps;
+                if due {
+                    last_image = Some(Instant::now());
+                }
+                self.send(Event::DreamStep {
+                    job,
+                    step: frame.step,
+                    prob: frame.prob,
+                    score: frame.score,
+                    penalty: frame.penalty,
+                    image: due.then(|| rgba_of(&frame.image)),
+                });
+            },
+        )?;
+        Ok(outcome.map(|o| Event::DreamFinished {
+            job,
+            image: rgba_of(&o.image),
+            steps: o.steps,
+            prob: o.prob,
+            ms_per_step: o.ms_per_step,
+        }))
+    }
+
+    fn attack(
+        &self,
+        job: JobId,
+        request: &AttackRequest,
+        cancel: &CancelToken,
+    ) -> Result<Option<AttackResult>> {
+        let model = self.loaded()?;
+        let photo = decode_photo(&request.photo, self.config.max_pixels)?;
+        let settings = AttackSettings {
+            target: request.target,
+            eps: request.eps,
+            step: request.step,
+            max_steps: request.max_steps,
+        };
+        let outcome = attack(
+            model,
+            &photo,
+            &settings,
+            &|| cancel.is_cancelled(),
+            &mut |p| {
+                self.send(Event::AttackStep {
+                    job,
+                    step: p.step,
+                    source_prob: p.source_prob,
+                    target_prob: p.target_prob,
+                    top_class: p.top_class,
+                });
+            },
+        )?;
+        let Some(o) = outcome else { return Ok(None) };
+        let gain = 127.0 / request.eps.max(1.0);
+        let perturbation = RgbImage::from_fn(photo.width(), photo.height(), |x, y| {
+            let (a, b) = (photo.get_pixel(x, y).0, o.adversarial.get_pixel(x, y).0);
+            image::Rgb([0, 1, 2].map(|c| {
+                (128.0 + (f32::from(b[c]) - f32::from(a[c])) * gain).clamp(0.0, 255.0) as u8
+            }))
+        });
+        Ok(Some(AttackResult {
+            original: rgba_of(&photo),
+            adversarial: rgba_of(&o.adversarial),
+            perturbation: rgba_of(&perturbation),
+            source: o.source,
+            target: o.target,
+            top_class: o.last.top_class,
+            success: o.success,
+            steps: o.steps,
+            source_prob: o.last.source_prob,
+            target_prob: o.last.target_prob,
+            linf: o.linf,
+            l2: o.l2,
+            psnr_db: o.psnr_db,
+            ms_per_step: o.ms_per_step,
+        }))
     }
 
     fn load(&mut self, name: &str, choice: DeviceChoice) -> Result<ModelSummary> {
@@ -218,9 +386,7 @@ impl Runner {
     /// Runs the loaded model on `photo`; `None` when cancelled.
     fn analyse(&self, photo: &PhotoSource, cancel: &CancelToken) -> Result<Option<Analysis>> {
         let started = Instant::now();
-        let model = self.model.as_ref().ok_or_else(|| {
-            Error::Invalid("no model is loaded yet: install or choose one first".into())
-        })?;
+        let model = self.loaded()?;
         let image = decode_photo(photo, self.config.max_pixels)?;
         if cancel.is_cancelled() {
             return Ok(None);

@@ -1,0 +1,350 @@
+//! The "Dream" tab: pick a class (or come from the explorer with a channel), set the
+//! optimisation, and watch the image evolve with live probability and loss curves; the
+//! total-variation slider acts on the running dream; pause, resume, stop, save PNG.
+
+use eframe::egui::{self, TextureHandle, TextureOptions};
+use egui_plot::{Legend, Line, Plot};
+
+use super::class_picker::ClassPicker;
+use super::widgets::{texture, Jobs, PendingSave};
+use crate::labels::imagenet_label;
+use crate::worker::{
+    CancelToken, Command, DreamControls, DreamGoal, DreamRequest, Event, JobId, PhotoSource,
+    RgbaImage,
+};
+
+struct Running {
+    job: JobId,
+    cancel: CancelToken,
+    controls: DreamControls,
+    steps: usize,
+}
+
+/// The Dream tab's state.
+pub struct DreamPanel {
+    picker: ClassPicker,
+    /// Set by "Dream this channel" in the explorer; cleared by choosing a class.
+    channel: Option<(String, usize)>,
+    fourier: bool,
+    from_photo: bool,
+    steps: usize,
+    learning_rate: f64,
+    size: u32,
+    jitter: u32,
+    seed: u64,
+    tv_weight: f32,
+    log_softmax: bool,
+    running: Option<Running>,
+    paused: bool,
+    image: Option<RgbaImage>,
+    texture: Option<TextureHandle>,
+    /// (step, probability, loss).
+    history: Vec<[f64; 3]>,
+    status: String,
+    save: Option<PendingSave>,
+}
+
+impl Default for DreamPanel {
+    fn default() -> Self {
+        Self {
+            picker: ClassPicker::with_class(340),
+            channel: None,
+            fourier: true,
+            from_photo: false,
+            steps: 200,
+            learning_rate: 0.1,
+            size: 224,
+            jitter: 8,
+            seed: 0,
+            tv_weight: 0.1,
+            log_softmax: false,
+            running: None,
+            paused: false,
+            image: None,
+            texture: None,
+            history: Vec::new(),
+            status: String::new(),
+            save: None,
+        }
+    }
+}
+
+impl DreamPanel {
+    /// Whether a dream is running (or paused).
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The image so far, if any.
+    pub fn image(&self) -> Option<&RgbaImage> {
+        self.image.as_ref()
+    }
+
+    /// Steps recorded so far (step, probability, loss).
+    pub fn history(&self) -> &[[f64; 3]] {
+        &self.history
+    }
+
+    /// Aims the next dream at one channel of one layer.
+    pub fn aim_at_channel(&mut self, layer: String, channel: usize) {
+        self.channel = Some((layer, channel));
+    }
+
+    fn goal(&self) -> Option<DreamGoal> {
+        match &self.channel {
+            Some((layer, channel)) => Some(DreamGoal::Channel {
+                layer: layer.clone(),
+                channel: *channel,
+            }),
+            None => self.picker.chosen.map(DreamGoal::Class),
+        }
+    }
+
+    /// Starts a dream with the current settings (stopping any running one).
+    pub fn start(&mut self, jobs: &mut Jobs, photo: &PhotoSource) {
+        let Some(goal) = self.goal() else {
+            self.status = "Choose a class first.".into();
+            return;
+        };
+        self.stop();
+        let request = DreamRequest {
+            goal,
+            fourier: self.fourier,
+            start: self.from_photo.then(|| photo.clone()),
+            steps: self.steps,
+            learning_rate: self.learning_rate,
+            size: self.size,
+            jitter: self.jitter,
+            seed: self.seed,
+            log_softmax: self.log_softmax,
+        };
+        let cancel = CancelToken::new();
+        let controls = DreamControls::new(self.tv_weight);
+        let job = jobs.send(|job| Command::Dream {
+            job,
+            cancel: cancel.clone(),
+            request,
+            controls: controls.clone(),
+        });
+        self.running = Some(Running {
+            job,
+            cancel,
+            controls,
+            steps: self.steps,
+        });
+        self.paused = false;
+        self.history.clear();
+        self.status = "Starting…".into();
+    }
+
+    /// Stops the running dream; it keeps the image so far.
+    pub fn stop(&mut self) {
+        if let Some(r) = &self.running {
+            r.controls.set_paused(false);
+            r.cancel.cancel();
+        }
+    }
+
+    /// Takes the worker's events for this panel's job; true if it was one.
+    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) -> bool {
+        let Some(job) = self.running.as_ref().map(|r| r.job) else {
+            return false;
+        };
+        if event.job() != job {
+            return false;
+        }
+        match event {
+            Event::DreamStep {
+                step,
+                prob,
+                score,
+                penalty,
+                image,
+                ..
+            } => {
+                self.history
+                    .push([*step as f64, f64::from(*prob), f64::from(penalty - score)]);
+                if let Some(image) = image {
+                    self.show_image(ctx, image.clone());
+                }
+                let total = self.running.as_ref().map_or(0, |r| r.steps);
+                self.status = format!("Step {step} of {total}: p = {prob:.3}");
+            }
+            Event::DreamFinished {
+                image,
+                steps,
+                prob,
+                ms_per_step,
+                ..
+            } => {
+                self.show_image(ctx, image.clone());
+                self.running = None;
+                self.status = format!(
+                    "Done: {steps} steps, {ms_per_step:.0} ms per step; the final image scores p = {prob:.3}"
+                );
+            }
+            Event::Cancelled { .. } => {
+                self.running = None;
+                self.status = "Stopped before the first step.".into();
+            }
+            Event::Failed { error, .. } => {
+                self.running = None;
+                self.status = format!("The dream failed: {error}");
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn show_image(&mut self, ctx: &egui::Context, image: RgbaImage) {
+        match &mut self.texture {
+            Some(t) => t.set(
+                egui::ColorImage::from_rgba_unmultiplied([image.width, image.height], &image.rgba),
+                TextureOptions::LINEAR,
+            ),
+            None => self.texture = Some(texture(ctx, "dream", &image, TextureOptions::LINEAR)),
+        }
+        self.image = Some(image);
+    }
+
+    /// The settings column.
+    pub fn controls(&mut self, ui: &mut egui::Ui, jobs: &mut Jobs, photo: &PhotoSource) {
+        egui::ScrollArea::vertical()
+            .id_salt("dream-controls")
+            .show(ui, |ui| {
+                if let Some((layer, channel)) = self.channel.clone() {
+                    ui.strong(format!("Dreaming channel {channel} of {layer}"));
+                    if ui.button("Dream a class instead").clicked() {
+                        self.channel = None;
+                    }
+                } else {
+                    self.picker.show(ui, "dream-class", "Class", 8);
+                }
+                ui.separator();
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut self.fourier, true, "Lucid (Fourier)");
+                    ui.radio_value(&mut self.fourier, false, "Pixels");
+                });
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut self.from_photo, false, "From noise");
+                    ui.radio_value(&mut self.from_photo, true, "From the photo");
+                });
+                ui.add(
+                    egui::Slider::new(&mut self.steps, 10..=1000)
+                        .logarithmic(true)
+                        .text("Steps"),
+                );
+                ui.add(
+                    egui::Slider::new(&mut self.learning_rate, 0.005..=0.5)
+                        .logarithmic(true)
+                        .text("Learning rate"),
+                );
+                ui.horizontal(|ui| {
+                    ui.label("Size");
+                    for s in [112, 160, 224] {
+                        ui.selectable_value(&mut self.size, s, s.to_string());
+                    }
+                });
+                ui.add(egui::Slider::new(&mut self.jitter, 0..=16).text("Jitter (px)"));
+                ui.add(egui::DragValue::new(&mut self.seed).prefix("seed "));
+                ui.checkbox(
+                    &mut self.log_softmax,
+                    "Maximise log-softmax (not the logit)",
+                );
+                let tv = ui.add(
+                    egui::Slider::new(&mut self.tv_weight, 0.0..=10.0)
+                        .logarithmic(true)
+                        .text("TV weight"),
+                );
+                if tv.changed() {
+                    if let Some(r) = &self.running {
+                        r.controls.set_tv_weight(self.tv_weight);
+                    }
+                }
+                ui.weak("The TV weight acts on a running dream at once.");
+                ui.separator();
+                ui.horizontal_wrapped(|ui| {
+                    if ui.button("Start").clicked() {
+                        self.start(jobs, photo);
+                    }
+                    if let Some(r) = &self.running {
+                        let label = if self.paused { "Resume" } else { "Pause" };
+                        if ui.button(label).clicked() {
+                            self.paused = !self.paused;
+                            r.controls.set_paused(self.paused);
+                        }
+                        if ui.button("Stop").clicked() {
+                            self.stop();
+                        }
+                    }
+                    if let Some(image) = &self.image {
+                        if ui
+                            .add_enabled(self.save.is_none(), egui::Button::new("Save PNG…"))
+                            .clicked()
+                        {
+                            let name = match self.goal() {
+                                Some(DreamGoal::Class(c)) => {
+                                    format!("dream-{}.png", imagenet_label(c).replace(' ', "_"))
+                                }
+                                Some(DreamGoal::Channel { layer, channel }) => {
+                                    format!("dream-{layer}-{channel}.png")
+                                }
+                                None => "dream.png".into(),
+                            };
+                            self.save = Some(PendingSave::start(ui.ctx(), name, image.clone()));
+                        }
+                    }
+                });
+            });
+        if let Some(result) = self.save.as_ref().and_then(PendingSave::poll) {
+            self.save = None;
+            match result {
+                Ok(Some(path)) => self.status = format!("Saved {}", path.display()),
+                Ok(None) => {}
+                Err(e) => self.status = e,
+            }
+        }
+    }
+
+    /// The image and the curves.
+    pub fn view(&mut self, ui: &mut egui::Ui) {
+        ui.label(&self.status);
+        let plot_height = 150.0;
+        let avail = ui.available_size();
+        let side = avail
+            .x
+            .min(avail.y - plot_height - 30.0)
+            .clamp(112.0, 512.0);
+        match &self.texture {
+            Some(t) => {
+                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(side, side)))
+                    .on_hover_text("The dream as the network gets it");
+            }
+            None => {
+                ui.weak("Choose a class and press Start.");
+            }
+        }
+        let probs: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[1]]).collect();
+        let losses: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[2]]).collect();
+        ui.columns(2, |columns| {
+            Plot::new("dream-prob")
+                .height(plot_height)
+                .include_y(0.0)
+                .include_y(1.0)
+                .legend(Legend::default())
+                .allow_drag(false)
+                .allow_zoom(false)
+                .show(&mut columns[0], |p| {
+                    p.line(Line::new("target probability", probs))
+                });
+            Plot::new("dream-loss")
+                .height(plot_height)
+                .legend(Legend::default())
+                .allow_drag(false)
+                .allow_zoom(false)
+                .show(&mut columns[1], |p| {
+                    p.line(Line::new("loss (-score + TV)", losses))
+                });
+        });
+    }
+}
