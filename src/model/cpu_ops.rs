@@ -610,6 +610,90 @@ pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPoolOp)
 }
 
+/// `min(max(x, 0), top)` (ReLU with `top` = infinity, ReLU6 with 6) in one pass; its
+/// gradient is one pass too (candle's clamp builds two comparison masks per bound and a
+/// gradient for each bound, its ReLU a mask and a product).
+#[derive(Debug, Clone, Copy)]
+struct BoundedReluOp {
+    top: f32,
+}
+
+impl candle_core::CustomOp1 for BoundedReluOp {
+    fn name(&self) -> &'static str {
+        "bounded-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "relu input")?;
+        let top = self.top;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(64 * 1024)
+            .zip(x.par_chunks(64 * 1024))
+            .for_each(|(dst, src)| {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v.max(0.0).min(top);
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = arg.contiguous()?.apply_op2_no_bwd(
+            &grad_res.contiguous()?,
+            &BoundedReluGradOp { top: self.top },
+        )?;
+        Ok(Some(grad))
+    }
+}
+
+/// The gradient of [`BoundedReluOp`]: `(input, grad_output)` -> grad_output where
+/// 0 < x < top, else 0 (PyTorch's rule for ReLU and hardtanh: none at the bounds).
+#[derive(Debug, Clone, Copy)]
+struct BoundedReluGradOp {
+    top: f32,
+}
+
+impl CustomOp2 for BoundedReluGradOp {
+    fn name(&self) -> &'static str {
+        "bounded-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "relu input")?;
+        let g = f32_slice(s2, l2, "relu gradient")?;
+        if x.len() != g.len() {
+            candle_core::bail!("relu gradient: {} values for {} inputs", g.len(), x.len());
+        }
+        let top = self.top;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(64 * 1024)
+            .zip(x.par_chunks(64 * 1024).zip(g.par_chunks(64 * 1024)))
+            .for_each(|(dst, (xs, gs))| {
+                for ((d, &v), &gv) in dst.iter_mut().zip(xs).zip(gs) {
+                    *d = if v > 0.0 && v < top { gv } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// ReLU6 of `x` on the CPU in f32, with a one-pass gradient.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(BoundedReluOp { top: 6.0 })
+}
+
+/// ReLU of `x` on the CPU in f32, with a one-pass gradient.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op1(BoundedReluOp { top: f32::INFINITY })
+}
+
 /// Whether the fast ops can run on `x` (f32 on the CPU).
 pub fn supported(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
@@ -746,6 +830,33 @@ mod tests {
         );
         let last_col = g.narrow(3, 6, 1).unwrap().abs().unwrap().sum_all().unwrap();
         assert_eq!(last_col.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn relu_and_relu6_match_candle_and_their_gradients() {
+        let dev = Device::Cpu;
+        // Values spread over (-4, 10): below, inside and above the band, none exactly on a bound.
+        let x0 =
+            ((Tensor::rand(0f32, 1.0, (2, 3, 5, 7), &dev).unwrap() * 14.0).unwrap() - 4.0).unwrap();
+        let up = Tensor::randn(0f32, 1.0, (2, 3, 5, 7), &dev).unwrap();
+        let ours = Var::from_tensor(&x0).unwrap();
+        let theirs = Var::from_tensor(&x0).unwrap();
+        let y = relu6(ours.as_tensor()).unwrap();
+        let y_ref = theirs.as_tensor().clamp(0f32, 6f32).unwrap();
+        assert!(max_diff(&y, &y_ref) < 1e-7);
+        let g = (y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_ref = (y_ref * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(
+            max_diff(
+                g.get(ours.as_tensor()).unwrap(),
+                g_ref.get(theirs.as_tensor()).unwrap()
+            ) < 1e-7
+        );
     }
 
     #[test]

@@ -169,9 +169,22 @@ impl Module for Linear {
     }
 }
 
+/// ReLU, differentiable (our one-pass op on the CPU in f32).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if cpu_ops::supported(x) {
+        cpu_ops::relu(x)
+    } else {
+        x.relu()
+    }
+}
+
 /// ReLU6 (`min(max(x, 0), 6)`), differentiable.
 pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
+    if cpu_ops::supported(x) {
+        cpu_ops::relu6(x)
+    } else {
+        x.clamp(0f32, 6f32)
+    }
 }
 
 /// 2x2 max-pooling with stride 2 (odd rows/columns dropped, as PyTorch does), with a correct

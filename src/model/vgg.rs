@@ -9,7 +9,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{
-    adaptive_avg_pool2d, global_avg_pool, max_pool2x2, Conv, ConvSpec, Linear, Padding,
+    adaptive_avg_pool2d, global_avg_pool, max_pool2x2, relu, Conv, ConvSpec, Linear, Padding,
 };
 use super::{Arch, Backbone, TapKind, TapSink};
 
@@ -121,7 +121,7 @@ impl Vgg {
         let mut x = x.clone();
         for (b, block) in self.blocks.iter().enumerate() {
             for layer in block {
-                x = layer.conv.forward(&x)?.relu()?;
+                x = relu(&layer.conv.forward(&x)?)?;
                 sink(&layer.name, TapKind::Conv, &x);
             }
             x = max_pool2x2(&x)?;
@@ -148,9 +148,9 @@ impl Backbone for Vgg {
         let x = self.features(x, sink)?;
         // torchvision pools to 7x7 whatever the input size; at 224 this is the identity.
         let x = adaptive_avg_pool2d(&x, POOLED_SIDE)?.flatten_from(1)?;
-        let x = self.fc6.forward(&x)?.relu()?;
+        let x = relu(&self.fc6.forward(&x)?)?;
         sink("fc6", TapKind::Fc, &x);
-        let x = self.fc7.forward(&x)?.relu()?;
+        let x = relu(&self.fc7.forward(&x)?)?;
         sink("fc7", TapKind::Fc, &x);
         let logits = self.fc8.forward(&x)?;
         sink("logits", TapKind::Logits, &logits);
