@@ -211,14 +211,7 @@ impl AttackPanel {
                     }
                 }
             });
-        if let Some(outcome) = self.save.as_ref().and_then(PendingSave::poll) {
-            self.save = None;
-            match outcome {
-                Ok(Some(path)) => self.status = format!("Saved {}", path.display()),
-                Ok(None) => {}
-                Err(e) => self.status = e,
-            }
-        }
+        PendingSave::report(&mut self.save, &mut self.status);
     }
 
     /// The three images, the metrics and the curves.

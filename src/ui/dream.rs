@@ -296,14 +296,7 @@ impl DreamPanel {
                     }
                 });
             });
-        if let Some(result) = self.save.as_ref().and_then(PendingSave::poll) {
-            self.save = None;
-            match result {
-                Ok(Some(path)) => self.status = format!("Saved {}", path.display()),
-                Ok(None) => {}
-                Err(e) => self.status = e,
-            }
-        }
+        PendingSave::report(&mut self.save, &mut self.status);
     }
 
     /// The image and the curves.

@@ -82,6 +82,20 @@ impl PendingSave {
         Self(rx)
     }
 
+    /// Once the save is over, clears `pending` and puts what became of it in `status`
+    /// ("Saved PATH" or the error; nothing when the dialog was dismissed).
+    pub fn report(pending: &mut Option<Self>, status: &mut String) {
+        let Some(outcome) = pending.as_ref().and_then(Self::poll) else {
+            return;
+        };
+        *pending = None;
+        match outcome {
+            Ok(Some(path)) => *status = format!("Saved {}", path.display()),
+            Ok(None) => {}
+            Err(e) => *status = e,
+        }
+    }
+
     /// The outcome once known: `Ok(None)` when the dialog was dismissed.
     pub fn poll(&self) -> Option<Result<Option<PathBuf>, String>> {
         match self.0.try_recv() {

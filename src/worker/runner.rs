@@ -177,17 +177,12 @@ impl Runner {
                 let event = if cancel.is_cancelled() {
                     Event::Cancelled { job }
                 } else {
-                    match self.analyse(&photo, &cancel) {
-                        Ok(Some(analysis)) => Event::Analysed {
+                    answer(job, self.analyse(&photo, &cancel), |analysis| {
+                        Event::Analysed {
                             job,
                             analysis: Box::new(analysis),
-                        },
-                        Ok(None) => Event::Cancelled { job },
-                        Err(e) => Event::Failed {
-                            job,
-                            error: format!("{e:#}"),
-                        },
-                    }
+                        }
+                    })
                 };
                 self.send(event);
             }
@@ -198,14 +193,7 @@ impl Runner {
                 request,
                 controls,
             } => {
-                let event = match self.dream(job, &request, &controls, &cancel) {
-                    Ok(Some(event)) => event,
-                    Ok(None) => Event::Cancelled { job },
-                    Err(e) => Event::Failed {
-                        job,
-                        error: format!("{e:#}"),
-                    },
-                };
+                let event = answer(job, self.dream(job, &request, &controls, &cancel), |e| e);
                 self.send(event);
             }
             Command::Attack {
@@ -213,17 +201,12 @@ impl Runner {
                 cancel,
                 request,
             } => {
-                let event = match self.attack(job, &request, &cancel) {
-                    Ok(Some(result)) => Event::AttackFinished {
+                let event = answer(job, self.attack(job, &request, &cancel), |result| {
+                    Event::AttackFinished {
                         job,
                         result: Box::new(result),
-                    },
-                    Ok(None) => Event::Cancelled { job },
-                    Err(e) => Event::Failed {
-                        job,
-                        error: format!("{e:#}"),
-                    },
-                };
+                    }
+                });
                 self.send(event);
             }
         }
@@ -502,6 +485,19 @@ impl Runner {
                 error: format!("cannot start the download: {e}"),
             });
         }
+    }
+}
+
+/// The event that answers a cancellable job: `finished` of its result, `Cancelled` when it
+/// stopped early, `Failed` with the whole chain of causes.
+fn answer<T>(job: JobId, result: Result<Option<T>>, finished: impl FnOnce(T) -> Event) -> Event {
+    match result {
+        Ok(Some(value)) => finished(value),
+        Ok(None) => Event::Cancelled { job },
+        Err(e) => Event::Failed {
+            job,
+            error: format!("{e:#}"),
+        },
     }
 }
 
