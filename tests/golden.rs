@@ -51,6 +51,14 @@ fn check_every_tap(model: &dyn Backbone, io: &std::collections::HashMap<String, 
             .unwrap_or_else(|| panic!("fixture has no tap {}", tap.name));
         let err = relative_error(&tap.tensor, want);
         assert!(err < TOLERANCE, "{}: relative error {err}", tap.name);
+        // The fast one-op program (dreams, attacks, predictions) stops at the same tap.
+        let fast = model.forward_until(&io["input"], Some(&tap.name)).unwrap();
+        let err = relative_error(&fast, want);
+        assert!(
+            err < TOLERANCE,
+            "{} (program): relative error {err}",
+            tap.name
+        );
     }
     // At 224 the adaptive pool is the identity, at 64 it replicates 2x2 to 7x7: both match.
     let logits = model.forward(&io["input224"]).unwrap();
@@ -143,6 +151,13 @@ fn efficientnet_lite0_real_weights_match_pytorch_on_the_cat() {
     for tap in &taps {
         let err = relative_error(&tap.tensor, &io[&tap.name]);
         assert!(err < TOLERANCE, "{}: relative error {err}", tap.name);
+        let fast = model.forward_until(&io["input"], Some(&tap.name)).unwrap();
+        let err = relative_error(&fast, &io[&tap.name]);
+        assert!(
+            err < TOLERANCE,
+            "{} (program): relative error {err}",
+            tap.name
+        );
     }
     let names: Vec<&str> = taps.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names[0], "stem");

@@ -1,6 +1,7 @@
 //! Gradients reach the input through every op of the models: the backward pass agrees with
-//! central finite differences (f64, a tiny VGG whose weights this test makes) and with
-//! PyTorch's gradient of the same model (f32 fixture).
+//! central finite differences (f64, a tiny VGG whose weights this test makes), and the fast
+//! one-op program agrees with the layer-by-layer path, values and input gradients (PyTorch's
+//! gradient itself is checked in golden.rs).
 
 use std::collections::HashMap;
 
@@ -11,6 +12,10 @@ use cnn_explorer::model::{Arch, Backbone};
 use cnn_explorer::weights::loading::random_backbone;
 
 fn tiny_vgg_f64() -> Vgg {
+    tiny_vgg(DType::F64)
+}
+
+fn tiny_vgg(dtype: DType) -> Vgg {
     let config = VggConfig {
         widths: [4, 6, 8, 8, 8],
         hidden: 16,
@@ -21,7 +26,7 @@ fn tiny_vgg_f64() -> Vgg {
     // f64 weights for them (f64 so that finite differences are accurate).
     let varmap = candle_nn::VarMap::new();
     Vgg::new(
-        VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu),
+        VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu),
         config.clone(),
     )
     .unwrap();
@@ -32,11 +37,11 @@ fn tiny_vgg_f64() -> Vgg {
         .iter()
         .map(|(name, var)| {
             let t = Tensor::randn(0f64, 0.3, var.shape(), &Device::Cpu).unwrap();
-            (name.clone(), t)
+            (name.clone(), t.to_dtype(dtype).unwrap())
         })
         .collect();
     Vgg::new(
-        VarBuilder::from_tensors(weights, DType::F64, &Device::Cpu),
+        VarBuilder::from_tensors(weights, dtype, &Device::Cpu),
         config,
     )
     .unwrap()
@@ -126,4 +131,90 @@ fn efficientnet_input_gradient_is_nonzero_and_finite() {
     let v: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
     assert!(v.iter().all(|x| x.is_finite()));
     assert!(v.iter().filter(|x| **x != 0.0).count() > v.len() / 2);
+}
+
+/// The layer-by-layer path's activation at `tap` (the logits when `None`) and the input
+/// gradient of `sum(activation * upstream)`, next to the program's.
+fn both_paths(model: &dyn Backbone, x0: &Tensor, tap: Option<&str>) {
+    let program = model.program().expect("the model has a fast program");
+    let reference = Var::from_tensor(x0).unwrap();
+    let mut found = None;
+    let logits = model
+        .forward_with(reference.as_tensor(), &mut |name, _, t| {
+            if Some(name) == tap {
+                found = Some(t.clone());
+            }
+        })
+        .unwrap();
+    let want = found.unwrap_or(logits);
+    let fast = Var::from_tensor(x0).unwrap();
+    let got = program.run(fast.as_tensor(), tap).unwrap();
+    assert_eq!(got.dims(), want.dims(), "{tap:?}");
+    let scale = want.abs().unwrap().max_all().unwrap();
+    let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+    let (diff, scale) = (
+        diff.to_scalar::<f32>().unwrap(),
+        scale.to_scalar::<f32>().unwrap(),
+    );
+    assert!(diff <= 1e-5 * scale.max(1e-3), "{tap:?}: {diff} of {scale}");
+
+    let upstream = Tensor::randn(0f32, 1.0, want.shape(), &Device::Cpu).unwrap();
+    let gradient = |y: &Tensor, x: &Var| {
+        let grads = (y * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        grads
+            .get(x.as_tensor())
+            .expect("gradient reaches the input")
+            .clone()
+    };
+    let (g_want, g_got) = (gradient(&want, &reference), gradient(&got, &fast));
+    let scale = g_want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let diff = (&g_got - &g_want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(scale > 0.0, "{tap:?}: zero gradient");
+    assert!(diff <= 1e-5 * scale, "{tap:?} gradient: {diff} of {scale}");
+}
+
+#[test]
+fn vgg_program_matches_the_layer_by_layer_path() {
+    let model = tiny_vgg(DType::F32);
+    // 40: the adaptive pool spreads 1x1 to 7x7; 75: odd sizes drop rows in the max-pools.
+    for side in [40, 75] {
+        let x0 = Tensor::randn(0f32, 1.0, (2, 3, side, side), &Device::Cpu).unwrap();
+        for tap in [None, Some("conv1_2"), Some("pool3"), Some("fc6")] {
+            both_paths(&model, &x0, tap);
+        }
+    }
+}
+
+#[test]
+fn efficientnet_program_matches_the_layer_by_layer_path() {
+    // 57x61: TensorFlow "same" padding puts odd zeros bottom/right, differently per layer.
+    let model = random_backbone(Arch::EfficientNetLite0, &Device::Cpu, 5).unwrap();
+    let x0 = Tensor::randn(0f32, 1.0, (2, 3, 57, 61), &Device::Cpu).unwrap();
+    for tap in [
+        None,
+        Some("stem"),
+        Some("block1"),
+        Some("block5"),
+        Some("head"),
+    ] {
+        both_paths(model.as_ref(), &x0, tap);
+    }
 }

@@ -430,17 +430,9 @@ pub fn dream(
                 (score, logits)
             }
             DreamTarget::Channel { layer, channel } => {
-                let mut found = None;
-                let logits = model.backbone.forward_with(&input, &mut |name, _, t| {
-                    if name == layer {
-                        found = Some(t.clone());
-                    }
-                })?;
-                let tap = found.ok_or_else(|| Error::UnknownLayer {
-                    name: layer.clone(),
-                    model: model.spec.name.to_string(),
-                    known: String::new(),
-                })?;
+                let tap = model.backbone.forward_until(&input, Some(layer))?;
+                // Only the layer is differentiated; the class probabilities are for display.
+                let logits = model.backbone.forward(&input.detach())?;
                 let channels = tap.dim(1)?;
                 if *channel >= channels {
                     return Err(Error::Invalid(format!(

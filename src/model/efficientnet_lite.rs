@@ -11,6 +11,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{global_avg_pool, relu6, Conv, ConvSpec, Linear, Padding};
+use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp};
 use super::{Arch, Backbone, TapKind, TapSink};
 
 const BN_EPS: f64 = 1e-3;
@@ -94,6 +95,32 @@ impl MbConv {
     }
 }
 
+impl MbConv {
+    /// Appends the block's steps to `program`, its output as tap `tap`.
+    fn program(&self, program: &mut ProgramBuilder, tap: &str) -> Result<bool> {
+        if self.residual {
+            program.push(ProgramOp::ResidualStart, None);
+        }
+        let layers = [
+            self.expand.as_ref().map(|c| (c, Activation::Relu6)),
+            Some((&self.depthwise, Activation::Relu6)),
+            Some((&self.project, Activation::Identity)),
+        ];
+        let last = layers.iter().flatten().count() - 1;
+        for (i, (conv, activation)) in layers.into_iter().flatten().enumerate() {
+            let Some(op) = conv.program_op(activation)? else {
+                return Ok(false);
+            };
+            let is_output = i == last && !self.residual;
+            program.push(op, is_output.then_some(tap));
+        }
+        if self.residual {
+            program.push(ProgramOp::ResidualAdd, Some(tap));
+        }
+        Ok(true)
+    }
+}
+
 impl Module for MbConv {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
         let x = match &self.expand {
@@ -117,6 +144,7 @@ pub struct EfficientNetLite {
     head: Conv,
     fc: Linear,
     num_classes: usize,
+    program: FrozenProgram,
 }
 
 impl EfficientNetLite {
@@ -157,13 +185,37 @@ impl EfficientNetLite {
             BN_EPS,
         )?;
         let fc = Linear::load(vb.pp("_fc"), HEAD_CHANNELS, num_classes)?;
-        Ok(Self {
+        let mut net = Self {
             stem,
             blocks,
             head,
             fc,
             num_classes,
-        })
+            program: FrozenProgram::default(),
+        };
+        net.program = net.build_program()?;
+        Ok(net)
+    }
+
+    /// The same layers as [`Backbone::forward_with`], as one fast op.
+    fn build_program(&self) -> Result<FrozenProgram> {
+        let mut program = ProgramBuilder::default();
+        let (Some(stem), Some(head)) = (
+            self.stem.program_op(Activation::Relu6)?,
+            self.head.program_op(Activation::Relu6)?,
+        ) else {
+            return Ok(FrozenProgram::default());
+        };
+        program.push(stem, Some("stem"));
+        for (i, block) in self.blocks.iter().enumerate() {
+            if !block.program(&mut program, &format!("block{i}"))? {
+                return Ok(FrozenProgram::default());
+            }
+        }
+        program.push(head, Some("head"));
+        program.push(ProgramOp::GlobalAvgPool, None);
+        program.push(self.fc.program_op(Activation::Identity)?, Some("logits"));
+        Ok(program.build())
     }
 
     /// Stem, blocks and head: `[B, 3, H, W]` -> `[B, 1280, H/32, W/32]`.
@@ -191,6 +243,10 @@ impl Backbone for EfficientNetLite {
 
     fn embedding_dim(&self) -> usize {
         HEAD_CHANNELS
+    }
+
+    fn program(&self) -> Option<&FrozenProgram> {
+        Some(&self.program)
     }
 
     fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {

@@ -6,6 +6,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::cpu_ops;
+use super::program::{Activation, ProgramOp};
 
 /// How a convolution pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,12 +92,7 @@ impl Conv {
 impl Module for Conv {
     /// `[B, C_in, H, W]` -> `[B, C_out, H', W']`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, k, _) = self.weight.dims4()?;
-        let (x, pad) = match self.padding {
-            Padding::Symmetric(p) => (x.clone(), p),
-            Padding::TfSame => (pad_tf_same(x, k, self.stride)?, 0),
-        };
-        let y = self.convolve(&x, pad)?;
+        let y = self.convolve(x)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -105,19 +101,52 @@ impl Module for Conv {
 }
 
 impl Conv {
-    /// The convolution proper: our fast CPU kernels for frozen f32 weights, else candle's.
-    fn convolve(&self, x: &Tensor, pad: usize) -> Result<Tensor> {
+    /// The convolution proper: our fast CPU kernels for frozen f32 weights (which pad as they
+    /// go), else candle's on an explicitly padded input.
+    fn convolve(&self, x: &Tensor) -> Result<Tensor> {
         let frozen = !self.weight.track_op();
+        let (c_out, c_in_per_group, k, _) = self.weight.dims4()?;
         if frozen && cpu_ops::supported(x) {
-            let (c_out, c_in_per_group, _, _) = self.weight.dims4()?;
             if self.groups == 1 {
-                return cpu_ops::conv2d_frozen(x, &self.weight, self.stride, pad);
+                return cpu_ops::conv2d_frozen(x, &self.weight, self.stride, self.padding);
             }
             if c_in_per_group == 1 && self.groups == c_out {
-                return cpu_ops::depthwise_conv2d_frozen(x, &self.weight, self.stride, pad);
+                return cpu_ops::depthwise_conv2d_frozen(
+                    x,
+                    &self.weight,
+                    self.stride,
+                    self.padding,
+                );
             }
         }
+        let (x, pad) = match self.padding {
+            Padding::Symmetric(p) => (x.clone(), p),
+            Padding::TfSame => (pad_tf_same(x, k, self.stride)?, 0),
+        };
         x.conv2d(&self.weight, pad, self.stride, 1, self.groups)
+    }
+
+    /// This convolution followed by `activation`, as a step of a
+    /// [`FrozenProgram`](super::program::FrozenProgram); `None`
+    /// for grouped convolutions other than depthwise ones.
+    pub fn program_op(&self, activation: Activation) -> Result<Option<ProgramOp>> {
+        let (c_out, c_in_per_group, _, _) = self.weight.dims4()?;
+        let depthwise = self.groups > 1 && c_in_per_group == 1 && self.groups == c_out;
+        if self.groups != 1 && !depthwise {
+            return Ok(None);
+        }
+        let bias = match &self.bias {
+            Some(b) => b.flatten_all()?,
+            None => Tensor::zeros(c_out, self.weight.dtype(), self.weight.device())?,
+        };
+        Ok(Some(ProgramOp::Conv {
+            weight: self.weight.contiguous()?,
+            bias: bias.contiguous()?,
+            stride: self.stride,
+            padding: self.padding,
+            depthwise,
+            activation,
+        }))
     }
 }
 
@@ -154,6 +183,18 @@ impl Linear {
         let weight = vb.get((out_features, in_features), "weight")?;
         let bias = vb.get(out_features, "bias")?;
         Ok(Self { weight, bias })
+    }
+}
+
+impl Linear {
+    /// This layer followed by `activation`, as a step of a
+    /// [`FrozenProgram`](super::program::FrozenProgram).
+    pub fn program_op(&self, activation: Activation) -> Result<ProgramOp> {
+        Ok(ProgramOp::Linear {
+            weight: self.weight.contiguous()?,
+            bias: self.bias.contiguous()?,
+            activation,
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod cpu_ops;
 pub mod efficientnet_lite;
 pub mod layers;
+pub mod program;
 pub mod vgg;
 
 use std::fmt;
@@ -84,9 +85,33 @@ pub trait Backbone: Send + Sync {
     /// over space, `[B, 3, H, W]` -> `[B, embedding_dim]`.
     fn embed(&self, x: &Tensor) -> Result<Tensor>;
 
+    /// The network as one fast CPU op (see [`program`]), where the model has one.
+    fn program(&self) -> Option<&program::FrozenProgram> {
+        None
+    }
+
     /// Logits `[B, classes]` of `[B, 3, H, W]` images.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, &mut |_, _, _| {})
+        self.forward_until(x, None)
+    }
+
+    /// The activation of tap `until` (`[B, C, H, W]` or `[B, F]`; the logits when `None`),
+    /// computing only the layers up to it where the model has a [`Backbone::program`] for
+    /// `x`'s device. Gradients flow to `x` when it tracks them (dreams, attacks).
+    fn forward_until(&self, x: &Tensor, until: Option<&str>) -> Result<Tensor> {
+        if let Some(program) = self.program().filter(|p| p.supports(x)) {
+            return program.run(x, until);
+        }
+        let Some(name) = until else {
+            return self.forward_with(x, &mut |_, _, _| {});
+        };
+        let mut found = None;
+        self.forward_with(x, &mut |tap, _, t| {
+            if tap == name {
+                found = Some(t.clone());
+            }
+        })?;
+        found.ok_or_else(|| candle_core::Error::Msg(format!("no layer named {name}")))
     }
 
     /// Every tap of one forward pass, in network order, the logits last.

@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 use super::layers::{
     adaptive_avg_pool2d, global_avg_pool, max_pool2x2, relu, Conv, ConvSpec, Linear, Padding,
 };
+use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp};
 use super::{Arch, Backbone, TapKind, TapSink};
 
 /// Sizes of a VGG; [`VggConfig::vgg16`] and [`VggConfig::vgg19`] are the real ones, smaller
@@ -63,6 +64,7 @@ pub struct Vgg {
     fc6: Linear,
     fc7: Linear,
     fc8: Linear,
+    program: FrozenProgram,
 }
 
 impl Vgg {
@@ -103,13 +105,35 @@ impl Vgg {
         let fc6 = Linear::load(classifier.pp(0), flat, config.hidden)?;
         let fc7 = Linear::load(classifier.pp(3), config.hidden, config.hidden)?;
         let fc8 = Linear::load(classifier.pp(6), config.hidden, config.num_classes)?;
-        Ok(Self {
+        let mut vgg = Self {
             config,
             blocks,
             fc6,
             fc7,
             fc8,
-        })
+            program: FrozenProgram::default(),
+        };
+        vgg.program = vgg.build_program()?;
+        Ok(vgg)
+    }
+
+    /// The same layers as [`Backbone::forward_with`], as one fast op.
+    fn build_program(&self) -> Result<FrozenProgram> {
+        let mut program = ProgramBuilder::default();
+        for (b, block) in self.blocks.iter().enumerate() {
+            for layer in block {
+                let Some(op) = layer.conv.program_op(Activation::Relu)? else {
+                    return Ok(FrozenProgram::default());
+                };
+                program.push(op, Some(&layer.name));
+            }
+            program.push(ProgramOp::MaxPool2x2, Some(&format!("pool{}", b + 1)));
+        }
+        program.push(ProgramOp::AdaptiveAvgPool(POOLED_SIDE), None);
+        program.push(self.fc6.program_op(Activation::Relu)?, Some("fc6"));
+        program.push(self.fc7.program_op(Activation::Relu)?, Some("fc7"));
+        program.push(self.fc8.program_op(Activation::Identity)?, Some("logits"));
+        Ok(program.build())
     }
 
     pub fn config(&self) -> &VggConfig {
@@ -138,6 +162,10 @@ impl Backbone for Vgg {
 
     fn num_classes(&self) -> usize {
         self.config.num_classes
+    }
+
+    fn program(&self) -> Option<&FrozenProgram> {
+        Some(&self.program)
     }
 
     fn embedding_dim(&self) -> usize {

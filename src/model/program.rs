@@ -1,0 +1,630 @@
+//! A frozen backbone flattened into a list of CPU steps and run as **one** candle op.
+//!
+//! Dreams and attacks differentiate the whole network with respect to its input many times a
+//! second. Through candle's autograd every layer is several graph nodes (convolution, bias,
+//! activation, padding), each of which allocates its output, and whose backward allocates a
+//! zero gradient and adds into it; candle's element-wise ops also spin on a thread barrier.
+//! A [`FrozenProgram`] runs the same layers with our kernels, bias and activation fused into
+//! the convolution's output pass, keeps what the backward needs (each step's output), and its
+//! backward walks the steps in reverse computing only input gradients. Candle sees one node.
+//!
+//! The models' own `forward_with` (candle ops, every tap reported) stays the reference: tests
+//! check that both agree, values and input gradients.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::cpu_ops::{self, multiversion, Geometry};
+use super::layers::Padding;
+
+/// The element-wise function after a convolution or linear layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+}
+
+impl Activation {
+    /// The clamp `[0, top]` this activation applies, if any.
+    fn top(self) -> Option<f32> {
+        match self {
+            Self::Identity => None,
+            Self::Relu => Some(f32::INFINITY),
+            Self::Relu6 => Some(6.0),
+        }
+    }
+}
+
+/// One step of a [`FrozenProgram`].
+#[derive(Debug, Clone)]
+pub enum ProgramOp {
+    /// A convolution (dense, or depthwise when `depthwise`), bias, activation:
+    /// `weight` `[C_out, C_in or 1, k, k]`, `bias` `[C_out]`.
+    Conv {
+        weight: Tensor,
+        bias: Tensor,
+        stride: usize,
+        padding: Padding,
+        depthwise: bool,
+        activation: Activation,
+    },
+    /// 2x2/2 max-pooling (odd last row/column dropped).
+    MaxPool2x2,
+    /// PyTorch's `AdaptiveAvgPool2d((n, n))`.
+    AdaptiveAvgPool(usize),
+    /// Mean over space: `[C, H, W]` -> `[C]`.
+    GlobalAvgPool,
+    /// `x @ weight^T + bias` on the flattened activation, then the activation:
+    /// `weight` `[out, in]`, `bias` `[out]`.
+    Linear {
+        weight: Tensor,
+        bias: Tensor,
+        activation: Activation,
+    },
+    /// Remembers the current activation for a later [`ProgramOp::ResidualAdd`].
+    ResidualStart,
+    /// Adds the activation remembered by the matching [`ProgramOp::ResidualStart`].
+    ResidualAdd,
+}
+
+/// A step and the name of the tap its output is, if any.
+#[derive(Debug, Clone)]
+struct Step {
+    op: ProgramOp,
+    tap: Option<String>,
+}
+
+/// A frozen network as a flat list of steps, `[B, 3, H, W]` -> logits `[B, classes]` (or any
+/// tap's activation), differentiable with respect to the input only.
+#[derive(Debug, Clone, Default)]
+pub struct FrozenProgram {
+    steps: Arc<Vec<Step>>,
+}
+
+/// The shape of one image's activation: `(c, h, w)`, or a vector of `c` when `flat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dims {
+    c: usize,
+    h: usize,
+    w: usize,
+    flat: bool,
+}
+
+impl Dims {
+    fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    fn vector(c: usize) -> Self {
+        Self {
+            c,
+            h: 1,
+            w: 1,
+            flat: true,
+        }
+    }
+}
+
+/// Builds a [`FrozenProgram`] step by step.
+#[derive(Debug, Default)]
+pub struct ProgramBuilder {
+    steps: Vec<Step>,
+}
+
+impl ProgramBuilder {
+    /// Appends `op`; its output is tap `tap` when given.
+    pub fn push(&mut self, op: ProgramOp, tap: Option<&str>) {
+        self.steps.push(Step {
+            op,
+            tap: tap.map(str::to_string),
+        });
+    }
+
+    pub fn build(self) -> FrozenProgram {
+        FrozenProgram {
+            steps: Arc::new(self.steps),
+        }
+    }
+}
+
+impl FrozenProgram {
+    /// Whether the program can run on `x` (f32 on the CPU, and a non-empty program).
+    pub fn supports(&self, x: &Tensor) -> bool {
+        !self.steps.is_empty() && cpu_ops::supported(x)
+    }
+
+    /// Runs `x` `[B, C, H, W]` up to tap `until` (the whole program when `None`): the tap's
+    /// activation, `[B, C', H', W']` or `[B, F]`. Gradients flow to `x` when it tracks them.
+    pub fn run(&self, x: &Tensor, until: Option<&str>) -> Result<Tensor> {
+        let last = match until {
+            None => self.steps.len().checked_sub(1),
+            Some(name) => self
+                .steps
+                .iter()
+                .position(|s| s.tap.as_deref() == Some(name)),
+        };
+        let Some(last) = last else {
+            candle_core::bail!("no layer named {}", until.unwrap_or("(empty program)"));
+        };
+        let op = RunOp {
+            program: self.clone(),
+            last,
+            keep: x.track_op(),
+            saved: Mutex::new(None),
+        };
+        let x = x.contiguous()?;
+        if op.keep {
+            x.apply_op1(op)
+        } else {
+            x.apply_op1_no_bwd(&op)
+        }
+    }
+
+    /// The output dimensions of every step `0..=last` for one image of `input`.
+    fn shapes(&self, input: Dims, last: usize) -> Result<Vec<Dims>> {
+        let mut dims = Vec::with_capacity(last + 1);
+        let mut cur = input;
+        let mut residuals = Vec::new();
+        for step in &self.steps[..=last] {
+            cur = match &step.op {
+                ProgramOp::Conv {
+                    weight,
+                    stride,
+                    padding,
+                    depthwise,
+                    ..
+                } => {
+                    let (c_out, c_in_k, k, _) = weight.dims4()?;
+                    let c_in = if *depthwise { c_out } else { c_in_k };
+                    if cur.flat || cur.c != c_in || (*depthwise && c_in_k != 1) {
+                        candle_core::bail!("a {:?} kernel cannot take {cur:?}", weight.dims());
+                    }
+                    let g = Geometry::new((1, cur.c, cur.h, cur.w), c_out, k, *stride, *padding)?;
+                    Dims {
+                        c: c_out,
+                        h: g.out_h,
+                        w: g.out_w,
+                        flat: false,
+                    }
+                }
+                ProgramOp::MaxPool2x2 => Dims {
+                    h: cur.h / 2,
+                    w: cur.w / 2,
+                    ..cur
+                },
+                ProgramOp::AdaptiveAvgPool(n) => Dims {
+                    h: *n,
+                    w: *n,
+                    ..cur
+                },
+                ProgramOp::GlobalAvgPool => Dims::vector(cur.c),
+                ProgramOp::Linear { weight, .. } => {
+                    let (d_out, d_in) = weight.dims2()?;
+                    if d_in != cur.len() {
+                        candle_core::bail!("a linear layer of {d_in} inputs cannot take {cur:?}");
+                    }
+                    Dims::vector(d_out)
+                }
+                ProgramOp::ResidualStart => {
+                    residuals.push(cur);
+                    cur
+                }
+                ProgramOp::ResidualAdd => match residuals.pop() {
+                    Some(r) if r == cur => cur,
+                    other => candle_core::bail!("residual {other:?} does not match {cur:?}"),
+                },
+            };
+            dims.push(cur);
+        }
+        Ok(dims)
+    }
+}
+
+/// The f32 data of a contiguous CPU tensor, to `f`.
+fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(cpu_ops::f32_slice(cpu, layout, "frozen weight")?),
+        _ => candle_core::bail!("frozen program weights must be on the CPU"),
+    }
+}
+
+/// Below this many values an element-wise pass runs on the calling thread: waking the pool
+/// costs more than it saves.
+const PARALLEL_MIN: usize = 1 << 15;
+
+multiversion! {
+    /// `act(v + b)` over one plane.
+    fn bias_activation_plane(dst: &mut [f32], b: f32, top: f32) {
+        for v in dst.iter_mut() {
+            *v = (*v + b).max(0.0).min(top);
+        }
+    }
+}
+
+multiversion! {
+    /// `v + b` over one plane.
+    fn bias_plane(dst: &mut [f32], b: f32) {
+        for v in dst.iter_mut() {
+            *v += b;
+        }
+    }
+}
+
+multiversion! {
+    /// Zeroes the gradients whose output is at a bound of `[0, top]`.
+    fn mask_chunk(grad: &mut [f32], out: &[f32], top: f32) {
+        for (g, &o) in grad.iter_mut().zip(out) {
+            *g = if o > 0.0 && o < top { *g } else { 0.0 };
+        }
+    }
+}
+
+/// `out[b, c, p] = act(out[b, c, p] + bias[c])` over planes of `plane` values.
+fn bias_activation(out: &mut [f32], bias: &[f32], plane: usize, activation: Activation) {
+    let channels = bias.len();
+    let top = activation.top();
+    let one = |(i, dst): (usize, &mut [f32])| {
+        let b = bias[i % channels];
+        match top {
+            None => bias_plane(dst, b),
+            Some(top) => bias_activation_plane(dst, b, top),
+        }
+    };
+    if plane == 1 {
+        // A vector: one "plane" per value.
+        for (i, v) in out.iter_mut().enumerate() {
+            let b = bias[i % channels];
+            *v = match top {
+                None => *v + b,
+                Some(top) => (*v + b).max(0.0).min(top),
+            };
+        }
+    } else if out.len() < PARALLEL_MIN {
+        out.chunks_mut(plane).enumerate().for_each(one);
+    } else {
+        out.par_chunks_mut(plane).enumerate().for_each(one);
+    }
+}
+
+/// Zeroes `grad` where the activation's output `out` is at a bound (PyTorch's rule: no
+/// gradient at 0 or at the top).
+fn mask_gradient(grad: &mut [f32], out: &[f32], activation: Activation) {
+    let Some(top) = activation.top() else { return };
+    if grad.len() < PARALLEL_MIN {
+        mask_chunk(grad, out, top);
+        return;
+    }
+    grad.par_chunks_mut(PARALLEL_MIN)
+        .zip(out.par_chunks(PARALLEL_MIN))
+        .for_each(|(g, o)| mask_chunk(g, o, top));
+}
+
+/// Row `i`'s bin of PyTorch's adaptive pooling from `size` to `out`.
+fn bin(i: usize, size: usize, out: usize) -> (usize, usize) {
+    (i * size / out, ((i + 1) * size).div_ceil(out))
+}
+
+/// Adaptive average pooling of `planes` planes `[h, w]` to `[n, n]`; with `grad`, its
+/// transpose (output gradient `[n, n]` spread back over `[h, w]`).
+fn adaptive_pool(x: &[f32], planes: usize, (h, w): (usize, usize), n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; planes * n * n];
+    out.par_chunks_mut(n * n).enumerate().for_each(|(p, dst)| {
+        let src = &x[p * h * w..(p + 1) * h * w];
+        for i in 0..n {
+            let (y0, y1) = bin(i, h, n);
+            for j in 0..n {
+                let (x0, x1) = bin(j, w, n);
+                let mut sum = 0.0;
+                for y in y0..y1 {
+                    sum += src[y * w + x0..y * w + x1].iter().sum::<f32>();
+                }
+                dst[i * n + j] = sum / ((y1 - y0) * (x1 - x0)) as f32;
+            }
+        }
+    });
+    out
+}
+
+fn adaptive_pool_grad(g: &[f32], planes: usize, (h, w): (usize, usize), n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; planes * h * w];
+    out.par_chunks_mut(h * w).enumerate().for_each(|(p, dst)| {
+        let src = &g[p * n * n..(p + 1) * n * n];
+        for i in 0..n {
+            let (y0, y1) = bin(i, h, n);
+            for j in 0..n {
+                let (x0, x1) = bin(j, w, n);
+                let share = src[i * n + j] / ((y1 - y0) * (x1 - x0)) as f32;
+                for y in y0..y1 {
+                    dst[y * w + x0..y * w + x1]
+                        .iter_mut()
+                        .for_each(|v| *v += share);
+                }
+            }
+        }
+    });
+    out
+}
+
+/// What the forward pass keeps for the backward one.
+struct Saved {
+    batch: usize,
+    input_dims: Dims,
+    input: Vec<f32>,
+    /// Every step's output (batch-major), up to the last one run.
+    outputs: Vec<Vec<f32>>,
+    dims: Vec<Dims>,
+}
+
+/// The candle op of one [`FrozenProgram::run`].
+struct RunOp {
+    program: FrozenProgram,
+    /// Index of the last step to run.
+    last: usize,
+    /// Whether to keep the activations for a backward pass.
+    keep: bool,
+    saved: Mutex<Option<Saved>>,
+}
+
+impl RunOp {
+    fn forward(&self, x: &[f32], batch: usize, input_dims: Dims) -> Result<Saved> {
+        let dims = self.program.shapes(input_dims, self.last)?;
+        let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(self.last + 1);
+        let mut residuals: Vec<usize> = Vec::new();
+        for (i, step) in self.program.steps[..=self.last].iter().enumerate() {
+            let (in_dims, out_dims) = (if i == 0 { input_dims } else { dims[i - 1] }, dims[i]);
+            let input: &[f32] = if i == 0 { x } else { &outputs[i - 1] };
+            let out = match &step.op {
+                ProgramOp::Conv {
+                    weight,
+                    bias,
+                    stride,
+                    padding,
+                    depthwise,
+                    activation,
+                    ..
+                } => {
+                    let (c_out, _, k, _) = weight.dims4()?;
+                    let g = Geometry::new(
+                        (batch, in_dims.c, in_dims.h, in_dims.w),
+                        c_out,
+                        k,
+                        *stride,
+                        *padding,
+                    )?;
+                    let mut out = with_data(weight, |w| {
+                        Ok(if *depthwise {
+                            cpu_ops::depthwise_forward(&g, input, w)
+                        } else {
+                            cpu_ops::conv_forward(&g, input, w)
+                        })
+                    })?;
+                    with_data(bias, |b| {
+                        bias_activation(&mut out, b, out_dims.h * out_dims.w, *activation);
+                        Ok(())
+                    })?;
+                    out
+                }
+                ProgramOp::MaxPool2x2 => {
+                    cpu_ops::max_pool_forward(input, batch * in_dims.c, in_dims.h, in_dims.w)
+                }
+                ProgramOp::AdaptiveAvgPool(n) => {
+                    if (in_dims.h, in_dims.w) == (*n, *n) {
+                        input.to_vec()
+                    } else {
+                        adaptive_pool(input, batch * in_dims.c, (in_dims.h, in_dims.w), *n)
+                    }
+                }
+                ProgramOp::GlobalAvgPool => {
+                    let plane = in_dims.h * in_dims.w;
+                    input
+                        .chunks(plane.max(1))
+                        .map(|p| p.iter().sum::<f32>() / plane as f32)
+                        .collect()
+                }
+                ProgramOp::Linear {
+                    weight,
+                    bias,
+                    activation,
+                } => {
+                    let (d_out, d_in) = weight.dims2()?;
+                    let mut out = vec![0f32; batch * d_out];
+                    with_data(weight, |w| {
+                        // w [out, in] read as w^T [in, out]: row stride 1, column stride in.
+                        cpu_ops::matmul(
+                            (batch, d_out, d_in),
+                            &mut out,
+                            d_out,
+                            input,
+                            (d_in, 1),
+                            w,
+                            1,
+                            d_in,
+                        );
+                        Ok(())
+                    })?;
+                    with_data(bias, |b| {
+                        bias_activation(&mut out, b, 1, *activation);
+                        Ok(())
+                    })?;
+                    out
+                }
+                ProgramOp::ResidualStart => {
+                    residuals.push(i);
+                    input.to_vec()
+                }
+                ProgramOp::ResidualAdd => {
+                    let Some(start) = residuals.pop() else {
+                        candle_core::bail!("residual add without a start");
+                    };
+                    let mut out = input.to_vec();
+                    out.par_iter_mut()
+                        .zip(outputs[start].par_iter())
+                        .for_each(|(o, r)| *o += r);
+                    out
+                }
+            };
+            debug_assert_eq!(out.len(), batch * out_dims.len());
+            outputs.push(out);
+        }
+        Ok(Saved {
+            batch,
+            input_dims,
+            input: if self.keep { x.to_vec() } else { Vec::new() },
+            outputs,
+            dims,
+        })
+    }
+
+    /// The input gradient `[B, C, H, W]` for the last step's output gradient `grad`.
+    fn backward(&self, saved: &Saved, mut grad: Vec<f32>) -> Result<Vec<f32>> {
+        let batch = saved.batch;
+        let mut pending: Vec<Vec<f32>> = Vec::new();
+        for (i, step) in self.program.steps[..=self.last].iter().enumerate().rev() {
+            let in_dims = if i == 0 {
+                saved.input_dims
+            } else {
+                saved.dims[i - 1]
+            };
+            let input: &[f32] = if i == 0 {
+                &saved.input
+            } else {
+                &saved.outputs[i - 1]
+            };
+            let output = &saved.outputs[i];
+            grad = match &step.op {
+                ProgramOp::Conv {
+                    weight,
+                    stride,
+                    padding,
+                    depthwise,
+                    activation,
+                    ..
+                } => {
+                    mask_gradient(&mut grad, output, *activation);
+                    let (c_out, _, k, _) = weight.dims4()?;
+                    let g = Geometry::new(
+                        (batch, in_dims.c, in_dims.h, in_dims.w),
+                        c_out,
+                        k,
+                        *stride,
+                        *padding,
+                    )?;
+                    with_data(weight, |w| {
+                        Ok(if *depthwise {
+                            cpu_ops::depthwise_input_grad(&g, &grad, w)
+                        } else {
+                            cpu_ops::conv_input_grad(&g, &grad, w)
+                        })
+                    })?
+                }
+                ProgramOp::MaxPool2x2 => {
+                    cpu_ops::max_pool_grad(input, &grad, batch * in_dims.c, in_dims.h, in_dims.w)
+                }
+                ProgramOp::AdaptiveAvgPool(n) => {
+                    if (in_dims.h, in_dims.w) == (*n, *n) {
+                        grad
+                    } else {
+                        adaptive_pool_grad(&grad, batch * in_dims.c, (in_dims.h, in_dims.w), *n)
+                    }
+                }
+                ProgramOp::GlobalAvgPool => {
+                    let plane = in_dims.h * in_dims.w;
+                    let mut g = vec![0f32; batch * in_dims.len()];
+                    g.par_chunks_mut(plane.max(1))
+                        .zip(grad.par_iter())
+                        .for_each(|(dst, &v)| dst.fill(v / plane as f32));
+                    g
+                }
+                ProgramOp::Linear {
+                    weight, activation, ..
+                } => {
+                    mask_gradient(&mut grad, output, *activation);
+                    let (d_out, d_in) = weight.dims2()?;
+                    let mut g = vec![0f32; batch * d_in];
+                    with_data(weight, |w| {
+                        cpu_ops::matmul(
+                            (batch, d_in, d_out),
+                            &mut g,
+                            d_in,
+                            &grad,
+                            (d_out, 1),
+                            w,
+                            d_in,
+                            1,
+                        );
+                        Ok(())
+                    })?;
+                    g
+                }
+                ProgramOp::ResidualAdd => {
+                    pending.push(grad.clone());
+                    grad
+                }
+                ProgramOp::ResidualStart => {
+                    let Some(skip) = pending.pop() else {
+                        candle_core::bail!("residual start without an add");
+                    };
+                    grad.par_iter_mut()
+                        .zip(skip.par_iter())
+                        .for_each(|(g, s)| *g += s);
+                    grad
+                }
+            };
+        }
+        Ok(grad)
+    }
+}
+
+impl CustomOp1 for RunOp {
+    fn name(&self) -> &'static str {
+        "frozen-program"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = cpu_ops::f32_slice(s, l, "program input")?;
+        let (batch, c, h, w) = l.shape().dims4()?;
+        let input_dims = Dims {
+            c,
+            h,
+            w,
+            flat: false,
+        };
+        let mut saved = self.forward(x, batch, input_dims)?;
+        let out_dims = saved.dims[self.last];
+        let shape = if out_dims.flat {
+            Shape::from((batch, out_dims.c))
+        } else {
+            Shape::from((batch, out_dims.c, out_dims.h, out_dims.w))
+        };
+        let out =
+            if self.keep {
+                let out = saved.outputs[self.last].clone();
+                *self.saved.lock().map_err(|_| {
+                    candle_core::Error::Msg("frozen program state poisoned".into())
+                })? = Some(saved);
+                out
+            } else {
+                saved.outputs.pop().unwrap_or_default()
+            };
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let guard = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("frozen program state poisoned".into()))?;
+        let Some(saved) = guard.as_ref() else {
+            return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
+        };
+        let grad: Vec<f32> = grad_res.flatten_all()?.to_vec1()?;
+        let grad_in = self.backward(saved, grad)?;
+        Ok(Some(Tensor::from_vec(grad_in, arg.shape(), arg.device())?))
+    }
+}
