@@ -133,6 +133,15 @@ fn efficientnet_input_gradient_is_nonzero_and_finite() {
     assert!(v.iter().filter(|x| **x != 0.0).count() > v.len() / 2);
 }
 
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// The layer-by-layer path's activation at `tap` (the logits when `None`) and the input
 /// gradient of `sum(activation * upstream)`, next to the program's.
 fn both_paths(model: &dyn Backbone, x0: &Tensor, tap: Option<&str>) {
@@ -150,12 +159,7 @@ fn both_paths(model: &dyn Backbone, x0: &Tensor, tap: Option<&str>) {
     let fast = Var::from_tensor(x0).unwrap();
     let got = program.run(fast.as_tensor(), tap).unwrap();
     assert_eq!(got.dims(), want.dims(), "{tap:?}");
-    let scale = want.abs().unwrap().max_all().unwrap();
-    let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
-    let (diff, scale) = (
-        diff.to_scalar::<f32>().unwrap(),
-        scale.to_scalar::<f32>().unwrap(),
-    );
+    let (diff, scale) = (max_abs(&(&got - &want).unwrap()), max_abs(&want));
     assert!(diff <= 1e-5 * scale.max(1e-3), "{tap:?}: {diff} of {scale}");
 
     let upstream = Tensor::randn(0f32, 1.0, want.shape(), &Device::Cpu).unwrap();
@@ -172,21 +176,7 @@ fn both_paths(model: &dyn Backbone, x0: &Tensor, tap: Option<&str>) {
             .clone()
     };
     let (g_want, g_got) = (gradient(&want, &reference), gradient(&got, &fast));
-    let scale = g_want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let diff = (&g_got - &g_want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let (diff, scale) = (max_abs(&(&g_got - &g_want).unwrap()), max_abs(&g_want));
     assert!(scale > 0.0, "{tap:?}: zero gradient");
     assert!(diff <= 1e-5 * scale, "{tap:?} gradient: {diff} of {scale}");
 }

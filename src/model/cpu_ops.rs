@@ -131,14 +131,6 @@ impl Geometry {
         })
     }
 
-    fn out_h(&self) -> usize {
-        self.out_h
-    }
-
-    fn out_w(&self) -> usize {
-        self.out_w
-    }
-
     /// A 1x1 convolution without stride or padding: a plain matrix product.
     fn is_pointwise(&self) -> bool {
         self.k == 1
@@ -175,7 +167,7 @@ pub(super) fn parallelism() -> gemm::Parallelism {
 /// Fills `col` `[c_in * k * k, rows * out_w]` with the input patches of output rows
 /// `row0 .. row0 + rows` of one image `img` `[c_in, h, w]`.
 fn im2col(g: &Geometry, img: &[f32], row0: usize, rows: usize, col: &mut [f32]) {
-    let (out_w, n) = (g.out_w(), rows * g.out_w());
+    let (out_w, n) = (g.out_w, rows * g.out_w);
     col.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
         let (ci, kh, kw) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
         let plane = &img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -206,7 +198,7 @@ fn im2col(g: &Geometry, img: &[f32], row0: usize, rows: usize, col: &mut [f32]) 
 /// Adds `col` `[c_in * k * k, rows * out_w]` (patch gradients of output rows `row0 ..`) back
 /// into the image gradient `img` `[c_in, h, w]`.
 fn col2im(g: &Geometry, col: &[f32], row0: usize, rows: usize, img: &mut [f32]) {
-    let (out_w, n, kk) = (g.out_w(), rows * g.out_w(), g.k * g.k);
+    let (out_w, n, kk) = (g.out_w, rows * g.out_w, g.k * g.k);
     img.par_chunks_mut(g.h * g.w)
         .enumerate()
         .for_each(|(ci, plane)| {
@@ -279,7 +271,7 @@ pub(super) fn matmul(
 }
 
 pub(super) fn conv_forward(g: &Geometry, input: &[f32], weight: &[f32]) -> Vec<f32> {
-    let (out_h, out_w) = (g.out_h(), g.out_w());
+    let (out_h, out_w) = (g.out_h, g.out_w);
     let k_size = g.c_in * g.k * g.k;
     let plane = out_h * out_w;
     let mut out = vec![0f32; g.batch * g.c_out * plane];
@@ -323,7 +315,7 @@ pub(super) fn conv_forward(g: &Geometry, input: &[f32], weight: &[f32]) -> Vec<f
 }
 
 pub(super) fn conv_input_grad(g: &Geometry, grad_out: &[f32], weight: &[f32]) -> Vec<f32> {
-    let (out_h, out_w) = (g.out_h(), g.out_w());
+    let (out_h, out_w) = (g.out_h, g.out_w);
     let k_size = g.c_in * g.k * g.k;
     let plane = out_h * out_w;
     let mut grad_in = vec![0f32; g.batch * g.c_in * g.h * g.w];
@@ -617,17 +609,14 @@ impl CustomOp2 for ConvOp {
                 l2.dims()
             );
         }
-        if !forward && (h1, w1) != (g.out_h(), g.out_w()) {
+        if !forward && (h1, w1) != (g.out_h, g.out_w) {
             candle_core::bail!("{}: gradient of shape {:?}", self.name(), l1.dims());
         }
         let (data, shape) = match self.kind {
-            Kind::Forward => (
-                conv_forward(&g, x, weight),
-                (n, g.c_out, g.out_h(), g.out_w()),
-            ),
+            Kind::Forward => (conv_forward(&g, x, weight), (n, g.c_out, g.out_h, g.out_w)),
             Kind::DepthwiseForward => (
                 depthwise_forward(&g, x, weight),
-                (n, g.c_in, g.out_h(), g.out_w()),
+                (n, g.c_in, g.out_h, g.out_w),
             ),
             Kind::InputGrad => (conv_input_grad(&g, x, weight), (n, g.c_in, g.h, g.w)),
             Kind::DepthwiseInputGrad => {
@@ -891,17 +880,36 @@ impl CustomOp2 for BoundedReluGradOp {
         if x.len() != g.len() {
             candle_core::bail!("relu gradient: {} values for {} inputs", g.len(), x.len());
         }
-        let top = self.top;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(64 * 1024)
-            .zip(x.par_chunks(64 * 1024).zip(g.par_chunks(64 * 1024)))
-            .for_each(|(dst, (xs, gs))| {
-                for ((d, &v), &gv) in dst.iter_mut().zip(xs).zip(gs) {
-                    *d = if v > 0.0 && v < top { gv } else { 0.0 };
-                }
-            });
+        let mut out = g.to_vec();
+        mask_outside_band(&mut out, x, self.top);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+multiversion! {
+    /// Zeroes the gradients whose value (input or output of the activation: the same test)
+    /// is not strictly inside `(0, top)`.
+    fn mask_chunk(grad: &mut [f32], values: &[f32], top: f32) {
+        for (g, &v) in grad.iter_mut().zip(values) {
+            *g = if v > 0.0 && v < top { *g } else { 0.0 };
+        }
+    }
+}
+
+/// Below this many values an element-wise pass runs on the calling thread: waking the pool
+/// costs more than it saves.
+pub(super) const PARALLEL_MIN: usize = 1 << 15;
+
+/// The gradient rule of ReLU (`top` infinite) and ReLU6 (`top` 6), PyTorch's: no gradient at
+/// 0 or at the top. `values` are the activation's inputs or outputs.
+pub(super) fn mask_outside_band(grad: &mut [f32], values: &[f32], top: f32) {
+    if grad.len() < PARALLEL_MIN {
+        mask_chunk(grad, values, top);
+        return;
+    }
+    grad.par_chunks_mut(PARALLEL_MIN)
+        .zip(values.par_chunks(PARALLEL_MIN))
+        .for_each(|(g, v)| mask_chunk(g, v, top));
 }
 
 /// ReLU6 of `x` on the CPU in f32, with a one-pass gradient.

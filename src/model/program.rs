@@ -234,10 +234,6 @@ fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     }
 }
 
-/// Below this many values an element-wise pass runs on the calling thread: waking the pool
-/// costs more than it saves.
-const PARALLEL_MIN: usize = 1 << 15;
-
 multiversion! {
     /// `act(v + b)` over one plane.
     fn bias_activation_plane(dst: &mut [f32], b: f32, top: f32) {
@@ -252,15 +248,6 @@ multiversion! {
     fn bias_plane(dst: &mut [f32], b: f32) {
         for v in dst.iter_mut() {
             *v += b;
-        }
-    }
-}
-
-multiversion! {
-    /// Zeroes the gradients whose output is at a bound of `[0, top]`.
-    fn mask_chunk(grad: &mut [f32], out: &[f32], top: f32) {
-        for (g, &o) in grad.iter_mut().zip(out) {
-            *g = if o > 0.0 && o < top { *g } else { 0.0 };
         }
     }
 }
@@ -285,7 +272,7 @@ fn bias_activation(out: &mut [f32], bias: &[f32], plane: usize, activation: Acti
                 Some(top) => (*v + b).max(0.0).min(top),
             };
         }
-    } else if out.len() < PARALLEL_MIN {
+    } else if out.len() < cpu_ops::PARALLEL_MIN {
         out.chunks_mut(plane).enumerate().for_each(one);
     } else {
         out.par_chunks_mut(plane).enumerate().for_each(one);
@@ -295,14 +282,9 @@ fn bias_activation(out: &mut [f32], bias: &[f32], plane: usize, activation: Acti
 /// Zeroes `grad` where the activation's output `out` is at a bound (PyTorch's rule: no
 /// gradient at 0 or at the top).
 fn mask_gradient(grad: &mut [f32], out: &[f32], activation: Activation) {
-    let Some(top) = activation.top() else { return };
-    if grad.len() < PARALLEL_MIN {
-        mask_chunk(grad, out, top);
-        return;
+    if let Some(top) = activation.top() {
+        cpu_ops::mask_outside_band(grad, out, top);
     }
-    grad.par_chunks_mut(PARALLEL_MIN)
-        .zip(out.par_chunks(PARALLEL_MIN))
-        .for_each(|(g, o)| mask_chunk(g, o, top));
 }
 
 /// Row `i`'s bin of PyTorch's adaptive pooling from `size` to `out`.
