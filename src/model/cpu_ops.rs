@@ -155,8 +155,10 @@ fn rows_per_chunk(k_size: usize, out_w: usize, out_h: usize) -> usize {
     (budget / (k_size * out_w).max(1)).clamp(1, out_h)
 }
 
+/// gemm's threads: those of the rayon pool we run in. (Not candle's `get_num_threads`, which
+/// parses `/proc/cpuinfo` on every call: over a thousand reads per EfficientNet dream step.)
 pub(super) fn parallelism() -> gemm::Parallelism {
-    let threads = candle_core::utils::get_num_threads();
+    let threads = rayon::current_num_threads();
     if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -232,6 +234,32 @@ fn col2im(g: &Geometry, col: &[f32], row0: usize, rows: usize, img: &mut [f32]) 
 /// `dst[m, n] (row stride dst_rs) = lhs[m, k] @ rhs[k, n]`, every matrix given by strides.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn matmul(
+    dims: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    matmul_with(
+        parallelism(),
+        dims,
+        dst,
+        dst_rs,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_rs,
+        rhs_cs,
+    )
+}
+
+/// [`matmul`] on the given threads (`Parallelism::None` inside an already parallel loop).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_with(
+    parallelism: gemm::Parallelism,
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     dst_rs: usize,
@@ -265,7 +293,7 @@ pub(super) fn matmul(
             false,
             false,
             false,
-            parallelism(),
+            parallelism,
         )
     }
 }
@@ -418,6 +446,27 @@ impl PhasePlanes {
         (((py % s) * s + px % s) * self.rows + py / s) * self.cols + px / s
     }
 
+    /// For padded row `py` of an input line of `len` pixels, per phase column: the first
+    /// pixel `x0` in it, where it lands, and how many (every `stride`-th pixel from `x0`)
+    /// follow contiguously there.
+    fn phase_runs(
+        &self,
+        py: usize,
+        len: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let s = self.stride;
+        (0..s).filter_map(move |r| {
+            let x0 = (r + s - self.pad_left % s) % s;
+            (x0 < len).then(|| {
+                (
+                    x0,
+                    self.index(py, x0 + self.pad_left),
+                    (len - x0).div_ceil(s),
+                )
+            })
+        })
+    }
+
     /// Copies the input plane `[h, w]` (row length `w`) into the (zeroed) phase planes.
     fn scatter(&self, planes: &mut [f32], plane: &[f32], w: usize) {
         for y in 0..self.in_rows {
@@ -427,8 +476,11 @@ impl PhasePlanes {
                 let at = self.index(py, self.pad_left);
                 planes[at..at + line.len()].copy_from_slice(line);
             } else {
-                for (x, &v) in line.iter().enumerate() {
-                    planes[self.index(py, x + self.pad_left)] = v;
+                for (x0, at, n) in self.phase_runs(py, line.len()) {
+                    let run = planes[at..at + n].iter_mut();
+                    for (d, &v) in run.zip(line[x0..].iter().step_by(self.stride)) {
+                        *d = v;
+                    }
                 }
             }
         }
@@ -443,8 +495,11 @@ impl PhasePlanes {
                 let at = self.index(py, self.pad_left);
                 line.copy_from_slice(&planes[at..at + line.len()]);
             } else {
-                for (x, v) in line.iter_mut().enumerate() {
-                    *v = planes[self.index(py, x + self.pad_left)];
+                for (x0, at, n) in self.phase_runs(py, line.len()) {
+                    let run = planes[at..at + n].iter();
+                    for (&v, d) in run.zip(line[x0..].iter_mut().step_by(self.stride)) {
+                        *d = v;
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ pub mod efficientnet_lite;
 pub mod layers;
 pub mod program;
 pub mod vgg;
+mod winograd;
 
 use std::fmt;
 

@@ -11,13 +11,14 @@
 //! The models' own `forward_with` (candle ops, every tap reported) stays the reference: tests
 //! check that both agree, values and input gradients.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::cpu_ops::{self, multiversion, Geometry};
 use super::layers::Padding;
+use super::winograd;
 
 /// The element-wise function after a convolution or linear layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,24 @@ pub enum ProgramOp {
 struct Step {
     op: ProgramOp,
     tap: Option<String>,
+    /// A 3x3 convolution's Winograd kernels, forward and input-gradient, made on first use.
+    winograd: [OnceLock<Vec<f32>>; 2],
+}
+
+impl Step {
+    /// The Winograd kernels of this step's convolution `weight`, for the forward pass or the
+    /// input gradient.
+    fn winograd_kernels(&self, weight: &Tensor, for_input_grad: bool) -> Result<&[f32]> {
+        let cell = &self.winograd[usize::from(for_input_grad)];
+        if let Some(kernels) = cell.get() {
+            return Ok(kernels);
+        }
+        let (k, c, _, _) = weight.dims4()?;
+        let kernels = with_data(weight, |w| {
+            Ok(winograd::transform_kernels(w, k, c, for_input_grad))
+        })?;
+        Ok(cell.get_or_init(|| kernels))
+    }
 }
 
 /// A frozen network as a flat list of steps, `[B, 3, H, W]` -> logits `[B, classes]` (or any
@@ -122,6 +141,7 @@ impl ProgramBuilder {
         self.steps.push(Step {
             op,
             tap: tap.map(str::to_string),
+            winograd: Default::default(),
         });
     }
 
@@ -379,18 +399,30 @@ impl RunOp {
                         *stride,
                         *padding,
                     )?;
-                    let mut out = with_data(weight, |w| {
-                        Ok(if *depthwise {
-                            cpu_ops::depthwise_forward(&g, input, w)
-                        } else {
-                            cpu_ops::conv_forward(&g, input, w)
-                        })
-                    })?;
-                    with_data(bias, |b| {
-                        bias_activation(&mut out, b, out_dims.h * out_dims.w, *activation);
-                        Ok(())
-                    })?;
-                    out
+                    if !*depthwise && winograd::applies(&g) {
+                        let kernels = step.winograd_kernels(weight, false)?;
+                        with_data(bias, |b| {
+                            let epilogue = winograd::Epilogue {
+                                bias: Some(b),
+                                low: activation.top().map_or(f32::NEG_INFINITY, |_| 0.0),
+                                high: activation.top().unwrap_or(f32::INFINITY),
+                            };
+                            Ok(winograd::conv3x3(&g, input, kernels, epilogue))
+                        })?
+                    } else {
+                        let mut out = with_data(weight, |w| {
+                            Ok(if *depthwise {
+                                cpu_ops::depthwise_forward(&g, input, w)
+                            } else {
+                                cpu_ops::conv_forward(&g, input, w)
+                            })
+                        })?;
+                        with_data(bias, |b| {
+                            bias_activation(&mut out, b, out_dims.h * out_dims.w, *activation);
+                            Ok(())
+                        })?;
+                        out
+                    }
                 }
                 ProgramOp::MaxPool2x2 => {
                     cpu_ops::max_pool_forward(input, batch * in_dims.c, in_dims.h, in_dims.w)
@@ -497,13 +529,26 @@ impl RunOp {
                         *stride,
                         *padding,
                     )?;
-                    with_data(weight, |w| {
-                        Ok(if *depthwise {
-                            cpu_ops::depthwise_input_grad(&g, &grad, w)
-                        } else {
-                            cpu_ops::conv_input_grad(&g, &grad, w)
-                        })
-                    })?
+                    if !*depthwise && winograd::applies(&g) {
+                        // Stride 1, pad 1: the input gradient is a 3x3 convolution too.
+                        let back = Geometry::new(
+                            (batch, c_out, g.out_h, g.out_w),
+                            g.c_in,
+                            3,
+                            1,
+                            Padding::Symmetric(1),
+                        )?;
+                        let kernels = step.winograd_kernels(weight, true)?;
+                        winograd::conv3x3(&back, &grad, kernels, winograd::Epilogue::NONE)
+                    } else {
+                        with_data(weight, |w| {
+                            Ok(if *depthwise {
+                                cpu_ops::depthwise_input_grad(&g, &grad, w)
+                            } else {
+                                cpu_ops::conv_input_grad(&g, &grad, w)
+                            })
+                        })?
+                    }
                 }
                 ProgramOp::MaxPool2x2 => {
                     cpu_ops::max_pool_grad(input, &grad, batch * in_dims.c, in_dims.h, in_dims.w)
