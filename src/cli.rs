@@ -15,6 +15,9 @@ use crate::inference::{
     backbone_or_stand_in, layer_infos, load_model, ClassScore, LoadedModel, StandIn,
 };
 use crate::labels::find_class;
+use crate::train::dataset::ScanOptions;
+use crate::train::head::{Head, HeadKind, TrainOptions};
+use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig, TrainEvent};
 use crate::vision::grid::render_grid;
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use crate::vision::preprocess::ResizeMode;
@@ -88,7 +91,50 @@ pub enum Command {
         /// crop: torchvision's Resize(256) + CenterCrop(224); whole: the whole photo at 224x224.
         #[arg(long, default_value = "crop", value_parser = parse_mode)]
         resize: ResizeMode,
+        /// Classify with a trained head (see `train-head`) instead of ImageNet's classes.
+        #[arg(long)]
+        head: Option<PathBuf>,
         /// One JSON object per image, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a classifier head on a folder of photos (class sub-folders, Oxford-IIIT Pet's
+    /// images/Breed_1.jpg, or Cats-vs-Dogs' PetImages) over the frozen backbone's features.
+    TrainHead {
+        dir: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        /// Share of each class kept for validation.
+        #[arg(long = "val", default_value_t = 0.2)]
+        val_fraction: f64,
+        /// AdamW learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 1e-4)]
+        weight_decay: f64,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Seed of the split, the initial weights and the shuffling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A hidden layer of this width (with ReLU and dropout) instead of a linear head.
+        #[arg(long)]
+        mlp: Option<usize>,
+        /// Also train on each photo flipped left-right.
+        #[arg(long)]
+        flip: bool,
+        /// Oxford-IIIT Pet: two classes, cat and dog, instead of 37 breeds.
+        #[arg(long)]
+        cats_vs_dogs: bool,
+        /// Compute every feature again (the cache is still updated).
+        #[arg(long)]
+        no_cache: bool,
+        /// Where to save the head (its description goes next to it as .json).
+        #[arg(short, long, default_value = "head.safetensors")]
+        output: PathBuf,
+        /// One JSON object per line: the dataset, each epoch, the result.
         #[arg(long)]
         json: bool,
     },
@@ -192,7 +238,7 @@ pub enum Command {
 }
 
 /// Which model to run.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Model name (see `models`; default: the best one whose weights are present).
     #[arg(long)]
@@ -224,8 +270,50 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             model,
             top,
             resize,
+            head,
             json,
-        } => predict(device, &images, &model, top, resize, json),
+        } => match head {
+            Some(head) => predict_with_head(device, &images, &model, &head, top, json),
+            None => predict(device, &images, &model, top, resize, json),
+        },
+        Command::TrainHead {
+            dir,
+            model,
+            epochs,
+            val_fraction,
+            lr,
+            weight_decay,
+            batch_size,
+            seed,
+            mlp,
+            flip,
+            cats_vs_dogs,
+            no_cache,
+            output,
+            json,
+        } => {
+            let mut config = TrainConfig {
+                scan: ScanOptions { cats_vs_dogs },
+                val_fraction,
+                ..TrainConfig::default()
+            };
+            config.features.flip = flip;
+            if no_cache {
+                config.features.cache_dir = None;
+            }
+            config.head = TrainOptions {
+                kind: mlp.map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
+                    hidden,
+                    dropout: 0.5,
+                }),
+                epochs,
+                lr,
+                weight_decay,
+                batch_size,
+                seed,
+            };
+            train_head(device, &dir, &model, &config, &output, json)
+        }
         Command::Layers { model, json } => layers(device, &model, json),
         Command::Features {
             image,
@@ -619,6 +707,173 @@ fn predict(
                     s.prob * 100.0,
                     s.index
                 );
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} images could not be classified",
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+fn train_head(
+    device: DeviceChoice,
+    dir: &Path,
+    args: &ModelArgs,
+    config: &TrainConfig,
+    output: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let model = open_model(device, args)?;
+    let mut last_report = std::time::Instant::now();
+    let mut on_event = |event: TrainEvent| match event {
+        TrainEvent::Scanned(d) => {
+            let counts = d.class_counts();
+            if json {
+                let row = serde_json::json!({
+                    "event": "dataset", "root": d.root, "layout": d.layout,
+                    "classes": d.classes, "counts": counts, "skipped": d.skipped.len(),
+                });
+                println!("{row}");
+            } else {
+                println!(
+                    "{} ({:?}): {} photos",
+                    d.root.display(),
+                    d.layout,
+                    d.items.len()
+                );
+                for (name, n) in d.classes.iter().zip(&counts) {
+                    println!("  {name:<30} {n:>6}");
+                }
+                if !d.skipped.is_empty() {
+                    println!("  skipped {} files (not images or empty)", d.skipped.len());
+                }
+            }
+        }
+        TrainEvent::Features(p) => {
+            if p.done == p.total || last_report.elapsed().as_secs_f32() > 1.0 {
+                last_report = std::time::Instant::now();
+                eprintln!(
+                    "features {}/{} ({} cached), {:.1} images/s, ETA {:.0} s",
+                    p.done, p.total, p.cached, p.images_per_s, p.eta_s
+                );
+            }
+        }
+        TrainEvent::Step(..) => {}
+        TrainEvent::Epoch(m) => {
+            if json {
+                let mut row = serde_json::to_value(m).unwrap_or_default();
+                row["event"] = "epoch".into();
+                println!("{row}");
+            } else {
+                println!(
+                    "epoch {:>3}: train loss {:.4} acc {:.1}%  val loss {:.4} acc {:.1}%",
+                    m.epoch,
+                    m.train_loss,
+                    m.train_acc * 100.0,
+                    m.val_loss,
+                    m.val_acc * 100.0
+                );
+            }
+        }
+    };
+    let outcome = train_on_folder(&model, dir, config, &mut on_event, &|| false)?;
+    let preprocess = format!("{:?}", model.preprocess);
+    let json_path = outcome.head.save(output, model.spec.name, &preprocess)?;
+    let best = &outcome.head.metrics[outcome.head.best_epoch];
+    if json {
+        let row = serde_json::json!({
+            "event": "done",
+            "val_acc": outcome.val_accuracy,
+            "best_epoch": best.epoch,
+            "train": outcome.split.train.len(),
+            "val": outcome.split.val.len(),
+            "failed": outcome.failed.len(),
+            "skipped": outcome.dataset.skipped.len(),
+            "features_from_cache": outcome.features_from_cache,
+            "features_computed": outcome.features_computed,
+            "images_per_s": outcome.images_per_s,
+            "confusion": outcome.confusion,
+            "head": output,
+        });
+        println!("{row}");
+    } else {
+        for f in &outcome.failed {
+            eprintln!("skipped {}: {}", f.path.display(), f.reason);
+        }
+        println!(
+            "best epoch {}: validation accuracy {:.1}% ({} train, {} validation photos; {} \
+             unreadable skipped; features: {} computed at {:.1} images/s, {} from the cache)",
+            best.epoch,
+            outcome.val_accuracy * 100.0,
+            outcome.split.train.len(),
+            outcome.split.val.len(),
+            outcome.failed.len() + outcome.dataset.skipped.len(),
+            outcome.features_computed,
+            outcome.images_per_s,
+            outcome.features_from_cache
+        );
+        println!("saved {} and {}", output.display(), json_path.display());
+    }
+    Ok(())
+}
+
+fn predict_with_head(
+    device: DeviceChoice,
+    images: &[PathBuf],
+    args: &ModelArgs,
+    head_path: &Path,
+    top: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (head, info) = Head::load(head_path)?;
+    let mut args = args.clone();
+    args.model.get_or_insert(info.backbone.clone());
+    let model = open_model(device, &args)?;
+    let mut failed = 0;
+    for path in images {
+        let probs = load_rgb(path, DEFAULT_MAX_PIXELS)
+            .map_err(anyhow::Error::from)
+            .and_then(|img| Ok(classify_with_head(&model, &head, &[&img])?));
+        let probs = match probs {
+            Ok(mut p) => p.pop().unwrap_or_default(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let scores: Vec<ClassScore> = order
+            .into_iter()
+            .take(top)
+            .map(|i| ClassScore {
+                index: i,
+                label: head.classes[i].clone(),
+                prob: probs[i],
+            })
+            .collect();
+        if json {
+            let row = serde_json::json!({
+                "image": path.display().to_string(),
+                "model": model.spec.name,
+                "head": head_path,
+                "top": scores,
+            });
+            println!("{row}");
+        } else {
+            println!(
+                "{} ({} + {}):",
+                path.display(),
+                model.spec.name,
+                head_path.display()
+            );
+            for (rank, s) in scores.iter().enumerate() {
+                println!("  {}. {:<30} {:>5.1}%", rank + 1, s.label, s.prob * 100.0);
             }
         }
     }

@@ -45,6 +45,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The user cancelled the job.
+    #[error("cancelled")]
+    Cancelled,
+
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -257,6 +257,6 @@ impl Backbone for EfficientNetLite {
     }
 
     fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        global_avg_pool(&self.features(x, &mut |_, _, _| {})?)
+        global_avg_pool(&self.forward_until(x, Some("head"))?)
     }
 }

@@ -186,6 +186,7 @@ impl Backbone for Vgg {
     }
 
     fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        global_avg_pool(&self.features(x, &mut |_, _, _| {})?)
+        let last = format!("pool{}", self.blocks.len());
+        global_avg_pool(&self.forward_until(x, Some(&last))?)
     }
 }

@@ -1,0 +1,365 @@
+//! A classifier head trained on frozen-backbone features, saved and loaded with its metadata.
+//!
+//! The head is `Linear(D, classes)` or `Linear(D, hidden) -> ReLU -> Dropout -> Linear(hidden,
+//! classes)`, trained with AdamW on cross-entropy in shuffled mini-batches. The weights of the
+//! epoch with the best validation accuracy are the ones kept.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use super::split::SplitMix64;
+use crate::error::{Error, Result};
+
+/// The head's architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum HeadKind {
+    Linear,
+    Mlp { hidden: usize, dropout: f32 },
+}
+
+/// Training settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOptions {
+    pub kind: HeadKind,
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            kind: HeadKind::Linear,
+            epochs: 10,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            batch_size: 32,
+            seed: 0,
+        }
+    }
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub train_acc: f32,
+    pub val_loss: f32,
+    pub val_acc: f32,
+}
+
+/// Features as rows: `x` `[n, dim]` with labels `y`.
+#[derive(Debug, Clone, Default)]
+pub struct Examples {
+    pub x: Vec<f32>,
+    pub y: Vec<u32>,
+}
+
+impl Examples {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+/// A trained head: its weights, what it classifies, and how it trained.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub kind: HeadKind,
+    pub dim: usize,
+    pub classes: Vec<String>,
+    /// Named weights (`fc1.weight`, ...), CPU f32.
+    pub weights: HashMap<String, Tensor>,
+    pub metrics: Vec<EpochMetrics>,
+    /// Index into `metrics` of the epoch whose weights were kept.
+    pub best_epoch: usize,
+}
+
+/// What is saved next to the weights (`head.json` for `head.safetensors`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeadInfo {
+    pub kind: HeadKind,
+    pub dim: usize,
+    pub classes: Vec<String>,
+    /// The backbone whose pooled features the head takes (a model name).
+    pub backbone: String,
+    /// The preprocessing the features were made with (a description).
+    pub preprocess: String,
+    pub metrics: Vec<EpochMetrics>,
+    pub best_epoch: usize,
+}
+
+fn build(kind: HeadKind, dim: usize, classes: usize, vb: VarBuilder) -> Result<Net> {
+    Ok(match kind {
+        HeadKind::Linear => Net {
+            fc1: candle_nn::linear(dim, classes, vb.pp("fc"))?,
+            fc2: None,
+            dropout: 0.0,
+        },
+        HeadKind::Mlp { hidden, dropout } => Net {
+            fc1: candle_nn::linear(dim, hidden, vb.pp("fc1"))?,
+            fc2: Some(candle_nn::linear(hidden, classes, vb.pp("fc2"))?),
+            dropout,
+        },
+    })
+}
+
+struct Net {
+    fc1: candle_nn::Linear,
+    fc2: Option<candle_nn::Linear>,
+    dropout: f32,
+}
+
+impl Net {
+    /// Logits `[B, classes]` of features `[B, dim]`.
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.fc1.forward(x)?;
+        let Some(fc2) = &self.fc2 else {
+            return Ok(h);
+        };
+        let mut h = h.relu()?;
+        if train && self.dropout > 0.0 {
+            h = candle_nn::ops::dropout(&h, self.dropout)?;
+        }
+        Ok(fc2.forward(&h)?)
+    }
+}
+
+/// Mean cross-entropy and accuracy of `net` on `data`.
+fn evaluate(net: &Net, data: &Examples, dim: usize) -> Result<(f32, f32, Vec<u32>)> {
+    if data.is_empty() {
+        return Ok((0.0, 0.0, Vec::new()));
+    }
+    let x = Tensor::from_slice(&data.x, (data.len(), dim), &Device::Cpu)?;
+    let y = Tensor::from_slice(&data.y, data.len(), &Device::Cpu)?;
+    let logits = net.forward(&x, false)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
+    let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let correct = predicted
+        .iter()
+        .zip(&data.y)
+        .filter(|(p, y)| p == y)
+        .count();
+    Ok((loss, correct as f32 / data.len() as f32, predicted))
+}
+
+/// Trains a head on `train`, validating on `val` after each epoch. `on_step` gets each
+/// mini-batch's loss, `on_epoch` each epoch's metrics; `cancelled` is polled every step.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    train: &Examples,
+    val: &Examples,
+    dim: usize,
+    classes: &[String],
+    options: &TrainOptions,
+    on_step: &mut dyn FnMut(usize, f32),
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Head> {
+    if train.is_empty() {
+        return Err(Error::Invalid("no training examples".into()));
+    }
+    if train.x.len() != train.len() * dim || val.x.len() != val.len() * dim {
+        return Err(Error::Invalid(format!("features are not {dim} wide")));
+    }
+    let device = Device::Cpu;
+    // Candle's own initialisers draw from a global generator: seed ours instead.
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let net = build(options.kind, dim, classes.len(), vb)?;
+    let mut rng = SplitMix64::new(options.seed);
+    reinitialise(&varmap, &mut rng)?;
+    let mut opt = AdamW::new(
+        varmap.all_vars(),
+        ParamsAdamW {
+            lr: options.lr,
+            weight_decay: options.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut metrics = Vec::new();
+    let (mut best, mut best_acc, mut best_weights) = (0, f32::NEG_INFINITY, snapshot(&varmap)?);
+    let mut step = 0;
+    for epoch in 1..=options.epochs.max(1) {
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct) = (0f64, 0usize);
+        for batch in order.chunks(options.batch_size.max(1)) {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let mut xb = Vec::with_capacity(batch.len() * dim);
+            for &i in batch {
+                xb.extend_from_slice(&train.x[i * dim..(i + 1) * dim]);
+            }
+            let yb: Vec<u32> = batch.iter().map(|&i| train.y[i]).collect();
+            let x = Tensor::from_vec(xb, (batch.len(), dim), &device)?;
+            let y = Tensor::from_slice(&yb, batch.len(), &device)?;
+            let logits = net.forward(&x, true)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            opt.backward_step(&loss)?;
+            let loss = loss.to_scalar::<f32>()?;
+            loss_sum += f64::from(loss) * batch.len() as f64;
+            let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            correct += predicted.iter().zip(&yb).filter(|(p, y)| p == y).count();
+            step += 1;
+            on_step(step, loss);
+        }
+        let (val_loss, val_acc, _) = evaluate(&net, val, dim)?;
+        let m = EpochMetrics {
+            epoch,
+            train_loss: (loss_sum / train.len() as f64) as f32,
+            train_acc: correct as f32 / train.len() as f32,
+            val_loss,
+            val_acc,
+        };
+        on_epoch(&m);
+        // With no validation set the last epoch is kept.
+        if val.is_empty() || val_acc > best_acc {
+            best = metrics.len();
+            best_acc = val_acc;
+            best_weights = snapshot(&varmap)?;
+        }
+        metrics.push(m);
+    }
+    Ok(Head {
+        kind: options.kind,
+        dim,
+        classes: classes.to_vec(),
+        weights: best_weights,
+        metrics,
+        best_epoch: best,
+    })
+}
+
+/// PyTorch's default `nn.Linear` initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
+/// weights and biases, from our seeded generator (so a seed gives the same head every time).
+fn reinitialise(varmap: &VarMap, rng: &mut SplitMix64) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("head weights poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    // fan_in of a layer is its weight's second dimension; biases share their layer's.
+    let fan_in = |name: &str| -> usize {
+        let weight = name
+            .rsplit_once('.')
+            .map_or(name.to_string(), |(l, _)| format!("{l}.weight"));
+        data.get(&weight)
+            .and_then(|w| w.dims().get(1).copied())
+            .unwrap_or(1)
+    };
+    for name in names {
+        let var = &data[name];
+        let bound = 1.0 / (fan_in(name) as f64).sqrt();
+        let values: Vec<f32> = (0..var.elem_count())
+            .map(|_| ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound)
+            .map(|v| v as f32)
+            .collect();
+        var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;
+    }
+    Ok(())
+}
+
+fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("head weights poisoned".into()))?;
+    data.iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+        .collect()
+}
+
+impl Head {
+    fn net(&self) -> Result<Net> {
+        let vb = VarBuilder::from_tensors(self.weights.clone(), DType::F32, &Device::Cpu);
+        build(self.kind, self.dim, self.classes.len(), vb)
+    }
+
+    /// Class probabilities `[n, classes]` (row-major) of features `x` `[n, dim]`.
+    pub fn probabilities(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let n = x.len() / self.dim.max(1);
+        let x = Tensor::from_slice(x, (n, self.dim), &Device::Cpu)?;
+        let logits = self.net()?.forward(&x, false)?;
+        Ok(candle_nn::ops::softmax_last_dim(&logits)?
+            .flatten_all()?
+            .to_vec1()?)
+    }
+
+    /// Accuracy, predictions and the confusion matrix (`[true][predicted]`) on `data`.
+    pub fn evaluate(&self, data: &Examples) -> Result<(f32, Vec<u32>, Vec<Vec<usize>>)> {
+        let (_, acc, predicted) = evaluate(&self.net()?, data, self.dim)?;
+        let k = self.classes.len();
+        let mut confusion = vec![vec![0; k]; k];
+        for (&p, &y) in predicted.iter().zip(&data.y) {
+            confusion[y as usize][p as usize] += 1;
+        }
+        Ok((acc, predicted, confusion))
+    }
+
+    /// Saves the weights to `path` (safetensors) and [`HeadInfo`] next to it (`.json`), each
+    /// written to a temporary file and renamed, so a crash never leaves half a head.
+    pub fn save(&self, path: &Path, backbone: &str, preprocess: &str) -> Result<PathBuf> {
+        let info = HeadInfo {
+            kind: self.kind,
+            dim: self.dim,
+            classes: self.classes.clone(),
+            backbone: backbone.to_string(),
+            preprocess: preprocess.to_string(),
+            metrics: self.metrics.clone(),
+            best_epoch: self.best_epoch,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let json_path = path.with_extension("json");
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        candle_core::safetensors::save(&self.weights, &tmp)?;
+        let json = serde_json::to_string_pretty(&info).map_err(std::io::Error::other)?;
+        let tmp_json = json_path.with_extension(format!("jsontmp{}", std::process::id()));
+        std::fs::write(&tmp_json, json)?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::rename(&tmp_json, &json_path)?;
+        Ok(json_path)
+    }
+
+    /// Loads a head saved by [`Head::save`], checking weights against the description.
+    pub fn load(path: &Path) -> Result<(Head, HeadInfo)> {
+        let json_path = path.with_extension("json");
+        let bad = |reason: String| Error::Invalid(format!("head {}: {reason}", path.display()));
+        let text = std::fs::read_to_string(&json_path)
+            .map_err(|e| bad(format!("cannot read {}: {e}", json_path.display())))?;
+        let info: HeadInfo = serde_json::from_str(&text).map_err(|e| {
+            bad(format!(
+                "{} is not a head description: {e}",
+                json_path.display()
+            ))
+        })?;
+        let weights = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| bad(format!("cannot read the weights: {e}")))?;
+        let head = Head {
+            kind: info.kind,
+            dim: info.dim,
+            classes: info.classes.clone(),
+            weights,
+            metrics: info.metrics.clone(),
+            best_epoch: info.best_epoch,
+        };
+        head.net()
+            .map_err(|e| bad(format!("weights do not match the description: {e}")))?;
+        Ok((head, info))
+    }
+}

@@ -1,0 +1,11 @@
+//! Transfer learning: a new classifier head on a frozen pretrained backbone.
+//!
+//! [`dataset`] reads labelled photos from a folder, [`split`] divides them into training and
+//! validation, [`features`] computes (and caches) the backbone's pooled features, and
+//! [`head`] trains, evaluates, saves and loads the head.
+
+pub mod dataset;
+pub mod features;
+pub mod head;
+pub mod pipeline;
+pub mod split;

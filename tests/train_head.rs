@@ -1,0 +1,148 @@
+//! Train head with the real EfficientNet-Lite0 on a generated dataset (shapes and colours in
+//! class folders, plus broken files): accuracy, skipped files counted, the feature cache hit on
+//! a second run, cancel, and a saved head that loads and predicts the same.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::Device;
+use cnn_explorer::inference::load_model;
+use cnn_explorer::train::head::Head;
+use cnn_explorer::train::pipeline::{classify_with_head, train_on_folder, TrainConfig};
+use cnn_explorer::train::split::SplitMix64;
+use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
+use cnn_explorer::Error;
+use image::{Rgb, RgbImage};
+
+const PER_CLASS: usize = 40;
+
+/// A 96x96 photo of class `class` (0: red disc, 1: blue square, 2: green stripes) at a random
+/// place and size on a noisy background.
+fn shape(class: usize, rng: &mut SplitMix64) -> RgbImage {
+    let side = 96;
+    let (cx, cy) = (20 + rng.below(56) as i64, 20 + rng.below(56) as i64);
+    let r = 10 + rng.below(14) as i64;
+    let mut img = RgbImage::new(side, side);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let (dx, dy) = (x as i64 - cx, y as i64 - cy);
+        let noise = 90 + rng.below(80) as u8;
+        let inside = match class {
+            0 => dx * dx + dy * dy <= r * r,
+            1 => dx.abs() <= r && dy.abs() <= r,
+            _ => dx.abs() <= r + 6 && dy.abs() <= r && (y / 4) % 2 == 0,
+        };
+        *p = match (inside, class) {
+            (true, 0) => Rgb([220, 30, 30]),
+            (true, 1) => Rgb([30, 40, 220]),
+            (true, _) => Rgb([30, 200, 40]),
+            (false, _) => Rgb([noise, noise, noise]),
+        };
+    }
+    img
+}
+
+fn make_dataset(dir: &Path) {
+    let mut rng = SplitMix64::new(42);
+    for (class, name) in ["disc", "square", "stripes"].iter().enumerate() {
+        let folder = dir.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..PER_CLASS {
+            shape(class, &mut rng)
+                .save(folder.join(format!("{i:03}.png")))
+                .unwrap();
+        }
+    }
+    // Broken files, as in Cats-vs-Dogs: empty, truncated JPEG, text named .jpg.
+    std::fs::write(dir.join("disc/empty.jpg"), b"").unwrap();
+    let mut jpeg = Vec::new();
+    shape(1, &mut rng)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    std::fs::write(dir.join("square/truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    std::fs::write(dir.join("stripes/notes.jpg"), b"not a photo").unwrap();
+}
+
+#[test]
+fn head_trains_caches_cancels_and_round_trips() {
+    let model = load_model(
+        "efficientnet-lite0",
+        Some(&common::efficientnet_weights()),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    make_dataset(data.path());
+    let mut config = TrainConfig::default();
+    config.features.cache_dir = Some(cache.path().to_path_buf());
+    config.val_fraction = 0.25;
+    config.head.epochs = 15;
+    config.head.lr = 3e-3;
+    config.head.batch_size = 16;
+
+    let first = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    assert_eq!(first.dataset.classes, ["disc", "square", "stripes"]);
+    assert_eq!(
+        first.dataset.skipped.len(),
+        1,
+        "{:?}",
+        first.dataset.skipped
+    );
+    assert_eq!(first.failed.len(), 2, "{:?}", first.failed);
+    assert_eq!(first.features_computed, 3 * PER_CLASS + 2);
+    assert_eq!(first.split.val.len(), 3 * PER_CLASS / 4);
+    assert!(
+        first.val_accuracy >= 0.95,
+        "validation accuracy {} ({:?})",
+        first.val_accuracy,
+        first.head.metrics
+    );
+    let diagonal: usize = (0..3).map(|i| first.confusion[i][i]).sum();
+    assert_eq!(diagonal + first.mistakes.len(), first.split.val.len());
+
+    // Second run: every decodable photo's features come from the cache.
+    let second = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    assert_eq!(second.features_from_cache, 3 * PER_CLASS);
+    assert_eq!(
+        second.features_computed, 2,
+        "only the broken files are tried again"
+    );
+    assert_eq!(
+        second.val_accuracy, first.val_accuracy,
+        "same seed, same head"
+    );
+
+    // Cancel.
+    let mut no_cache = config.clone();
+    no_cache.features.cache_dir = None;
+    let err = train_on_folder(&model, data.path(), &no_cache, &mut |_| {}, &|| true).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+
+    // Save, load, predict the same.
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("shapes.safetensors");
+    first
+        .head
+        .save(&path, "efficientnet-lite0", "imagenet 224")
+        .unwrap();
+    let (loaded, info) = Head::load(&path).unwrap();
+    assert_eq!(info.classes, first.head.classes);
+    assert_eq!(info.backbone, "efficientnet-lite0");
+    let photo = load_rgb(&data.path().join("square/000.png"), DEFAULT_MAX_PIXELS).unwrap();
+    let before = classify_with_head(&model, &first.head, &[&photo]).unwrap();
+    let after = classify_with_head(&model, &loaded, &[&photo]).unwrap();
+    assert_eq!(before, after);
+    let best = (0..3)
+        .max_by(|&a, &b| after[0][a].total_cmp(&after[0][b]))
+        .unwrap();
+    assert_eq!(loaded.classes[best], "square");
+
+    // A damaged head is refused with its name.
+    std::fs::write(&path, b"garbage").unwrap();
+    let err = Head::load(&path).unwrap_err().to_string();
+    assert!(err.contains("shapes.safetensors"), "{err}");
+}
