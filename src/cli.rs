@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use image::RgbImage;
 
 use crate::bench::{bench_backbone, BenchPlan};
 use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::explain::attack::{attack, AttackSettings};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::inference::{
-    backbone_or_stand_in, layer_infos, load_model, ClassScore, LoadedModel, StandIn,
+    backbone_or_stand_in, layer_infos, load_model, ranked, ClassScore, LoadedModel, StandIn,
 };
 use crate::labels::find_class;
 use crate::train::dataset::ScanOptions;
@@ -676,37 +677,52 @@ fn predict(
 ) -> anyhow::Result<()> {
     let mut model = open_model(device, args)?;
     model.preprocess.mode = resize;
+    classify_each(
+        images,
+        |img| Ok(model.predict(&[img], top)?.pop().unwrap_or_default()),
+        |path, scores| {
+            if json {
+                let row = PredictionJson {
+                    image: path.display().to_string(),
+                    model: model.spec.name,
+                    top: scores,
+                };
+                println!("{}", serde_json::to_string(&row)?);
+            } else {
+                println!("{} ({}):", path.display(), model.spec.name);
+                for (rank, s) in scores.iter().enumerate() {
+                    println!(
+                        "  {}. {:<30} {:>5.1}%  (class {})",
+                        rank + 1,
+                        s.label,
+                        s.prob * 100.0,
+                        s.index
+                    );
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Classifies each image with `classify` and shows the result with `show`, one image at a
+/// time: a bad file is reported and skipped, the others still run, and the command fails at
+/// the end if any did.
+fn classify_each(
+    images: &[PathBuf],
+    classify: impl Fn(&RgbImage) -> anyhow::Result<Vec<ClassScore>>,
+    show: impl Fn(&Path, &[ClassScore]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut failed = 0;
     for path in images {
-        // One image at a time: a bad file is reported and skipped, the others still run.
         let scores = load_rgb(path, DEFAULT_MAX_PIXELS)
             .map_err(anyhow::Error::from)
-            .and_then(|img| Ok(model.predict(&[&img], top)?));
-        let scores = match scores {
-            Ok(mut s) => s.pop().unwrap_or_default(),
+            .and_then(|img| classify(&img));
+        match scores {
+            Ok(scores) => show(path, &scores)?,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 failed += 1;
-                continue;
-            }
-        };
-        if json {
-            let row = PredictionJson {
-                image: path.display().to_string(),
-                model: model.spec.name,
-                top: &scores,
-            };
-            println!("{}", serde_json::to_string(&row)?);
-        } else {
-            println!("{} ({}):", path.display(), model.spec.name);
-            for (rank, s) in scores.iter().enumerate() {
-                println!(
-                    "  {}. {:<30} {:>5.1}%  (class {})",
-                    rank + 1,
-                    s.label,
-                    s.prob * 100.0,
-                    s.index
-                );
             }
         }
     }
@@ -833,57 +849,37 @@ fn predict_with_head(
     let mut args = args.clone();
     args.model.get_or_insert(info.backbone.clone());
     let model = open_model(device, &args)?;
-    let mut failed = 0;
-    for path in images {
-        let probs = load_rgb(path, DEFAULT_MAX_PIXELS)
-            .map_err(anyhow::Error::from)
-            .and_then(|img| Ok(classify_with_head(&model, &head, &[&img])?));
-        let probs = match probs {
-            Ok(mut p) => p.pop().unwrap_or_default(),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                failed += 1;
-                continue;
+    classify_each(
+        images,
+        |img| {
+            let probs = classify_with_head(&model, &head, &[img])?
+                .pop()
+                .unwrap_or_default();
+            Ok(ranked(&probs, top, |i| head.classes[i].clone()))
+        },
+        |path, scores| {
+            if json {
+                let row = serde_json::json!({
+                    "image": path.display().to_string(),
+                    "model": model.spec.name,
+                    "head": head_path,
+                    "top": scores,
+                });
+                println!("{row}");
+            } else {
+                println!(
+                    "{} ({} + {}):",
+                    path.display(),
+                    model.spec.name,
+                    head_path.display()
+                );
+                for (rank, s) in scores.iter().enumerate() {
+                    println!("  {}. {:<30} {:>5.1}%", rank + 1, s.label, s.prob * 100.0);
+                }
             }
-        };
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-        let scores: Vec<ClassScore> = order
-            .into_iter()
-            .take(top)
-            .map(|i| ClassScore {
-                index: i,
-                label: head.classes[i].clone(),
-                prob: probs[i],
-            })
-            .collect();
-        if json {
-            let row = serde_json::json!({
-                "image": path.display().to_string(),
-                "model": model.spec.name,
-                "head": head_path,
-                "top": scores,
-            });
-            println!("{row}");
-        } else {
-            println!(
-                "{} ({} + {}):",
-                path.display(),
-                model.spec.name,
-                head_path.display()
-            );
-            for (rank, s) in scores.iter().enumerate() {
-                println!("  {}. {:<30} {:>5.1}%", rank + 1, s.label, s.prob * 100.0);
-            }
-        }
-    }
-    if failed > 0 {
-        bail!(
-            "{failed} of {} images could not be classified",
-            images.len()
-        );
-    }
-    Ok(())
+            Ok(())
+        },
+    )
 }
 
 fn layers(device: DeviceChoice, args: &ModelArgs, json: bool) -> anyhow::Result<()> {

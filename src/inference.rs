@@ -64,21 +64,24 @@ pub fn top_k(logits: &Tensor, top: usize) -> Result<Vec<Vec<ClassScore>>> {
     let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
     let rows: Vec<Vec<f32>> = probs.to_device(&Device::Cpu)?.to_vec2()?;
     Ok(rows
-        .into_iter()
-        .map(|row| {
-            let mut order: Vec<usize> = (0..row.len()).collect();
-            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-            order
-                .into_iter()
-                .take(top)
-                .map(|index| ClassScore {
-                    index,
-                    label: imagenet_label(index),
-                    prob: row[index],
-                })
-                .collect()
-        })
+        .iter()
+        .map(|row| ranked(row, top, imagenet_label))
         .collect())
+}
+
+/// The `top` most probable classes of one row of probabilities, best first, named by `label`.
+pub fn ranked(row: &[f32], top: usize, label: impl Fn(usize) -> String) -> Vec<ClassScore> {
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+    order
+        .into_iter()
+        .take(top)
+        .map(|index| ClassScore {
+            index,
+            label: label(index),
+            prob: row[index],
+        })
+        .collect()
 }
 
 impl LoadedModel {

@@ -199,12 +199,12 @@ impl FrozenProgram {
                     depthwise,
                     ..
                 } => {
-                    let (c_out, c_in_k, k, _) = weight.dims4()?;
+                    let (c_out, c_in_k, _, _) = weight.dims4()?;
                     let c_in = if *depthwise { c_out } else { c_in_k };
                     if cur.flat || cur.c != c_in || (*depthwise && c_in_k != 1) {
                         candle_core::bail!("a {:?} kernel cannot take {cur:?}", weight.dims());
                     }
-                    let g = Geometry::new((1, cur.c, cur.h, cur.w), c_out, k, *stride, *padding)?;
+                    let g = conv_geometry(weight, *stride, *padding, 1, cur)?;
                     Dims {
                         c: c_out,
                         h: g.out_h,
@@ -243,6 +243,25 @@ impl FrozenProgram {
         }
         Ok(dims)
     }
+}
+
+/// The geometry of a program convolution with kernels `weight` `[C_out, _, k, k]` over a
+/// batch of `batch` activations of `input` dims.
+fn conv_geometry(
+    weight: &Tensor,
+    stride: usize,
+    padding: Padding,
+    batch: usize,
+    input: Dims,
+) -> Result<Geometry> {
+    let (c_out, _, k, _) = weight.dims4()?;
+    Geometry::new(
+        (batch, input.c, input.h, input.w),
+        c_out,
+        k,
+        stride,
+        padding,
+    )
 }
 
 /// The f32 data of a contiguous CPU tensor, to `f`.
@@ -391,14 +410,7 @@ impl RunOp {
                     activation,
                     ..
                 } => {
-                    let (c_out, _, k, _) = weight.dims4()?;
-                    let g = Geometry::new(
-                        (batch, in_dims.c, in_dims.h, in_dims.w),
-                        c_out,
-                        k,
-                        *stride,
-                        *padding,
-                    )?;
+                    let g = conv_geometry(weight, *stride, *padding, batch, in_dims)?;
                     if !*depthwise && winograd::applies(&g) {
                         let kernels = step.winograd_kernels(weight, false)?;
                         with_data(bias, |b| {
@@ -521,18 +533,11 @@ impl RunOp {
                     ..
                 } => {
                     mask_gradient(&mut grad, output, *activation);
-                    let (c_out, _, k, _) = weight.dims4()?;
-                    let g = Geometry::new(
-                        (batch, in_dims.c, in_dims.h, in_dims.w),
-                        c_out,
-                        k,
-                        *stride,
-                        *padding,
-                    )?;
+                    let g = conv_geometry(weight, *stride, *padding, batch, in_dims)?;
                     if !*depthwise && winograd::applies(&g) {
                         // Stride 1, pad 1: the input gradient is a 3x3 convolution too.
                         let back = Geometry::new(
-                            (batch, c_out, g.out_h, g.out_w),
+                            (batch, g.c_out, g.out_h, g.out_w),
                             g.c_in,
                             3,
                             1,

@@ -95,11 +95,13 @@ pub fn scan(dir: &Path, options: ScanOptions) -> Result<Dataset> {
     let mut skipped = Vec::new();
     let mut by_class: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
 
-    let subdirs = sorted_entries(&root)?
-        .into_iter()
+    let entries = sorted_entries(&root)?;
+    let subdirs: Vec<&PathBuf> = entries
+        .iter()
         .filter(|p| p.is_dir() && !is_hidden(p))
-        .collect::<Vec<_>>();
-    let layout = if oxford_images.is_dir() || (subdirs.is_empty() && has_images(&root)?) {
+        .collect();
+    let flat_images = entries.iter().any(|p| p.is_file() && is_image_name(p));
+    let layout = if oxford_images.is_dir() || (subdirs.is_empty() && flat_images) {
         let folder = if oxford_images.is_dir() {
             oxford_images
         } else {
@@ -130,7 +132,7 @@ pub fn scan(dir: &Path, options: ScanOptions) -> Result<Dataset> {
         }
         Layout::OxfordPets
     } else {
-        for class_dir in &subdirs {
+        for class_dir in subdirs {
             let name = class_dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -204,12 +206,6 @@ fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with('.'))
-}
-
-fn has_images(dir: &Path) -> Result<bool> {
-    Ok(sorted_entries(dir)?
-        .iter()
-        .any(|p| p.is_file() && is_image_name(p)))
 }
 
 fn is_image_name(path: &Path) -> bool {
