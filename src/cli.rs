@@ -135,6 +135,10 @@ pub enum Command {
         /// Where to save the head (its description goes next to it as .json).
         #[arg(short, long, default_value = "head.safetensors")]
         output: PathBuf,
+        /// Also write the split as JSON (classes, and each side's paths with their class), e.g.
+        /// to train the same split elsewhere.
+        #[arg(long)]
+        split_out: Option<PathBuf>,
         /// One JSON object per line: the dataset, each epoch, the result.
         #[arg(long)]
         json: bool,
@@ -291,6 +295,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             cats_vs_dogs,
             no_cache,
             output,
+            split_out,
             json,
         } => {
             let mut config = TrainConfig {
@@ -313,7 +318,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 batch_size,
                 seed,
             };
-            train_head(device, &dir, &model, &config, &output, json)
+            train_head(
+                device,
+                &dir,
+                &model,
+                &config,
+                &output,
+                split_out.as_deref(),
+                json,
+            )
         }
         Command::Layers { model, json } => layers(device, &model, json),
         Command::Features {
@@ -396,7 +409,7 @@ fn parse_tab(s: &str) -> Result<crate::ui::app::Tab, String> {
     Tab::ALL
         .into_iter()
         .find(|t| t.label().eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("unknown tab '{s}' (explore, dream or attack)"))
+        .ok_or_else(|| format!("unknown tab '{s}' (explore, dream, attack or train)"))
 }
 
 fn parse_parameterisation(s: &str) -> Result<Parameterisation, String> {
@@ -741,6 +754,7 @@ fn train_head(
     args: &ModelArgs,
     config: &TrainConfig,
     output: &Path,
+    split_out: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
     let model = open_model(device, args)?;
@@ -799,6 +813,22 @@ fn train_head(
     let outcome = train_on_folder(&model, dir, config, &mut on_event, &|| false)?;
     let preprocess = format!("{:?}", model.preprocess);
     let json_path = outcome.head.save(output, model.spec.name, &preprocess)?;
+    if let Some(path) = split_out {
+        let side = |indices: &[usize]| -> Vec<serde_json::Value> {
+            let items = &outcome.dataset.items;
+            indices
+                .iter()
+                .map(|&i| serde_json::json!({"path": items[i].path, "class": items[i].class}))
+                .collect()
+        };
+        let split = serde_json::json!({
+            "classes": outcome.dataset.classes,
+            "train": side(&outcome.split.train),
+            "val": side(&outcome.split.val),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&split)?)
+            .with_context(|| format!("could not write the split to {}", path.display()))?;
+    }
     let best = &outcome.head.metrics[outcome.head.best_epoch];
     if json {
         let row = serde_json::json!({

@@ -4,67 +4,14 @@
 
 mod common;
 
-use std::path::Path;
-
 use candle_core::Device;
 use cnn_explorer::inference::load_model;
 use cnn_explorer::train::head::Head;
 use cnn_explorer::train::pipeline::{classify_with_head, train_on_folder, TrainConfig};
-use cnn_explorer::train::split::SplitMix64;
 use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use cnn_explorer::Error;
-use image::{Rgb, RgbImage};
 
 const PER_CLASS: usize = 40;
-
-/// A 96x96 photo of class `class` (0: red disc, 1: blue square, 2: green stripes) at a random
-/// place and size on a noisy background.
-fn shape(class: usize, rng: &mut SplitMix64) -> RgbImage {
-    let side = 96;
-    let (cx, cy) = (20 + rng.below(56) as i64, 20 + rng.below(56) as i64);
-    let r = 10 + rng.below(14) as i64;
-    let mut img = RgbImage::new(side, side);
-    for (x, y, p) in img.enumerate_pixels_mut() {
-        let (dx, dy) = (x as i64 - cx, y as i64 - cy);
-        let noise = 90 + rng.below(80) as u8;
-        let inside = match class {
-            0 => dx * dx + dy * dy <= r * r,
-            1 => dx.abs() <= r && dy.abs() <= r,
-            _ => dx.abs() <= r + 6 && dy.abs() <= r && (y / 4) % 2 == 0,
-        };
-        *p = match (inside, class) {
-            (true, 0) => Rgb([220, 30, 30]),
-            (true, 1) => Rgb([30, 40, 220]),
-            (true, _) => Rgb([30, 200, 40]),
-            (false, _) => Rgb([noise, noise, noise]),
-        };
-    }
-    img
-}
-
-fn make_dataset(dir: &Path) {
-    let mut rng = SplitMix64::new(42);
-    for (class, name) in ["disc", "square", "stripes"].iter().enumerate() {
-        let folder = dir.join(name);
-        std::fs::create_dir_all(&folder).unwrap();
-        for i in 0..PER_CLASS {
-            shape(class, &mut rng)
-                .save(folder.join(format!("{i:03}.png")))
-                .unwrap();
-        }
-    }
-    // Broken files, as in Cats-vs-Dogs: empty, truncated JPEG, text named .jpg.
-    std::fs::write(dir.join("disc/empty.jpg"), b"").unwrap();
-    let mut jpeg = Vec::new();
-    shape(1, &mut rng)
-        .write_to(
-            &mut std::io::Cursor::new(&mut jpeg),
-            image::ImageFormat::Jpeg,
-        )
-        .unwrap();
-    std::fs::write(dir.join("square/truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
-    std::fs::write(dir.join("stripes/notes.jpg"), b"not a photo").unwrap();
-}
 
 #[test]
 fn head_trains_caches_cancels_and_round_trips() {
@@ -76,7 +23,11 @@ fn head_trains_caches_cancels_and_round_trips() {
     .unwrap();
     let data = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
-    make_dataset(data.path());
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("stripes", 2)],
+        PER_CLASS,
+    );
     let mut config = TrainConfig::default();
     config.features.cache_dir = Some(cache.path().to_path_buf());
     config.val_fraction = 0.25;

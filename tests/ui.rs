@@ -500,3 +500,109 @@ fn the_attack_tab_turns_the_cat_into_a_dog_within_4_of_255() {
     assert!(has_text(&h, "Adversarial: golden retriever"));
     assert!(has_text(&h, "PSNR"));
 }
+
+#[test]
+fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions_panel() {
+    let data = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let heads = tempfile::tempdir().unwrap();
+    // Two classes drawn alike: the head must confuse them, so the gallery has photos.
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("square-too", 1)],
+        24,
+    );
+    let mut h = start(AppOptions {
+        worker: WorkerConfig {
+            weights_dir: real_weights_dir(),
+            feature_cache: Some(cache.path().to_path_buf()),
+            ..WorkerConfig::default()
+        },
+        model: Some("efficientnet-lite0".into()),
+        ..AppOptions::default()
+    });
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+
+    // Dropping a folder opens the Train tab on it, with its classes counted.
+    drop_file(&mut h, data.path());
+    wait_for(&mut h, "the folder's classes", |h| {
+        h.state().train_panel().scanned().is_some()
+    });
+    assert_eq!(h.state().tab(), cnn_explorer::ui::app::Tab::Train);
+    assert!(has_text(&h, "74 photos in 3 classes (class folders)"));
+    assert!(has_label(&h, "square-too"));
+    assert!(has_text(&h, "1 files skipped"), "the empty file");
+
+    // Start and cancel at once: the run stops and says so.
+    h.get_by_label("Start training").click();
+    wait_for(&mut h, "the Cancel button", |h| has_label(h, "Cancel"));
+    h.get_by_label("Cancel").click();
+    wait_for(&mut h, "the cancelled run", |h| {
+        !h.state().train_panel().is_running()
+    });
+    assert!(
+        h.state().train_panel().status().starts_with("Cancelled"),
+        "{}",
+        h.state().train_panel().status()
+    );
+
+    // Train for real (saving into the test's folder).
+    let out = heads.path().join("shapes.safetensors");
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Save to")
+        .focus();
+    h.run_steps(1);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.run_steps(1);
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Save to")
+        .type_text(&format!("{}", out.display()));
+    h.run_steps(1);
+    h.get_by_label("Start training").click();
+    wait_for(&mut h, "some epochs, live", |h| {
+        !h.state().train_panel().epoch_rows().is_empty()
+    });
+    wait_for(&mut h, "the finished training", |h| {
+        h.state().train_panel().report().is_some()
+    });
+    let report = h.state().train_panel().report().unwrap().clone();
+    assert_eq!(report.epochs.len(), 10);
+    assert_eq!(report.unreadable.len(), 2, "truncated JPEG and text file");
+    assert_eq!(report.classes, ["disc", "square", "square-too"]);
+    let disc_right =
+        report.confusion[0][0] as f32 / report.confusion[0].iter().sum::<usize>() as f32;
+    assert!(disc_right >= 0.99, "discs are easy: {:?}", report.confusion);
+    assert!(
+        report.mistakes_total > 0,
+        "the two square classes look alike: {report:?}"
+    );
+    assert!(out.is_file() && out.with_extension("json").is_file());
+    assert!(has_text(&h, "Validation accuracy"));
+    assert!(has_label(&h, "confusion matrix"));
+    assert!(has_text(&h, "Per-class accuracy"));
+    assert_eq!(h.state().head().map(|h| h.name.as_str()), Some("shapes"));
+
+    // A misclassified photo opens in Explore, classified by the head.
+    let first = &report.mistakes[0];
+    let caption = format!(
+        "{}, seen as {}",
+        report.classes[first.truth], report.classes[first.predicted]
+    );
+    h.get_all_by_label(&caption).next().unwrap().click();
+    wait_for(&mut h, "the mistake in Explore", |h| {
+        h.state()
+            .analysis()
+            .is_some_and(|a| first.path.ends_with(&a.photo_name) && a.head.is_some())
+    });
+    assert_eq!(h.state().tab(), cnn_explorer::ui::app::Tab::Explore);
+    assert!(h.state().shows_head_predictions());
+    let top = h.state().analysis().unwrap().head.as_ref().unwrap().top[0].clone();
+    assert_eq!(top.label, report.classes[first.predicted]);
+    assert!(has_label(&h, &format!("1. {}", top.label)));
+
+    // The switch goes back to ImageNet's classes.
+    h.get_by_label("ImageNet").click();
+    h.run_steps(2);
+    assert!(!h.state().shows_head_predictions());
+    assert!(!has_label(&h, &format!("1. {}", top.label)));
+}

@@ -224,3 +224,119 @@ fn cancelled_and_failed_jobs_answer_and_the_worker_carries_on() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+#[test]
+fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_is_loaded() {
+    let weights = common::efficientnet_weights();
+    let (worker, _) = worker_in(weights.parent().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+
+    // An empty folder, and a folder with one class.
+    let scan = |job: u64, path: &std::path::Path| {
+        assert!(worker.send(Command::ScanFolder {
+            job: JobId(job),
+            dir: path.to_path_buf(),
+            cats_vs_dogs: false,
+        }));
+        match next(&worker) {
+            Event::Failed { error, .. } => error,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    };
+    let error = scan(1, dir.path());
+    assert!(
+        error.contains("0 classes") && error.contains("at least two"),
+        "{error}"
+    );
+    let one = dir.path().join("one");
+    std::fs::create_dir_all(one.join("cat")).unwrap();
+    common::shapes::shape(0, &mut cnn_explorer::train::split::SplitMix64::new(1))
+        .save(one.join("cat/a.png"))
+        .unwrap();
+    let error = scan(2, &one);
+    assert!(error.contains("1 class:"), "{error}");
+
+    // A damaged head is refused; a saved one is loaded and classifies analysed photos.
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"junk").unwrap();
+    assert!(worker.send(Command::LoadHead {
+        job: JobId(3),
+        path: bad,
+    }));
+    assert!(
+        matches!(next(&worker), Event::Failed { job: JobId(3), error } if error.contains("bad.safetensors"))
+    );
+    let data = dir.path().join("shapes");
+    common::shapes::make_dataset(&data, &[("disc", 0), ("square", 1), ("stripes", 2)], 8);
+    load(&worker, 4, "efficientnet-lite0");
+    assert!(matches!(next(&worker), Event::ModelLoaded { .. }));
+    let saved = dir.path().join("heads/shapes.safetensors");
+    let request = cnn_explorer::worker::TrainRequest {
+        dir: data,
+        cats_vs_dogs: false,
+        val_fraction: 0.25,
+        epochs: 3,
+        lr: 1e-3,
+        weight_decay: 1e-4,
+        batch_size: 8,
+        seed: 0,
+        mlp_hidden: None,
+        dropout: 0.5,
+        flip: false,
+        fine_tune: false,
+        fine_tune_lr_factor: 0.1,
+        output: saved.clone(),
+    };
+    assert!(worker.send(Command::Train {
+        job: JobId(5),
+        cancel: CancelToken::new(),
+        request: Box::new(request),
+    }));
+    let (mut steps, mut epochs) = (0, 0);
+    loop {
+        match next(&worker) {
+            Event::TrainScanned { summary, .. } => assert_eq!(summary.counts, [8, 9, 9]),
+            Event::TrainFeatures { .. } => {}
+            Event::TrainStep { .. } => steps += 1,
+            Event::TrainEpoch { .. } => epochs += 1,
+            Event::TrainFinished { report, head, .. } => {
+                assert_eq!(report.unreadable.len(), 2);
+                assert_eq!(head.classes, ["disc", "square", "stripes"]);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (steps, epochs),
+        (3 * 3, 3),
+        "18 training photos, batches of 8"
+    );
+    assert!(saved.is_file());
+    assert!(worker.send(Command::LoadHead {
+        job: JobId(6),
+        path: saved,
+    }));
+    match next(&worker) {
+        Event::HeadLoaded { head, .. } => {
+            assert_eq!(head.backbone, "efficientnet-lite0");
+            assert_eq!(head.name, "shapes");
+        }
+        other => panic!("expected the head, got {other:?}"),
+    }
+    analyse(
+        &worker,
+        7,
+        PhotoSource::File(common::cat_photo()),
+        CancelToken::new(),
+    );
+    match next(&worker) {
+        Event::Analysed { analysis, .. } => {
+            let head = analysis.head.expect("the head's predictions");
+            assert_eq!(head.top.len(), 3);
+            let sum: f32 = head.top.iter().map(|p| p.prob).sum();
+            assert!((sum - 1.0).abs() < 1e-4);
+        }
+        other => panic!("expected an analysis, got {other:?}"),
+    }
+}

@@ -190,7 +190,8 @@ pub fn train(
     )?;
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut metrics = Vec::new();
-    let (mut best, mut best_acc, mut best_weights) = (0, f32::NEG_INFINITY, snapshot(&varmap)?);
+    let (mut best, mut best_acc, mut best_loss) = (0, f32::NEG_INFINITY, f32::INFINITY);
+    let mut best_weights = snapshot(&varmap)?;
     let mut step = 0;
     for epoch in 1..=options.epochs.max(1) {
         rng.shuffle(&mut order);
@@ -225,10 +226,12 @@ pub fn train(
             val_acc,
         };
         on_epoch(&m);
-        // With no validation set the last epoch is kept.
-        if val.is_empty() || val_acc > best_acc {
+        // With no validation set the last epoch is kept; equal accuracies (common on small
+        // sets) go to the lower validation loss.
+        let better = val_acc > best_acc || (val_acc == best_acc && val_loss < best_loss);
+        if val.is_empty() || better {
             best = metrics.len();
-            best_acc = val_acc;
+            (best_acc, best_loss) = (val_acc, val_loss);
             best_weights = snapshot(&varmap)?;
         }
         metrics.push(m);

@@ -16,11 +16,13 @@ use super::frame_stats::FrameStats;
 use super::predictions;
 use super::settings::Settings;
 use super::setup::{self, DownloadState, SetupAction};
+use super::train::{TrainEnv, TrainPanel};
 use super::widgets::Jobs;
 use crate::device::DeviceChoice;
 use crate::weights::{self, ModelStatus};
 use crate::worker::{
-    Analysis, CancelToken, Command, Event, JobId, ModelSummary, PhotoSource, Worker, WorkerConfig,
+    Analysis, CancelToken, Command, Event, HeadSummary, JobId, ModelSummary, PhotoSource, Worker,
+    WorkerConfig,
 };
 
 /// The photo the app opens with when none is given.
@@ -95,16 +97,18 @@ pub enum Tab {
     Explore,
     Dream,
     Attack,
+    Train,
 }
 
 impl Tab {
-    pub const ALL: [Self; 3] = [Self::Explore, Self::Dream, Self::Attack];
+    pub const ALL: [Self; 4] = [Self::Explore, Self::Dream, Self::Attack, Self::Train];
 
     pub fn label(self) -> &'static str {
         match self {
             Self::Explore => "Explore",
             Self::Dream => "Dream",
             Self::Attack => "Attack",
+            Self::Train => "Train",
         }
     }
 }
@@ -147,6 +151,11 @@ pub struct ExplorerApp {
     tab: Tab,
     dream: DreamPanel,
     attack: AttackPanel,
+    train: TrainPanel,
+    /// The trained head the worker applies to photos, if any.
+    head: Option<HeadSummary>,
+    /// The predictions panel shows the head's classes (else ImageNet's).
+    show_head: bool,
 }
 
 impl ExplorerApp {
@@ -208,6 +217,9 @@ impl ExplorerApp {
             tab: options.tab,
             dream: DreamPanel::default(),
             attack: AttackPanel::default(),
+            train: TrainPanel::default(),
+            head: None,
+            show_head: false,
         };
         let installed = |name: &str| app.catalogue.iter().any(|m| m.name == name && m.present);
         let start_model = options
@@ -269,6 +281,42 @@ impl ExplorerApp {
         &self.attack
     }
 
+    /// The Train tab.
+    pub fn train_panel(&self) -> &TrainPanel {
+        &self.train
+    }
+
+    /// The trained head in use, if any.
+    pub fn head(&self) -> Option<&HeadSummary> {
+        self.head.as_ref()
+    }
+
+    /// Whether the predictions panel shows the trained head's classes.
+    pub fn shows_head_predictions(&self) -> bool {
+        self.show_head && self.analysis.as_ref().is_some_and(|a| a.head.is_some())
+    }
+
+    /// Uses `dir` as the Train tab's folder and shows that tab.
+    pub fn train_on_folder(&mut self, dir: &std::path::Path) {
+        self.tab = Tab::Train;
+        let heads_dir = self.heads_dir();
+        let env = TrainEnv {
+            model: self.model.as_ref(),
+            heads_dir: &heads_dir,
+            active_head: self.head.as_ref(),
+        };
+        let mut jobs = Jobs {
+            worker: &self.worker,
+            next: &mut self.next_job,
+        };
+        self.train.set_folder(&mut jobs, dir, &env);
+    }
+
+    /// Where trained heads are saved by default.
+    fn heads_dir(&self) -> PathBuf {
+        self.config.weights_dir.join("heads")
+    }
+
     /// Opens `photo`: the model runs on it and, if it can be read, it replaces the photo shown.
     pub fn open_photo(&mut self, photo: PhotoSource) {
         if let Some(old) = self.photo_job.take() {
@@ -327,7 +375,20 @@ impl ExplorerApp {
     }
 
     fn handle_event(&mut self, ctx: &egui::Context, event: Event) {
-        if self.dream.on_event(ctx, &event) || self.attack.on_event(ctx, &event) {
+        if self.dream.on_event(ctx, &event)
+            || self.attack.on_event(ctx, &event)
+            || self.train.on_event(ctx, &event)
+        {
+            if let Some(head) = self.train.take_new_head() {
+                tracing::info!(head = %head.name, backbone = %head.backbone, "head in use");
+                self.head = Some(head);
+                self.show_head = true;
+                // Classify the photo shown with the new head too.
+                if self.analysis.is_some() {
+                    let photo = self.photo.clone();
+                    self.open_photo(photo);
+                }
+            }
             return;
         }
         let job = event.job();
@@ -559,6 +620,9 @@ impl ExplorerApp {
             }
             if path.is_file() {
                 self.open_photo(PhotoSource::File(path));
+            } else if path.is_dir() {
+                // A folder is a training set.
+                self.train_on_folder(&path);
             } else {
                 // No usable path (e.g. a sandboxed drop): read the bytes instead.
                 match file.bytes() {
@@ -713,7 +777,23 @@ impl ExplorerApp {
         ));
         ui.add_space(8.0);
         ui.strong("Predictions");
-        predictions::show(ui, &a.top5);
+        let mut show_head = self.show_head;
+        if let Some(h) = &a.head {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut show_head, false, "ImageNet")
+                    .on_hover_text("The network's own 1000 ImageNet classes");
+                ui.selectable_value(&mut show_head, true, format!("Head: {}", h.head))
+                    .on_hover_text("The classes of the head trained in the Train tab");
+            });
+        }
+        match &a.head {
+            Some(h) if show_head => predictions::show_classes(ui, &h.top, "head class"),
+            _ => predictions::show(ui, &a.top5),
+        }
+        if let Some(note) = &a.head_note {
+            ui.weak(note);
+        }
+        self.show_head = show_head;
     }
 
     fn drop_highlight(&self, ctx: &egui::Context) {
@@ -925,6 +1005,23 @@ impl eframe::App for ExplorerApp {
                 .size_range(240.0..=480.0)
                 .show(ui, |ui| self.dream.controls(ui, &mut jobs, &photo));
             egui::CentralPanel::default().show(ui, |ui| self.dream.view(ui));
+        } else if self.tab == Tab::Train {
+            let heads_dir = self.heads_dir();
+            let env = TrainEnv {
+                model: self.model.as_ref(),
+                heads_dir: &heads_dir,
+                active_head: self.head.as_ref(),
+            };
+            let mut jobs = Jobs {
+                worker: &self.worker,
+                next: &mut self.next_job,
+            };
+            egui::Panel::left("train-controls")
+                .resizable(true)
+                .default_size(330.0)
+                .size_range(260.0..=520.0)
+                .show(ui, |ui| self.train.controls(ui, &mut jobs, &env));
+            egui::CentralPanel::default().show(ui, |ui| self.train.view(ui));
         } else if self.tab == Tab::Attack {
             let mut jobs = Jobs {
                 worker: &self.worker,
@@ -965,6 +1062,10 @@ impl eframe::App for ExplorerApp {
         }
         for action in actions {
             self.apply(&ctx, action);
+        }
+        if let Some(path) = self.train.take_open_request() {
+            self.tab = Tab::Explore;
+            self.open_photo(PhotoSource::File(path));
         }
         if let Some((layer, channel)) = self.explorer.dream_request.take() {
             self.dream.aim_at_channel(layer, channel);

@@ -10,6 +10,7 @@ pub mod frame_stats;
 pub mod predictions;
 pub mod settings;
 pub mod setup;
+pub mod train;
 pub mod widgets;
 
 use std::sync::Arc;

@@ -5,7 +5,8 @@ pub mod protocol;
 pub mod runner;
 
 pub use protocol::{
-    Analysis, AttackRequest, AttackResult, CancelToken, Command, DreamControls, DreamGoal,
-    DreamRequest, Event, JobId, LayerMaps, ModelSummary, PhotoSource, Prediction, RgbaImage,
+    Analysis, AttackRequest, AttackResult, CancelToken, Command, DatasetSummary, DreamControls,
+    DreamGoal, DreamRequest, EpochRow, Event, HeadPredictions, HeadSummary, JobId, LayerMaps,
+    Misclassified, ModelSummary, PhotoSource, Prediction, RgbaImage, TrainReport, TrainRequest,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

@@ -161,6 +161,110 @@ pub struct AttackResult {
     pub ms_per_step: f64,
 }
 
+/// A folder of labelled photos as scanned (names and sizes only, nothing decoded yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSummary {
+    pub root: PathBuf,
+    /// "class folders" or "Oxford-IIIT Pet".
+    pub layout: String,
+    pub classes: Vec<String>,
+    /// Photos per class, `[classes]`.
+    pub counts: Vec<usize>,
+    /// Files left out at the scan (empty, not images), with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// A head training's settings, as the window sets them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainRequest {
+    pub dir: PathBuf,
+    /// Oxford-IIIT Pet: cat and dog instead of 37 breeds.
+    pub cats_vs_dogs: bool,
+    pub val_fraction: f64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// A hidden layer of this width with ReLU and dropout; `None`: linear.
+    pub mlp_hidden: Option<usize>,
+    pub dropout: f32,
+    /// Also train on each photo flipped left-right.
+    pub flip: bool,
+    /// Train the backbone's last convolutional block too, at `lr * fine_tune_lr_factor`.
+    pub fine_tune: bool,
+    pub fine_tune_lr_factor: f64,
+    /// Where the head is saved (its description goes next to it as .json).
+    pub output: PathBuf,
+}
+
+/// One epoch of a head's training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub train_acc: f32,
+    pub val_loss: f32,
+    pub val_acc: f32,
+}
+
+/// A validation photo the trained head got wrong.
+#[derive(Debug, Clone)]
+pub struct Misclassified {
+    pub path: PathBuf,
+    pub truth: usize,
+    pub predicted: usize,
+    /// A small version for the gallery (at most 96 pixels a side).
+    pub thumbnail: RgbaImage,
+}
+
+/// A finished training.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub classes: Vec<String>,
+    /// `[true][predicted]` counts on the validation photos.
+    pub confusion: Vec<Vec<usize>>,
+    /// Validation accuracy of the kept (best) epoch.
+    pub val_accuracy: f32,
+    /// The kept epoch's number (1-based).
+    pub best_epoch: usize,
+    pub epochs: Vec<EpochRow>,
+    /// The first misclassified validation photos (with thumbnails), and how many there are.
+    pub mistakes: Vec<Misclassified>,
+    pub mistakes_total: usize,
+    pub train_count: usize,
+    pub val_count: usize,
+    /// Photos that could not be decoded (skipped), with the reason.
+    pub unreadable: Vec<(PathBuf, String)>,
+    pub features_computed: usize,
+    pub features_from_cache: usize,
+    /// Feature extraction speed, decoding included (0 when everything came from the cache).
+    pub images_per_s: f64,
+    pub saved_to: PathBuf,
+}
+
+/// A trained head the worker holds and applies to every analysed photo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadSummary {
+    pub path: PathBuf,
+    /// The weights file's name without extension.
+    pub name: String,
+    /// The model whose features it takes.
+    pub backbone: String,
+    pub classes: Vec<String>,
+    /// "linear", "MLP 256", plus "+ fine-tuned last block".
+    pub kind: String,
+    pub val_accuracy: Option<f32>,
+}
+
+/// A trained head's view of a photo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadPredictions {
+    pub head: String,
+    /// Most likely first (at most five); `index` is the head's class index.
+    pub top: Vec<Prediction>,
+}
+
 /// A request to the worker.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -202,6 +306,25 @@ pub enum Command {
         cancel: CancelToken,
         request: AttackRequest,
     },
+    /// Read a training folder's classes and counts. Answered by [`Event::FolderScanned`] or
+    /// [`Event::Failed`].
+    ScanFolder {
+        job: JobId,
+        dir: PathBuf,
+        cats_vs_dogs: bool,
+    },
+    /// Train a head on a folder with the loaded model, save it and use it. Answered by
+    /// [`Event::TrainScanned`], [`Event::TrainFeatures`], [`Event::TrainStep`]s and
+    /// [`Event::TrainEpoch`]s, then [`Event::TrainFinished`], [`Event::Cancelled`] or
+    /// [`Event::Failed`].
+    Train {
+        job: JobId,
+        cancel: CancelToken,
+        request: Box<TrainRequest>,
+    },
+    /// Load a saved head and use it for every analysed photo. Answered by
+    /// [`Event::HeadLoaded`] or [`Event::Failed`].
+    LoadHead { job: JobId, path: PathBuf },
     /// Stop the worker thread.
     Shutdown,
 }
@@ -287,6 +410,10 @@ pub struct Analysis {
     pub top5: Vec<Prediction>,
     /// Every tap in network order, the logits last.
     pub layers: Vec<LayerMaps>,
+    /// The trained head's classes for the photo, when one is in use.
+    pub head: Option<HeadPredictions>,
+    /// Why the head in use could not classify the photo (trained on another backbone, ...).
+    pub head_note: Option<String>,
     /// Time of the forward pass alone, and of the whole job (decode to atlases).
     pub forward_ms: f64,
     pub total_ms: f64,
@@ -340,6 +467,41 @@ pub enum Event {
         job: JobId,
         result: Box<AttackResult>,
     },
+    FolderScanned {
+        job: JobId,
+        summary: DatasetSummary,
+    },
+    TrainScanned {
+        job: JobId,
+        summary: DatasetSummary,
+    },
+    /// Feature extraction progress (at most ~10 a second, and the last).
+    TrainFeatures {
+        job: JobId,
+        done: usize,
+        total: usize,
+        cached: usize,
+        images_per_s: f32,
+        eta_s: f32,
+    },
+    TrainStep {
+        job: JobId,
+        step: usize,
+        loss: f32,
+    },
+    TrainEpoch {
+        job: JobId,
+        row: EpochRow,
+    },
+    TrainFinished {
+        job: JobId,
+        report: Box<TrainReport>,
+        head: HeadSummary,
+    },
+    HeadLoaded {
+        job: JobId,
+        head: HeadSummary,
+    },
     Cancelled {
         job: JobId,
     },
@@ -362,6 +524,13 @@ impl Event {
             | Self::DreamFinished { job, .. }
             | Self::AttackStep { job, .. }
             | Self::AttackFinished { job, .. }
+            | Self::FolderScanned { job, .. }
+            | Self::TrainScanned { job, .. }
+            | Self::TrainFeatures { job, .. }
+            | Self::TrainStep { job, .. }
+            | Self::TrainEpoch { job, .. }
+            | Self::TrainFinished { job, .. }
+            | Self::HeadLoaded { job, .. }
             | Self::Cancelled { job }
             | Self::Failed { job, .. } => *job,
         }

@@ -13,14 +13,18 @@ use candle_core::{IndexOp, Tensor};
 use image::RgbImage;
 
 use super::protocol::{
-    Analysis, AttackRequest, AttackResult, CancelToken, Command, DreamControls, DreamGoal,
-    DreamRequest, Event, JobId, LayerMaps, ModelSummary, PhotoSource, Prediction, RgbaImage,
+    Analysis, AttackRequest, AttackResult, CancelToken, Command, DatasetSummary, DreamControls,
+    DreamGoal, DreamRequest, EpochRow, Event, HeadPredictions, HeadSummary, JobId, LayerMaps,
+    Misclassified, ModelSummary, PhotoSource, Prediction, RgbaImage, TrainReport, TrainRequest,
 };
 use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::explain::attack::{attack, AttackSettings};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
-use crate::inference::{channel_maps, load_model, top_k, LoadedModel};
+use crate::inference::{channel_maps, load_model, ranked, top_k, LoadedModel};
+use crate::train::dataset::{scan, Dataset, Layout, ScanOptions};
+use crate::train::head::{Head, HeadInfo, HeadKind, TrainOptions};
+use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig, TrainEvent};
 use crate::vision::atlas::{build_atlas, channel_stats};
 use crate::vision::image_io::{decode_rgb, load_rgb};
 use crate::vision::preprocess::normalize_chw;
@@ -39,6 +43,8 @@ pub struct WorkerConfig {
     pub mirror: Option<String>,
     /// Largest photo accepted, in pixels.
     pub max_pixels: u64,
+    /// Folder of the training feature caches (`None`: nothing cached).
+    pub feature_cache: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -47,6 +53,7 @@ impl Default for WorkerConfig {
             weights_dir: weights::weights_dir(),
             mirror: None,
             max_pixels: crate::vision::image_io::DEFAULT_MAX_PIXELS,
+            feature_cache: Some(crate::train::features::default_cache_dir()),
         }
     }
 }
@@ -68,6 +75,7 @@ impl Worker {
             events: event_tx,
             waker,
             model: None,
+            head: None,
         };
         let thread = std::thread::Builder::new()
             .name("model-worker".into())
@@ -118,11 +126,22 @@ impl Drop for Worker {
     }
 }
 
+/// Misclassified photos sent back with thumbnails (the rest are only counted).
+const MAX_GALLERY: usize = 60;
+
 struct Runner {
     config: WorkerConfig,
     events: Sender<Event>,
     waker: Waker,
     model: Option<LoadedModel>,
+    /// The trained head applied to analysed photos.
+    head: Option<ActiveHead>,
+}
+
+struct ActiveHead {
+    head: Head,
+    info: HeadInfo,
+    summary: HeadSummary,
 }
 
 impl Runner {
@@ -134,7 +153,10 @@ impl Runner {
                 | Command::Analyse { job, .. }
                 | Command::Download { job, .. }
                 | Command::Dream { job, .. }
-                | Command::Attack { job, .. } => *job,
+                | Command::Attack { job, .. }
+                | Command::ScanFolder { job, .. }
+                | Command::Train { job, .. }
+                | Command::LoadHead { job, .. } => *job,
             };
             // A bug in one job must not take the worker (and every later job) down with it.
             let outcome = catch_unwind(AssertUnwindSafe(|| self.handle(command)));
@@ -209,6 +231,243 @@ impl Runner {
                 });
                 self.send(event);
             }
+            Command::ScanFolder {
+                job,
+                dir,
+                cats_vs_dogs,
+            } => {
+                let event = match scan(&dir, ScanOptions { cats_vs_dogs }) {
+                    Ok(dataset) => Event::FolderScanned {
+                        job,
+                        summary: summarise(&dataset),
+                    },
+                    Err(e) => Event::Failed {
+                        job,
+                        error: format!("{e:#}"),
+                    },
+                };
+                self.send(event);
+            }
+            Command::Train {
+                job,
+                cancel,
+                request,
+            } => {
+                let result = self.train(job, &request, &cancel);
+                let event = answer(job, result, |(report, head)| Event::TrainFinished {
+                    job,
+                    report: Box::new(report),
+                    head,
+                });
+                self.send(event);
+            }
+            Command::LoadHead { job, path } => {
+                let event = match self.load_head(&path) {
+                    Ok(head) => Event::HeadLoaded { job, head },
+                    Err(e) => Event::Failed {
+                        job,
+                        error: format!("{e:#}"),
+                    },
+                };
+                self.send(event);
+            }
+        }
+    }
+
+    /// Trains a head on a folder with the loaded model, saves it and makes it the head in
+    /// use. `None` when cancelled.
+    fn train(
+        &mut self,
+        job: JobId,
+        request: &TrainRequest,
+        cancel: &CancelToken,
+    ) -> Result<Option<(TrainReport, HeadSummary)>> {
+        let model = self.loaded()?;
+        let mut config = TrainConfig {
+            scan: ScanOptions {
+                cats_vs_dogs: request.cats_vs_dogs,
+            },
+            val_fraction: request.val_fraction,
+            head: TrainOptions {
+                kind: request
+                    .mlp_hidden
+                    .map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
+                        hidden,
+                        dropout: request.dropout,
+                    }),
+                epochs: request.epochs,
+                lr: request.lr,
+                weight_decay: request.weight_decay,
+                batch_size: request.batch_size,
+                seed: request.seed,
+            },
+            ..TrainConfig::default()
+        };
+        config.features.flip = request.flip;
+        config.features.cache_dir = self.config.feature_cache.clone();
+        let mut last_progress: Option<Instant> = None;
+        let mut on_event = |event: TrainEvent| match event {
+            TrainEvent::Scanned(dataset) => self.send(Event::TrainScanned {
+                job,
+                summary: summarise(dataset),
+            }),
+            TrainEvent::Features(p) => {
+                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+                if due || p.done == p.total {
+                    last_progress = Some(Instant::now());
+                    self.send(Event::TrainFeatures {
+                        job,
+                        done: p.done,
+                        total: p.total,
+                        cached: p.cached,
+                        images_per_s: p.images_per_s,
+                        eta_s: p.eta_s,
+                    });
+                }
+            }
+            TrainEvent::Step(step, loss) => self.send(Event::TrainStep { job, step, loss }),
+            TrainEvent::Epoch(m) => self.send(Event::TrainEpoch {
+                job,
+                row: EpochRow {
+                    epoch: m.epoch,
+                    train_loss: m.train_loss,
+                    train_acc: m.train_acc,
+                    val_loss: m.val_loss,
+                    val_acc: m.val_acc,
+                },
+            }),
+        };
+        let outcome = match train_on_folder(model, &request.dir, &config, &mut on_event, &|| {
+            cancel.is_cancelled()
+        }) {
+            Ok(outcome) => outcome,
+            Err(Error::Cancelled) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let preprocess = format!("{:?}", model.preprocess);
+        outcome
+            .head
+            .save(&request.output, model.spec.name, &preprocess)?;
+        let mut mistakes = Vec::new();
+        for m in outcome.mistakes.iter().take(MAX_GALLERY) {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            // The photo decoded a moment ago; if it has gone since, it simply has no picture.
+            let thumbnail = load_rgb(&m.path, self.config.max_pixels)
+                .map(|img| rgba_of(&image::imageops::thumbnail(&img, 96, 96)))
+                .unwrap_or(RgbaImage {
+                    width: 1,
+                    height: 1,
+                    rgba: vec![128, 128, 128, 255],
+                });
+            mistakes.push(Misclassified {
+                path: m.path.clone(),
+                truth: m.truth,
+                predicted: m.predicted,
+                thumbnail,
+            });
+        }
+        let head = &outcome.head;
+        let report = TrainReport {
+            classes: head.classes.clone(),
+            confusion: outcome.confusion.clone(),
+            val_accuracy: outcome.val_accuracy,
+            best_epoch: head.metrics.get(head.best_epoch).map_or(0, |m| m.epoch),
+            epochs: head
+                .metrics
+                .iter()
+                .map(|m| EpochRow {
+                    epoch: m.epoch,
+                    train_loss: m.train_loss,
+                    train_acc: m.train_acc,
+                    val_loss: m.val_loss,
+                    val_acc: m.val_acc,
+                })
+                .collect(),
+            mistakes,
+            mistakes_total: outcome.mistakes.len(),
+            train_count: outcome.split.train.len(),
+            val_count: outcome.split.val.len(),
+            unreadable: outcome
+                .failed
+                .iter()
+                .map(|f| (f.path.clone(), f.reason.clone()))
+                .collect(),
+            features_computed: outcome.features_computed,
+            features_from_cache: outcome.features_from_cache,
+            images_per_s: outcome.images_per_s,
+            saved_to: request.output.clone(),
+        };
+        let info = HeadInfo {
+            kind: head.kind,
+            dim: head.dim,
+            classes: head.classes.clone(),
+            backbone: model.spec.name.to_string(),
+            preprocess,
+            metrics: head.metrics.clone(),
+            best_epoch: head.best_epoch,
+        };
+        let summary = head_summary(&request.output, &info);
+        self.head = Some(ActiveHead {
+            head: outcome.head,
+            info,
+            summary: summary.clone(),
+        });
+        Ok(Some((report, summary)))
+    }
+
+    /// Loads a saved head and makes it the head in use (the one before stays if it fails).
+    fn load_head(&mut self, path: &std::path::Path) -> Result<HeadSummary> {
+        let (head, info) = Head::load(path)?;
+        let summary = head_summary(path, &info);
+        self.head = Some(ActiveHead {
+            head,
+            info,
+            summary: summary.clone(),
+        });
+        Ok(summary)
+    }
+
+    /// The head in use's top classes for `image`, or why it cannot classify it.
+    fn head_predictions(
+        &self,
+        model: &LoadedModel,
+        image: &RgbImage,
+    ) -> (Option<HeadPredictions>, Option<String>) {
+        let Some(active) = &self.head else {
+            return (None, None);
+        };
+        if active.info.backbone != model.spec.name {
+            let note = format!(
+                "The head {} was trained on {} features: choose {} to use it.",
+                active.summary.name, active.info.backbone, active.info.backbone
+            );
+            return (None, Some(note));
+        }
+        match classify_with_head(model, &active.head, &[image]) {
+            Ok(probs) => {
+                let row = probs.into_iter().next().unwrap_or_default();
+                let top = ranked(&row, 5, |i| {
+                    active.head.classes.get(i).cloned().unwrap_or_default()
+                })
+                .into_iter()
+                .map(|c| Prediction {
+                    index: c.index,
+                    label: c.label,
+                    prob: c.prob,
+                })
+                .collect();
+                let predictions = HeadPredictions {
+                    head: active.summary.name.clone(),
+                    top,
+                };
+                (Some(predictions), None)
+            }
+            Err(e) => (
+                None,
+                Some(format!("The head could not classify the photo: {e:#}")),
+            ),
         }
     }
 
@@ -396,6 +655,7 @@ impl Runner {
                 prob: c.prob,
             })
             .collect();
+        let (head, head_note) = self.head_predictions(model, &image);
         let mut layers = Vec::with_capacity(taps.len());
         for tap in &taps {
             if cancel.is_cancelled() {
@@ -423,6 +683,8 @@ impl Runner {
             network_view: rgba_of(&view),
             top5,
             layers,
+            head,
+            head_note,
             forward_ms,
             total_ms: started.elapsed().as_secs_f64() * 1e3,
         }))
@@ -548,6 +810,43 @@ fn lower_priority() {
         if result != 0 {
             tracing::debug!("could not lower the model thread's priority");
         }
+    }
+}
+
+/// A scanned folder as the window shows it.
+fn summarise(dataset: &Dataset) -> DatasetSummary {
+    DatasetSummary {
+        root: dataset.root.clone(),
+        layout: match dataset.layout {
+            Layout::ClassFolders => "class folders",
+            Layout::OxfordPets => "Oxford-IIIT Pet",
+        }
+        .to_string(),
+        classes: dataset.classes.clone(),
+        counts: dataset.class_counts(),
+        skipped: dataset
+            .skipped
+            .iter()
+            .map(|s| (s.path.clone(), s.reason.clone()))
+            .collect(),
+    }
+}
+
+fn head_summary(path: &std::path::Path, info: &HeadInfo) -> HeadSummary {
+    let kind = match info.kind {
+        HeadKind::Linear => "linear".to_string(),
+        HeadKind::Mlp { hidden, .. } => format!("MLP {hidden}"),
+    };
+    HeadSummary {
+        path: path.to_path_buf(),
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "head".into()),
+        backbone: info.backbone.clone(),
+        classes: info.classes.clone(),
+        kind,
+        val_accuracy: info.metrics.get(info.best_epoch).map(|m| m.val_acc),
     }
 }
 
