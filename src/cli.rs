@@ -126,6 +126,13 @@ pub enum Command {
         /// Also train on each photo flipped left-right.
         #[arg(long)]
         flip: bool,
+        /// Also train the backbone's last convolutional block (VGG: conv5_1-3; EfficientNet:
+        /// the head convolution), from its pretrained weights; its inputs are not cached.
+        #[arg(long)]
+        fine_tune: bool,
+        /// The block's learning rate as a fraction of the head's.
+        #[arg(long, default_value_t = 0.1)]
+        fine_tune_lr_factor: f64,
         /// Oxford-IIIT Pet: two classes, cat and dog, instead of 37 breeds.
         #[arg(long)]
         cats_vs_dogs: bool,
@@ -292,6 +299,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             mlp,
             flip,
+            fine_tune,
+            fine_tune_lr_factor,
             cats_vs_dogs,
             no_cache,
             output,
@@ -301,6 +310,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = TrainConfig {
                 scan: ScanOptions { cats_vs_dogs },
                 val_fraction,
+                fine_tune: fine_tune.then_some(fine_tune_lr_factor),
                 ..TrainConfig::default()
             };
             config.features.flip = flip;

@@ -97,3 +97,69 @@ fn head_trains_caches_cancels_and_round_trips() {
     let err = Head::load(&path).unwrap_err().to_string();
     assert!(err.contains("shapes.safetensors"), "{err}");
 }
+
+#[test]
+fn fine_tuning_trains_the_last_block_too_and_round_trips() {
+    let model = load_model(
+        "efficientnet-lite0",
+        Some(&common::efficientnet_weights()),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("stripes", 2)],
+        24,
+    );
+    let mut config = TrainConfig::default();
+    config.features.cache_dir = Some(cache.path().to_path_buf());
+    config.val_fraction = 0.25;
+    config.head.epochs = 6;
+    config.head.lr = 3e-3;
+    config.head.batch_size = 16;
+    config.fine_tune = Some(0.1);
+
+    let outcome = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    assert_eq!(outcome.features_from_cache, 0);
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "block inputs are never cached"
+    );
+    assert!(
+        outcome.val_accuracy >= 0.95,
+        "validation accuracy {} ({:?})",
+        outcome.val_accuracy,
+        outcome.head.metrics
+    );
+    let block = outcome.head.block.as_ref().expect("a fine-tuned block");
+    assert_eq!(block.input_tap, "block15");
+    assert_eq!(block.input_shape, [320, 7, 7]);
+    // The block moved away from the pretrained head convolution.
+    let pretrained = model.backbone.last_block().unwrap().convs[0].weight.clone();
+    let tuned = &outcome.head.weights["block.0.weight"];
+    let moved = (tuned - &pretrained)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(moved > 1e-4, "the block did not train ({moved})");
+
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("tuned.safetensors");
+    outcome
+        .head
+        .save(&path, "efficientnet-lite0", "imagenet 224")
+        .unwrap();
+    let (loaded, info) = Head::load(&path).unwrap();
+    assert_eq!(info.block.as_ref(), Some(block));
+    let photo = load_rgb(&data.path().join("stripes/003.png"), DEFAULT_MAX_PIXELS).unwrap();
+    let before = classify_with_head(&model, &outcome.head, &[&photo]).unwrap();
+    let after = classify_with_head(&model, &loaded, &[&photo]).unwrap();
+    assert_eq!(before, after);
+}

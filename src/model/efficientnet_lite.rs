@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 
 use super::layers::{global_avg_pool, relu6, Conv, ConvSpec, Linear, Padding};
 use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp};
-use super::{Arch, Backbone, TapKind, TapSink};
+use super::{Arch, Backbone, LastBlock, TapKind, TapSink};
 
 const BN_EPS: f64 = 1e-3;
 const STEM_CHANNELS: usize = 32;
@@ -254,6 +254,15 @@ impl Backbone for EfficientNetLite {
         let logits = self.fc.forward(&pooled)?;
         sink("logits", TapKind::Logits, &logits);
         Ok(logits)
+    }
+
+    /// The head convolution (1x1, 320 -> 1280, ReLU6): Keras' "top" block.
+    fn last_block(&self) -> Option<LastBlock> {
+        Some(LastBlock {
+            input_tap: format!("block{}", self.blocks.len() - 1),
+            convs: vec![self.head.block_conv(true).ok().flatten()?],
+            max_pool: false,
+        })
     }
 
     fn embed(&self, x: &Tensor) -> Result<Tensor> {

@@ -126,6 +126,27 @@ impl Conv {
         x.conv2d(&self.weight, pad, self.stride, 1, self.groups)
     }
 
+    /// This convolution as a trainable block step (`None` unless plain: ungrouped, stride 1,
+    /// with a bias, padded alike on every side).
+    pub fn block_conv(&self, relu6: bool) -> Result<Option<super::BlockConv>> {
+        let (c_out, _, k, _) = self.weight.dims4()?;
+        let padding = match self.padding {
+            Padding::Symmetric(p) => p,
+            // Stride 1: TF "same" pads (k-1)/2 each side, evenly for odd kernels.
+            Padding::TfSame if k % 2 == 1 => (k - 1) / 2,
+            Padding::TfSame => return Ok(None),
+        };
+        let (Some(bias), 1, 1) = (&self.bias, self.groups, self.stride) else {
+            return Ok(None);
+        };
+        Ok(Some(super::BlockConv {
+            weight: self.weight.clone(),
+            bias: bias.reshape(c_out)?,
+            padding,
+            relu6,
+        }))
+    }
+
     /// This convolution followed by `activation`, as a step of a
     /// [`FrozenProgram`](super::program::FrozenProgram); `None`
     /// for grouped convolutions other than depthwise ones.

@@ -65,6 +65,31 @@ pub struct Tap {
     pub tensor: Tensor,
 }
 
+/// A backbone's last convolutional block, for fine-tuning: convolutions (stride 1, batch norm
+/// folded) each followed by its activation, from tap `input_tap` to the features that
+/// [`Backbone::embed`] averages.
+#[derive(Debug, Clone)]
+pub struct LastBlock {
+    /// The tap whose activation `[B, C, H, W]` enters the block.
+    pub input_tap: String,
+    pub convs: Vec<BlockConv>,
+    /// A 2x2 max-pool after the convolutions (VGG's last pool).
+    pub max_pool: bool,
+}
+
+/// One convolution of a [`LastBlock`].
+#[derive(Debug, Clone)]
+pub struct BlockConv {
+    /// `[out, in, k, k]`.
+    pub weight: Tensor,
+    /// `[out]`.
+    pub bias: Tensor,
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// ReLU6 after it (else ReLU).
+    pub relu6: bool,
+}
+
 /// Receives each tap as the forward pass produces it.
 pub type TapSink<'a> = &'a mut dyn FnMut(&str, TapKind, &Tensor);
 
@@ -85,6 +110,11 @@ pub trait Backbone: Send + Sync {
     /// The pooled embedding for transfer learning: the last convolutional features averaged
     /// over space, `[B, 3, H, W]` -> `[B, embedding_dim]`.
     fn embed(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// The last convolutional block, where the model can fine-tune it.
+    fn last_block(&self) -> Option<LastBlock> {
+        None
+    }
 
     /// The network as one fast CPU op (see [`program`]), where the model has one.
     fn program(&self) -> Option<&program::FrozenProgram> {

@@ -12,7 +12,7 @@ use super::layers::{
     adaptive_avg_pool2d, global_avg_pool, max_pool2x2, relu, Conv, ConvSpec, Linear, Padding,
 };
 use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp};
-use super::{Arch, Backbone, TapKind, TapSink};
+use super::{Arch, Backbone, LastBlock, TapKind, TapSink};
 
 /// Sizes of a VGG; [`VggConfig::vgg16`] and [`VggConfig::vgg19`] are the real ones, smaller
 /// widths make tiny test models of the same structure.
@@ -183,6 +183,20 @@ impl Backbone for Vgg {
         let logits = self.fc8.forward(&x)?;
         sink("logits", TapKind::Logits, &logits);
         Ok(logits)
+    }
+
+    fn last_block(&self) -> Option<LastBlock> {
+        let convs = self
+            .blocks
+            .last()?
+            .iter()
+            .map(|layer| layer.conv.block_conv(false).ok().flatten())
+            .collect::<Option<Vec<_>>>()?;
+        Some(LastBlock {
+            input_tap: format!("pool{}", self.blocks.len() - 1),
+            convs,
+            max_pool: true,
+        })
     }
 
     fn embed(&self, x: &Tensor) -> Result<Tensor> {

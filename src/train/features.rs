@@ -33,6 +33,9 @@ pub struct FeatureOptions {
     pub flip: bool,
     /// Folder of the cache files; `None` computes everything and stores nothing.
     pub cache_dir: Option<PathBuf>,
+    /// Instead of the pooled embedding, this tap's whole activation (name, values per photo),
+    /// for fine-tuning the block after it; never cached.
+    pub tap: Option<(String, usize)>,
 }
 
 impl Default for FeatureOptions {
@@ -41,6 +44,7 @@ impl Default for FeatureOptions {
             batch_size: 16,
             flip: false,
             cache_dir: Some(default_cache_dir()),
+            tap: None,
         }
     }
 }
@@ -97,10 +101,14 @@ pub fn extract(
     progress: &mut dyn FnMut(Progress),
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Features> {
-    let dim = model.backbone.embedding_dim();
+    let dim = options
+        .tap
+        .as_ref()
+        .map_or(model.backbone.embedding_dim(), |(_, width)| *width);
     let cache_path = options
         .cache_dir
         .as_ref()
+        .filter(|_| options.tap.is_none())
         .map(|dir| dir.join(format!("{}.bin", cache_key(model, options.flip))));
     let mut cache = cache_path
         .as_deref()
@@ -173,13 +181,14 @@ pub fn extract(
         }
         if !ok.is_empty() {
             let images: Vec<&RgbImage> = ok.iter().map(|(_, im)| im).collect();
-            let vectors = embed(model, &images)?;
+            let tap = options.tap.as_ref().map(|(name, _)| name.as_str());
+            let vectors = embed(model, &images, tap)?;
             let flipped = if options.flip {
                 let mirrored: Vec<RgbImage> = images
                     .iter()
                     .map(|im| image::imageops::flip_horizontal(*im))
                     .collect();
-                Some(embed(model, &mirrored.iter().collect::<Vec<_>>())?)
+                Some(embed(model, &mirrored.iter().collect::<Vec<_>>(), tap)?)
             } else {
                 None
             };
@@ -214,10 +223,14 @@ pub fn extract(
     outcome.map(|()| features)
 }
 
-/// `[B * D]` embeddings of `images`.
-fn embed(model: &LoadedModel, images: &[&RgbImage]) -> Result<Vec<f32>> {
+/// `[B * D]` embeddings of `images`, or their activations at `tap`.
+fn embed(model: &LoadedModel, images: &[&RgbImage], tap: Option<&str>) -> Result<Vec<f32>> {
     let x = model.input(images)?;
-    Ok(model.backbone.embed(&x)?.flatten_all()?.to_vec1::<f32>()?)
+    let y = match tap {
+        Some(name) => model.backbone.forward_until(&x, Some(name))?,
+        None => model.backbone.embed(&x)?,
+    };
+    Ok(y.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// Identifies the model, weights, preprocessing and augmentation of a cache file.

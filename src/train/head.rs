@@ -2,7 +2,9 @@
 //!
 //! The head is `Linear(D, classes)` or `Linear(D, hidden) -> ReLU -> Dropout -> Linear(hidden,
 //! classes)`, trained with AdamW on cross-entropy in shuffled mini-batches. The weights of the
-//! epoch with the best validation accuracy are the ones kept.
+//! epoch with the best validation accuracy are the ones kept. With [`FineTune`], the
+//! backbone's last convolutional block trains too (see [`super::finetune`]) and is saved with
+//! the head.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,10 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use super::finetune::{BlockInfo, TrainableBlock};
 use super::split::SplitMix64;
 use crate::error::{Error, Result};
+use crate::model::LastBlock;
 
 /// The head's architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -84,6 +88,18 @@ pub struct Head {
     pub metrics: Vec<EpochMetrics>,
     /// Index into `metrics` of the epoch whose weights were kept.
     pub best_epoch: usize,
+    /// The fine-tuned last block the head's features go through (weights `block.*`).
+    pub block: Option<BlockInfo>,
+}
+
+/// Fine-tuning settings for [`train`]: the examples are then `block`'s inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct FineTune<'a> {
+    pub block: &'a LastBlock,
+    /// `[C, H, W]` of the block's input.
+    pub input_shape: [usize; 3],
+    /// The block learns at the head's learning rate times this.
+    pub lr_factor: f64,
 }
 
 /// What is saved next to the weights (`head.json` for `head.safetensors`).
@@ -98,6 +114,9 @@ pub struct HeadInfo {
     pub preprocess: String,
     pub metrics: Vec<EpochMetrics>,
     pub best_epoch: usize,
+    /// The fine-tuned block, if any (older heads have none).
+    #[serde(default)]
+    pub block: Option<BlockInfo>,
 }
 
 fn build(kind: HeadKind, dim: usize, classes: usize, vb: VarBuilder) -> Result<Net> {
@@ -136,16 +155,42 @@ impl Net {
     }
 }
 
-/// Mean cross-entropy and accuracy of `net` on `data`.
-fn evaluate(net: &Net, data: &Examples, dim: usize) -> Result<(f32, f32, Vec<u32>)> {
+/// Logits `[n, classes]` of examples `x` `[n, width]`, through the block when there is one.
+fn logits(net: &Net, block: Option<&TrainableBlock>, x: &Tensor, train: bool) -> Result<Tensor> {
+    match block {
+        Some(b) => net.forward(&b.forward(x)?, train),
+        None => net.forward(x, train),
+    }
+}
+
+/// Examples evaluated at once (a fine-tuned block's activations are large).
+const EVAL_BATCH: usize = 64;
+
+/// Mean cross-entropy and accuracy of `net` (after `block`) on `data`, `width` wide.
+fn evaluate(
+    net: &Net,
+    block: Option<&TrainableBlock>,
+    data: &Examples,
+    width: usize,
+) -> Result<(f32, f32, Vec<u32>)> {
     if data.is_empty() {
         return Ok((0.0, 0.0, Vec::new()));
     }
-    let x = Tensor::from_slice(&data.x, (data.len(), dim), &Device::Cpu)?;
-    let y = Tensor::from_slice(&data.y, data.len(), &Device::Cpu)?;
-    let logits = net.forward(&x, false)?;
-    let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
-    let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let mut loss_sum = 0f64;
+    let mut predicted = Vec::with_capacity(data.len());
+    for (xs, ys) in data
+        .x
+        .chunks(EVAL_BATCH * width)
+        .zip(data.y.chunks(EVAL_BATCH))
+    {
+        let x = Tensor::from_slice(xs, (ys.len(), width), &Device::Cpu)?;
+        let y = Tensor::from_slice(ys, ys.len(), &Device::Cpu)?;
+        let logits = logits(net, block, &x, false)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
+        loss_sum += f64::from(loss) * ys.len() as f64;
+        predicted.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
+    }
+    let loss = (loss_sum / data.len() as f64) as f32;
     let correct = predicted
         .iter()
         .zip(&data.y)
@@ -154,8 +199,10 @@ fn evaluate(net: &Net, data: &Examples, dim: usize) -> Result<(f32, f32, Vec<u32
     Ok((loss, correct as f32 / data.len() as f32, predicted))
 }
 
-/// Trains a head on `train`, validating on `val` after each epoch. `on_step` gets each
-/// mini-batch's loss, `on_epoch` each epoch's metrics; `cancelled` is polled every step.
+/// Trains a head on `dim`-wide features `train`, validating on `val` after each epoch;
+/// with `fine_tune` the examples are the block's inputs and the block trains too. `on_step`
+/// gets each mini-batch's loss, `on_epoch` each epoch's metrics; `cancelled` is polled every
+/// step.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     train: &Examples,
@@ -163,6 +210,7 @@ pub fn train(
     dim: usize,
     classes: &[String],
     options: &TrainOptions,
+    fine_tune: Option<FineTune>,
     on_step: &mut dyn FnMut(usize, f32),
     on_epoch: &mut dyn FnMut(&EpochMetrics),
     cancelled: &dyn Fn() -> bool,
@@ -170,8 +218,9 @@ pub fn train(
     if train.is_empty() {
         return Err(Error::Invalid("no training examples".into()));
     }
-    if train.x.len() != train.len() * dim || val.x.len() != val.len() * dim {
-        return Err(Error::Invalid(format!("features are not {dim} wide")));
+    let width = fine_tune.map_or(dim, |f| f.input_shape.iter().product());
+    if train.x.len() != train.len() * width || val.x.len() != val.len() * width {
+        return Err(Error::Invalid(format!("features are not {width} wide")));
     }
     let device = Device::Cpu;
     // Candle's own initialisers draw from a global generator: seed ours instead.
@@ -180,18 +229,29 @@ pub fn train(
     let net = build(options.kind, dim, classes.len(), vb)?;
     let mut rng = SplitMix64::new(options.seed);
     reinitialise(&varmap, &mut rng)?;
-    let mut opt = AdamW::new(
-        varmap.all_vars(),
-        ParamsAdamW {
-            lr: options.lr,
-            weight_decay: options.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let params = |lr| ParamsAdamW {
+        lr,
+        weight_decay: options.weight_decay,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(varmap.all_vars(), params(options.lr))?;
+    // The block starts from the pretrained weights and moves more slowly than the new head.
+    let block_vars = VarMap::new();
+    let block = fine_tune
+        .map(|f| TrainableBlock::new(f.block, f.input_shape, &block_vars))
+        .transpose()?;
+    let mut block_opt = fine_tune
+        .map(|f| AdamW::new(block_vars.all_vars(), params(options.lr * f.lr_factor)))
+        .transpose()?;
+    let snapshot_all = || -> Result<HashMap<String, Tensor>> {
+        let mut weights = snapshot(&varmap)?;
+        weights.extend(snapshot(&block_vars)?);
+        Ok(weights)
+    };
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut metrics = Vec::new();
     let (mut best, mut best_acc, mut best_loss) = (0, f32::NEG_INFINITY, f32::INFINITY);
-    let mut best_weights = snapshot(&varmap)?;
+    let mut best_weights = snapshot_all()?;
     let mut step = 0;
     for epoch in 1..=options.epochs.max(1) {
         rng.shuffle(&mut order);
@@ -200,16 +260,20 @@ pub fn train(
             if cancelled() {
                 return Err(Error::Cancelled);
             }
-            let mut xb = Vec::with_capacity(batch.len() * dim);
+            let mut xb = Vec::with_capacity(batch.len() * width);
             for &i in batch {
-                xb.extend_from_slice(&train.x[i * dim..(i + 1) * dim]);
+                xb.extend_from_slice(&train.x[i * width..(i + 1) * width]);
             }
             let yb: Vec<u32> = batch.iter().map(|&i| train.y[i]).collect();
-            let x = Tensor::from_vec(xb, (batch.len(), dim), &device)?;
+            let x = Tensor::from_vec(xb, (batch.len(), width), &device)?;
             let y = Tensor::from_slice(&yb, batch.len(), &device)?;
-            let logits = net.forward(&x, true)?;
+            let logits = logits(&net, block.as_ref(), &x, true)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            opt.backward_step(&loss)?;
+            let grads = loss.backward()?;
+            opt.step(&grads)?;
+            if let Some(o) = &mut block_opt {
+                o.step(&grads)?;
+            }
             let loss = loss.to_scalar::<f32>()?;
             loss_sum += f64::from(loss) * batch.len() as f64;
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -217,7 +281,7 @@ pub fn train(
             step += 1;
             on_step(step, loss);
         }
-        let (val_loss, val_acc, _) = evaluate(&net, val, dim)?;
+        let (val_loss, val_acc, _) = evaluate(&net, block.as_ref(), val, width)?;
         let m = EpochMetrics {
             epoch,
             train_loss: (loss_sum / train.len() as f64) as f32,
@@ -232,7 +296,7 @@ pub fn train(
         if val.is_empty() || better {
             best = metrics.len();
             (best_acc, best_loss) = (val_acc, val_loss);
-            best_weights = snapshot(&varmap)?;
+            best_weights = snapshot_all()?;
         }
         metrics.push(m);
     }
@@ -243,6 +307,7 @@ pub fn train(
         weights: best_weights,
         metrics,
         best_epoch: best,
+        block: block.map(|b| b.info().clone()),
     })
 }
 
@@ -292,11 +357,24 @@ impl Head {
         build(self.kind, self.dim, self.classes.len(), vb)
     }
 
-    /// Class probabilities `[n, classes]` (row-major) of features `x` `[n, dim]`.
+    fn trained_block(&self) -> Result<Option<TrainableBlock>> {
+        self.block
+            .as_ref()
+            .map(|info| TrainableBlock::from_weights(info, &self.weights))
+            .transpose()
+    }
+
+    /// How wide one example is: the block's input size when fine-tuned, else `dim`.
+    pub fn input_width(&self) -> usize {
+        self.block.as_ref().map_or(self.dim, BlockInfo::input_len)
+    }
+
+    /// Class probabilities `[n, classes]` (row-major) of examples `x` `[n, input_width]`:
+    /// pooled features, or the fine-tuned block's inputs.
     pub fn probabilities(&self, x: &[f32]) -> Result<Vec<f32>> {
-        let n = x.len() / self.dim.max(1);
-        let x = Tensor::from_slice(x, (n, self.dim), &Device::Cpu)?;
-        let logits = self.net()?.forward(&x, false)?;
+        let width = self.input_width().max(1);
+        let x = Tensor::from_slice(x, (x.len() / width, width), &Device::Cpu)?;
+        let logits = logits(&self.net()?, self.trained_block()?.as_ref(), &x, false)?;
         Ok(candle_nn::ops::softmax_last_dim(&logits)?
             .flatten_all()?
             .to_vec1()?)
@@ -304,7 +382,8 @@ impl Head {
 
     /// Accuracy, predictions and the confusion matrix (`[true][predicted]`) on `data`.
     pub fn evaluate(&self, data: &Examples) -> Result<(f32, Vec<u32>, Vec<Vec<usize>>)> {
-        let (_, acc, predicted) = evaluate(&self.net()?, data, self.dim)?;
+        let block = self.trained_block()?;
+        let (_, acc, predicted) = evaluate(&self.net()?, block.as_ref(), data, self.input_width())?;
         let k = self.classes.len();
         let mut confusion = vec![vec![0; k]; k];
         for (&p, &y) in predicted.iter().zip(&data.y) {
@@ -324,6 +403,7 @@ impl Head {
             preprocess: preprocess.to_string(),
             metrics: self.metrics.clone(),
             best_epoch: self.best_epoch,
+            block: self.block.clone(),
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -360,8 +440,11 @@ impl Head {
             weights,
             metrics: info.metrics.clone(),
             best_epoch: info.best_epoch,
+            block: info.block.clone(),
         };
         head.net()
+            .map_err(|e| bad(format!("weights do not match the description: {e}")))?;
+        head.trained_block()
             .map_err(|e| bad(format!("weights do not match the description: {e}")))?;
         Ok((head, info))
     }

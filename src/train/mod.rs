@@ -2,10 +2,12 @@
 //!
 //! [`dataset`] reads labelled photos from a folder, [`split`] divides them into training and
 //! validation, [`features`] computes (and caches) the backbone's pooled features, and
-//! [`head`] trains, evaluates, saves and loads the head.
+//! [`head`] trains, evaluates, saves and loads the head; [`finetune`] trains the backbone's
+//! last block along with it.
 
 pub mod dataset;
 pub mod features;
+pub mod finetune;
 pub mod head;
 pub mod pipeline;
 pub mod split;

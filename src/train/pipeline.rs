@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::dataset::{scan, Dataset, ScanOptions, Skipped};
 use super::features::{extract, FeatureOptions, Progress};
-use super::head::{train, EpochMetrics, Examples, Head, TrainOptions};
+use super::head::{train, EpochMetrics, Examples, FineTune, Head, TrainOptions};
 use super::split::{stratified_split, Split};
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
@@ -21,6 +21,9 @@ pub struct TrainConfig {
     pub features: FeatureOptions,
     /// The head's settings; its seed also drives the split.
     pub head: TrainOptions,
+    /// Also train the backbone's last convolutional block, at the head's learning rate times
+    /// this factor (its inputs are then computed every run, not cached).
+    pub fine_tune: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -30,6 +33,7 @@ impl Default for TrainConfig {
             val_fraction: 0.2,
             features: FeatureOptions::default(),
             head: TrainOptions::default(),
+            fine_tune: None,
         }
     }
 }
@@ -82,10 +86,33 @@ pub fn train_on_folder(
 ) -> Result<TrainOutcome> {
     let dataset = scan(dir, config.scan)?;
     on_event(TrainEvent::Scanned(&dataset));
+    let mut feature_options = config.features.clone();
+    let fine_tune = match config.fine_tune {
+        Some(lr_factor) => {
+            let (block, input_shape) = block_to_fine_tune(model)?;
+            let copies = if feature_options.flip { 2 } else { 1 };
+            let width: usize = input_shape.iter().product();
+            let bytes = (dataset.items.len() * copies * width * 4) as f64;
+            if bytes > FINE_TUNE_MEMORY {
+                return Err(Error::Invalid(format!(
+                    "fine-tuning {} photos with {} would hold {:.1} GB of block inputs in \
+                     memory (more than {:.0} GB): use fewer photos, no flips, or train the head \
+                     alone",
+                    dataset.items.len(),
+                    model.spec.name,
+                    bytes / 1e9,
+                    FINE_TUNE_MEMORY / 1e9
+                )));
+            }
+            feature_options.tap = Some((block.input_tap.clone(), width));
+            Some((block, input_shape, lr_factor))
+        }
+        None => None,
+    };
     let features = extract(
         model,
         &dataset.items,
-        &config.features,
+        &feature_options,
         &mut |p| on_event(TrainEvent::Features(p)),
         cancelled,
     )?;
@@ -136,9 +163,16 @@ pub fn train_on_folder(
     let head = train(
         &train_set,
         &val_set,
-        features.dim,
+        model.backbone.embedding_dim(),
         &dataset.classes,
         &config.head,
+        fine_tune
+            .as_ref()
+            .map(|(block, input_shape, lr_factor)| FineTune {
+                block,
+                input_shape: *input_shape,
+                lr_factor: *lr_factor,
+            }),
         &mut |step, loss| (on_event.borrow_mut())(TrainEvent::Step(step, loss)),
         &mut |m| (on_event.borrow_mut())(TrainEvent::Epoch(m)),
         cancelled,
@@ -173,6 +207,31 @@ pub fn train_on_folder(
     })
 }
 
+/// Most memory the block inputs of a fine-tuning run may take.
+const FINE_TUNE_MEMORY: f64 = 4e9;
+
+/// `model`'s last block and the shape `[C, H, W]` of its input for one photo.
+fn block_to_fine_tune(model: &LoadedModel) -> Result<(crate::model::LastBlock, [usize; 3])> {
+    let block = model.backbone.last_block().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} has no last block that can be fine-tuned",
+            model.spec.name
+        ))
+    })?;
+    let side = model.preprocess.size;
+    let blank = image::RgbImage::new(side, side);
+    let probe = model
+        .backbone
+        .forward_until(&model.input(&[&blank])?, Some(&block.input_tap))?;
+    match probe.dims() {
+        &[_, c, h, w] => Ok((block, [c, h, w])),
+        other => Err(Error::Invalid(format!(
+            "tap {} has shape {other:?}, not an image of channels",
+            block.input_tap
+        ))),
+    }
+}
+
 /// Class probabilities of each photo under `head`, `[n][classes]`, through `model`'s features.
 pub fn classify_with_head(
     model: &LoadedModel,
@@ -187,7 +246,13 @@ pub fn classify_with_head(
             model.backbone.embedding_dim()
         )));
     }
-    let x = model.backbone.embed(&model.input(images)?)?;
+    let input = model.input(images)?;
+    let x = match &head.block {
+        Some(block) => model
+            .backbone
+            .forward_until(&input, Some(&block.input_tap))?,
+        None => model.backbone.embed(&input)?,
+    };
     let probs = head.probabilities(&x.flatten_all()?.to_vec1::<f32>()?)?;
     Ok(probs
         .chunks(head.classes.len().max(1))

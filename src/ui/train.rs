@@ -60,6 +60,9 @@ pub struct TrainPanel {
     hidden: usize,
     dropout: f32,
     flip: bool,
+    fine_tune: bool,
+    /// The block's learning rate over the head's.
+    fine_tune_factor: f64,
     output: String,
     /// The save path was typed by the user: choosing another folder keeps it.
     output_edited: bool,
@@ -95,6 +98,8 @@ impl Default for TrainPanel {
             hidden: 256,
             dropout: 0.5,
             flip: false,
+            fine_tune: false,
+            fine_tune_factor: 0.1,
             output: String::new(),
             output_edited: false,
             scan_job: None,
@@ -197,8 +202,8 @@ impl TrainPanel {
             mlp_hidden: self.mlp.then_some(self.hidden),
             dropout: self.dropout,
             flip: self.flip,
-            fine_tune: false,
-            fine_tune_lr_factor: 0.1,
+            fine_tune: self.fine_tune,
+            fine_tune_lr_factor: self.fine_tune_factor,
             output: PathBuf::from(self.output.trim()),
         };
         let cancel = CancelToken::new();
@@ -514,6 +519,22 @@ impl TrainPanel {
                 });
             ui.checkbox(&mut self.flip, "Flip augmentation")
                 .on_hover_text("Also train on each photo mirrored left-right");
+            ui.checkbox(&mut self.fine_tune, "Fine-tune the last block")
+                .on_hover_text(
+                    "Also train the backbone's last convolutional block (VGG: conv5; \
+                     EfficientNet: the head convolution) from its pretrained weights. Slower: \
+                     its inputs are computed on every run, not cached.",
+                );
+            if self.fine_tune {
+                ui.horizontal(|ui| {
+                    ui.label("Block learning rate ×");
+                    ui.add(
+                        egui::DragValue::new(&mut self.fine_tune_factor)
+                            .range(0.001..=1.0)
+                            .speed(0.005),
+                    );
+                });
+            }
             ui.horizontal(|ui| {
                 let label = ui.label("Save to");
                 if ui

@@ -301,6 +301,7 @@ impl Runner {
                 batch_size: request.batch_size,
                 seed: request.seed,
             },
+            fine_tune: request.fine_tune.then_some(request.fine_tune_lr_factor),
             ..TrainConfig::default()
         };
         config.features.flip = request.flip;
@@ -407,6 +408,7 @@ impl Runner {
             preprocess,
             metrics: head.metrics.clone(),
             best_epoch: head.best_epoch,
+            block: head.block.clone(),
         };
         let summary = head_summary(&request.output, &info);
         self.head = Some(ActiveHead {
@@ -833,10 +835,13 @@ fn summarise(dataset: &Dataset) -> DatasetSummary {
 }
 
 fn head_summary(path: &std::path::Path, info: &HeadInfo) -> HeadSummary {
-    let kind = match info.kind {
+    let mut kind = match info.kind {
         HeadKind::Linear => "linear".to_string(),
         HeadKind::Mlp { hidden, .. } => format!("MLP {hidden}"),
     };
+    if info.block.is_some() {
+        kind.push_str(" + fine-tuned last block");
+    }
     HeadSummary {
         path: path.to_path_buf(),
         name: path
