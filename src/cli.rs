@@ -136,7 +136,7 @@ pub enum Command {
         /// Oxford-IIIT Pet: two classes, cat and dog, instead of 37 breeds.
         #[arg(long)]
         cats_vs_dogs: bool,
-        /// Compute every feature again (the cache is still updated).
+        /// Compute every feature again, without reading or writing the cache.
         #[arg(long)]
         no_cache: bool,
         /// Where to save the head (its description goes next to it as .json).

@@ -23,18 +23,18 @@ first 150 of each class are written as PNG files into class folders:
 
     cd /tmp && apt-get download dataset-fashion-mnist
     dpkg-deb -x dataset-fashion-mnist_*_all.deb /tmp/fashion-mnist-deb
-    python3 scripts/compare_train_head.py --prepare /tmp/realdata/fashion-mnist \\
+    python3 tests/compare_train_head.py --prepare /tmp/realdata/fashion-mnist \\
         --fashion-mnist-dir /tmp/fashion-mnist-deb/usr/share/datasets/fashion-mnist
 
 Then, from the repository root (Python with torch, torchvision, pillow and the two
 efficientnet packages above):
 
-    python3 scripts/compare_train_head.py /tmp/realdata/fashion-mnist \\
+    python3 tests/compare_train_head.py /tmp/realdata/fashion-mnist \\
         --run-ours target/release/cnn-explorer --torch-seeds 0,1,2
 
 or, with a split written earlier by `train-head ... --split-out split.json`:
 
-    python3 scripts/compare_train_head.py --split split.json
+    python3 tests/compare_train_head.py --split split.json
 """
 import argparse
 import gzip
