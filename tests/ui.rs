@@ -535,6 +535,16 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     assert!(has_label(&h, "square-too"));
     assert!(has_text(&h, "1 files skipped"), "the empty file");
 
+    // Save into the test's folder.
+    let out = heads.path().join("shapes.safetensors");
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Save to")
+        .focus();
+    h.run_steps(1);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.run_steps(1);
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Save to")
+        .type_text(&format!("{}", out.display()));
+    h.run_steps(1);
     // Start and cancel at once: the run stops and says so.
     h.get_by_label("Start training").click();
     wait_for(&mut h, "the Cancel button", |h| has_label(h, "Cancel"));
@@ -548,16 +558,7 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
         h.state().train_panel().status()
     );
 
-    // Train for real (saving into the test's folder).
-    let out = heads.path().join("shapes.safetensors");
-    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Save to")
-        .focus();
-    h.run_steps(1);
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.run_steps(1);
-    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Save to")
-        .type_text(&format!("{}", out.display()));
-    h.run_steps(1);
+    // Train for real.
     h.get_by_label("Start training").click();
     wait_for(&mut h, "some epochs, live", |h| {
         !h.state().train_panel().epoch_rows().is_empty()

@@ -197,13 +197,15 @@ pub fn extract(
                 let f = flipped
                     .as_ref()
                     .map(|f| f[row * dim..(row + 1) * dim].to_vec());
-                cache.insert(
-                    entry_key(&items[*i]),
-                    CacheEntry {
-                        vector: v.clone(),
-                        flipped: f.clone(),
-                    },
-                );
+                if cache_path.is_some() {
+                    cache.insert(
+                        entry_key(&items[*i]),
+                        CacheEntry {
+                            vector: v.clone(),
+                            flipped: f.clone(),
+                        },
+                    );
+                }
                 features.vectors[*i] = Some(v);
                 features.flipped[*i] = f;
             }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
@@ -56,8 +56,9 @@ impl TrainableBlock {
             .map_err(|_| Error::Invalid("block weights poisoned".into()))?;
         let mut convs = Vec::new();
         for (i, conv) in block.convs.iter().enumerate() {
-            let weight = Var::from_tensor(&conv.weight.copy()?)?;
-            let bias = Var::from_tensor(&conv.bias.copy()?)?;
+            // The head trains on the CPU, whatever device the backbone runs on.
+            let weight = Var::from_tensor(&conv.weight.to_device(&Device::Cpu)?.copy()?)?;
+            let bias = Var::from_tensor(&conv.bias.to_device(&Device::Cpu)?.copy()?)?;
             convs.push((weight.as_tensor().clone(), bias.as_tensor().clone()));
             data.insert(weight_name(i), weight);
             data.insert(bias_name(i), bias);
@@ -122,7 +123,7 @@ impl TrainableBlock {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Module};
+    use candle_core::Module;
 
     use super::*;
     use crate::model::layers::{global_avg_pool, max_pool2x2, relu, Conv, ConvSpec, Padding};

@@ -409,6 +409,12 @@ impl Head {
             std::fs::create_dir_all(dir)?;
         }
         let json_path = path.with_extension("json");
+        if json_path == path {
+            return Err(Error::Invalid(format!(
+                "{}: a head is saved as .safetensors (its description goes beside it as .json)",
+                path.display()
+            )));
+        }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         candle_core::safetensors::save(&self.weights, &tmp)?;
         let json = serde_json::to_string_pretty(&info).map_err(std::io::Error::other)?;

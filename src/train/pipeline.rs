@@ -109,7 +109,7 @@ pub fn train_on_folder(
         }
         None => None,
     };
-    let features = extract(
+    let mut features = extract(
         model,
         &dataset.items,
         &feature_options,
@@ -136,22 +136,18 @@ pub fn train_on_folder(
         train: split.train.iter().map(|&i| usable[i]).collect(),
         val: split.val.iter().map(|&i| usable[i]).collect(),
     };
-    let examples = |indices: &[usize], with_flips: bool| {
+    // Moved out of `features`, not copied: fine-tuning inputs are large.
+    let mut examples = |indices: &[usize], with_flips: bool| {
         let mut out = Examples::default();
         for &i in indices {
             let class = dataset.items[i].class as u32;
-            for v in [
-                &features.vectors[i],
-                if with_flips {
-                    &features.flipped[i]
-                } else {
-                    &None
-                },
-            ]
-            .into_iter()
-            .flatten()
-            {
-                out.x.extend_from_slice(v);
+            let flipped = if with_flips {
+                features.flipped[i].take()
+            } else {
+                None
+            };
+            for v in [features.vectors[i].take(), flipped].into_iter().flatten() {
+                out.x.extend_from_slice(&v);
                 out.y.push(class);
             }
         }

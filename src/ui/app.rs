@@ -383,8 +383,9 @@ impl ExplorerApp {
                 tracing::info!(head = %head.name, backbone = %head.backbone, "head in use");
                 self.head = Some(head);
                 self.show_head = true;
-                // Classify the photo shown with the new head too.
-                if self.analysis.is_some() {
+                // Classify the photo shown with the new head too (a photo still on its way
+                // is analysed after the training, with the new head already).
+                if self.analysis.is_some() && self.photo_job.is_none() {
                     let photo = self.photo.clone();
                     self.open_photo(photo);
                 }

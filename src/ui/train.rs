@@ -29,6 +29,7 @@ struct Running {
     job: JobId,
     cancel: CancelToken,
     epochs: usize,
+    fine_tune: bool,
 }
 
 /// Feature extraction progress as last reported.
@@ -67,6 +68,8 @@ pub struct TrainPanel {
     /// The save path was typed by the user: choosing another folder keeps it.
     output_edited: bool,
     scan_job: Option<JobId>,
+    /// The folder the last scan read (what training will use).
+    scanned_dir: Option<PathBuf>,
     scanned: Option<DatasetSummary>,
     scan_error: Option<String>,
     running: Option<Running>,
@@ -103,6 +106,7 @@ impl Default for TrainPanel {
             output: String::new(),
             output_edited: false,
             scan_job: None,
+            scanned_dir: None,
             scanned: None,
             scan_error: None,
             running: None,
@@ -174,6 +178,7 @@ impl TrainPanel {
         let cats_vs_dogs = self.cats_vs_dogs;
         self.scanned = None;
         self.scan_error = None;
+        self.scanned_dir = Some(dir.clone());
         self.scan_job = Some(jobs.send(|job| Command::ScanFolder {
             job,
             dir,
@@ -181,12 +186,22 @@ impl TrainPanel {
         }));
     }
 
+    /// The folder box no longer names the folder that was read.
+    fn folder_edited(&self) -> bool {
+        self.scanned_dir
+            .as_deref()
+            .is_some_and(|d| d != Path::new(self.folder.trim()))
+    }
+
     /// Starts training with the settings shown.
     pub fn start(&mut self, jobs: &mut Jobs, env: &TrainEnv) {
         if let Some(r) = self.running.take() {
             r.cancel.cancel();
         }
-        let dir = PathBuf::from(self.folder.trim());
+        let dir = self
+            .scanned_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.folder.trim()));
         if self.output.trim().is_empty() {
             self.output = default_output(&dir, env).display().to_string();
         }
@@ -216,6 +231,7 @@ impl TrainPanel {
             job,
             cancel,
             epochs: self.epochs,
+            fine_tune: self.fine_tune,
         });
         self.features = None;
         self.steps.clear();
@@ -334,10 +350,13 @@ impl TrainPanel {
                 });
             }
             Event::Cancelled { .. } => {
-                self.running = None;
-                self.status =
+                self.status = if running.fine_tune {
+                    "Cancelled.".into()
+                } else {
                     "Cancelled. Features computed so far are cached: the next run starts there."
-                        .into();
+                        .into()
+                };
+                self.running = None;
             }
             Event::Failed { error, .. } => {
                 self.running = None;
@@ -574,11 +593,14 @@ impl TrainPanel {
                 let ready = env.model.is_some()
                     && self.scanned.is_some()
                     && self.scan_error.is_none()
-                    && self.scan_job.is_none();
+                    && self.scan_job.is_none()
+                    && !self.folder_edited();
                 let why = if env.model.is_none() {
                     "Load a model first"
                 } else if self.scanned.is_none() {
                     "Choose a folder of photos first"
+                } else if self.folder_edited() {
+                    "Press Enter in the folder box to read the new folder"
                 } else {
                     "Compute features, then train the head"
                 };

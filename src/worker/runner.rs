@@ -345,18 +345,22 @@ impl Runner {
             Err(Error::Cancelled) => return Ok(None),
             Err(e) => return Err(e),
         };
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
         let preprocess = format!("{:?}", model.preprocess);
         outcome
             .head
             .save(&request.output, model.spec.name, &preprocess)?;
+        // Saved: from here on the run finishes (a late cancel only skips the thumbnails).
         let mut mistakes = Vec::new();
         for m in outcome.mistakes.iter().take(MAX_GALLERY) {
             if cancel.is_cancelled() {
-                return Ok(None);
+                break;
             }
             // The photo decoded a moment ago; if it has gone since, it simply has no picture.
             let thumbnail = load_rgb(&m.path, self.config.max_pixels)
-                .map(|img| rgba_of(&image::imageops::thumbnail(&img, 96, 96)))
+                .map(|img| rgba_of(&thumbnail_of(&img, 96)))
                 .unwrap_or(RgbaImage {
                     width: 1,
                     height: 1,
@@ -813,6 +817,14 @@ fn lower_priority() {
             tracing::debug!("could not lower the model thread's priority");
         }
     }
+}
+
+/// `image` shrunk to fit a `side` square, keeping its proportions.
+fn thumbnail_of(image: &RgbImage, side: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let scale = f64::from(side) / f64::from(w.max(h).max(1));
+    let size = |v: u32| ((f64::from(v) * scale).round() as u32).clamp(1, side);
+    image::imageops::thumbnail(image, size(w), size(h))
 }
 
 /// A scanned folder as the window shows it.
