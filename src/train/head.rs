@@ -392,10 +392,10 @@ impl Head {
         Ok((acc, predicted, confusion))
     }
 
-    /// Saves the weights to `path` (safetensors) and [`HeadInfo`] next to it (`.json`), each
-    /// written to a temporary file and renamed, so a crash never leaves half a head.
-    pub fn save(&self, path: &Path, backbone: &str, preprocess: &str) -> Result<PathBuf> {
-        let info = HeadInfo {
+    /// The description saved beside the weights, for features of model `backbone` made with
+    /// `preprocess`.
+    pub fn info(&self, backbone: &str, preprocess: &str) -> HeadInfo {
+        HeadInfo {
             kind: self.kind,
             dim: self.dim,
             classes: self.classes.clone(),
@@ -404,7 +404,13 @@ impl Head {
             metrics: self.metrics.clone(),
             best_epoch: self.best_epoch,
             block: self.block.clone(),
-        };
+        }
+    }
+
+    /// Saves the weights to `path` (safetensors) and [`HeadInfo`] next to it (`.json`), each
+    /// written to a temporary file and renamed, so a crash never leaves half a head.
+    pub fn save(&self, path: &Path, backbone: &str, preprocess: &str) -> Result<PathBuf> {
+        let info = self.info(backbone, preprocess);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }

@@ -21,9 +21,9 @@ use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::explain::attack::{attack, AttackSettings};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
-use crate::inference::{channel_maps, load_model, ranked, top_k, LoadedModel};
+use crate::inference::{channel_maps, load_model, ranked, top_k, ClassScore, LoadedModel};
 use crate::train::dataset::{scan, Dataset, Layout, ScanOptions};
-use crate::train::head::{Head, HeadInfo, HeadKind, TrainOptions};
+use crate::train::head::{EpochMetrics, Head, HeadInfo, HeadKind, TrainOptions};
 use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig, TrainEvent};
 use crate::vision::atlas::{build_atlas, channel_stats};
 use crate::vision::image_io::{decode_rgb, load_rgb};
@@ -329,13 +329,7 @@ impl Runner {
             TrainEvent::Step(step, loss) => self.send(Event::TrainStep { job, step, loss }),
             TrainEvent::Epoch(m) => self.send(Event::TrainEpoch {
                 job,
-                row: EpochRow {
-                    epoch: m.epoch,
-                    train_loss: m.train_loss,
-                    train_acc: m.train_acc,
-                    val_loss: m.val_loss,
-                    val_acc: m.val_acc,
-                },
+                row: epoch_row(m),
             }),
         };
         let outcome = match train_on_folder(model, &request.dir, &config, &mut on_event, &|| {
@@ -379,17 +373,7 @@ impl Runner {
             confusion: outcome.confusion.clone(),
             val_accuracy: outcome.val_accuracy,
             best_epoch: head.metrics.get(head.best_epoch).map_or(0, |m| m.epoch),
-            epochs: head
-                .metrics
-                .iter()
-                .map(|m| EpochRow {
-                    epoch: m.epoch,
-                    train_loss: m.train_loss,
-                    train_acc: m.train_acc,
-                    val_loss: m.val_loss,
-                    val_acc: m.val_acc,
-                })
-                .collect(),
+            epochs: head.metrics.iter().map(epoch_row).collect(),
             mistakes,
             mistakes_total: outcome.mistakes.len(),
             train_count: outcome.split.train.len(),
@@ -404,16 +388,7 @@ impl Runner {
             images_per_s: outcome.images_per_s,
             saved_to: request.output.clone(),
         };
-        let info = HeadInfo {
-            kind: head.kind,
-            dim: head.dim,
-            classes: head.classes.clone(),
-            backbone: model.spec.name.to_string(),
-            preprocess,
-            metrics: head.metrics.clone(),
-            best_epoch: head.best_epoch,
-            block: head.block.clone(),
-        };
+        let info = head.info(model.spec.name, &preprocess);
         let summary = head_summary(&request.output, &info);
         self.head = Some(ActiveHead {
             head: outcome.head,
@@ -458,11 +433,7 @@ impl Runner {
                     active.head.classes.get(i).cloned().unwrap_or_default()
                 })
                 .into_iter()
-                .map(|c| Prediction {
-                    index: c.index,
-                    label: c.label,
-                    prob: c.prob,
-                })
+                .map(prediction_of)
                 .collect();
                 let predictions = HeadPredictions {
                     head: active.summary.name.clone(),
@@ -655,11 +626,7 @@ impl Runner {
             .next()
             .unwrap_or_default()
             .into_iter()
-            .map(|c| Prediction {
-                index: c.index,
-                label: c.label,
-                prob: c.prob,
-            })
+            .map(prediction_of)
             .collect();
         let (head, head_note) = self.head_predictions(model, &image);
         let mut layers = Vec::with_capacity(taps.len());
@@ -816,6 +783,24 @@ fn lower_priority() {
         if result != 0 {
             tracing::debug!("could not lower the model thread's priority");
         }
+    }
+}
+
+fn prediction_of(c: ClassScore) -> Prediction {
+    Prediction {
+        index: c.index,
+        label: c.label,
+        prob: c.prob,
+    }
+}
+
+fn epoch_row(m: &EpochMetrics) -> EpochRow {
+    EpochRow {
+        epoch: m.epoch,
+        train_loss: m.train_loss,
+        train_acc: m.train_acc,
+        val_loss: m.val_loss,
+        val_acc: m.val_acc,
     }
 }
 
