@@ -45,7 +45,7 @@ pub fn load_model(name: &str, weights: Option<&Path>, device: &Device) -> Result
     Ok(LoadedModel {
         spec,
         backbone,
-        preprocess: Preprocess::default(),
+        preprocess: spec.preprocess,
         device: device.clone(),
         weights_path: path,
     })

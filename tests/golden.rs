@@ -6,10 +6,12 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use cnn_explorer::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
+use cnn_explorer::model::resnet::{ResNet, ResNetConfig};
 use cnn_explorer::model::vgg::{Vgg, VggConfig};
 use cnn_explorer::model::{Arch, Backbone};
 use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
-use cnn_explorer::vision::preprocess::{Preprocess, ResizeMode};
+use cnn_explorer::vision::preprocess::{Preprocess, ResizeFilter, ResizeMode};
 use cnn_explorer::weights::loading::{load_backbone, read_tensors, tensors_for};
 use common::{fixture, load_fixture, relative_error};
 
@@ -121,10 +123,8 @@ fn vgg19_matches_pytorch_at_every_tap() {
     check_every_tap(&model, &io);
 }
 
-#[test]
-fn vgg_input_gradient_matches_pytorch() {
-    let io = load_fixture("vgg16_tiny_io.safetensors");
-    let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_tv.safetensors");
+/// The input gradient of logit 3 of the fixture's first image agrees with PyTorch's.
+fn check_input_gradient(model: &dyn Backbone, io: &std::collections::HashMap<String, Tensor>) {
     let x = candle_core::Var::from_tensor(&io["input"].narrow(0, 0, 1).unwrap()).unwrap();
     let logits = model.forward(x.as_tensor()).unwrap();
     let grads = logits
@@ -139,6 +139,70 @@ fn vgg_input_gradient_matches_pytorch() {
         .expect("gradient reaches the input");
     let err = relative_error(grad, &io["grad_logit3"]);
     assert!(err < TOLERANCE, "input gradient: relative error {err}");
+}
+
+#[test]
+fn vgg_input_gradient_matches_pytorch() {
+    let io = load_fixture("vgg16_tiny_io.safetensors");
+    let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_tv.safetensors");
+    check_input_gradient(&model, &io);
+}
+
+/// The parameters of a fixture weights file, ready for a module's `VarBuilder`.
+fn fixture_vb(weights: &str) -> VarBuilder<'static> {
+    let tensors = read_tensors(&fixture(weights)).unwrap();
+    VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
+}
+
+fn tiny_resnet(base: ResNetConfig, weights: &str) -> ResNet {
+    let config = ResNetConfig {
+        widths: [8, 16, 24, 32],
+        num_classes: 10,
+        ..base
+    };
+    ResNet::new(fixture_vb(weights), config).unwrap()
+}
+
+#[test]
+fn resnet18_matches_pytorch_at_every_tap_and_in_its_input_gradient() {
+    let io = load_fixture("resnet18_tiny_io.safetensors");
+    let model = tiny_resnet(ResNetConfig::resnet18(), "resnet18_tiny.safetensors");
+    check_every_tap(&model, &io);
+    // Through the 3x3/2 max-pool's backward (candle has none), residuals and downsampling.
+    check_input_gradient(&model, &io);
+    let names: Vec<String> = model
+        .forward_taps(&io["input"])
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(&names[..3], &["stem", "pool", "layer1.0"]);
+    assert_eq!(&names[names.len() - 2..], &["layer4.1", "logits"]);
+}
+
+#[test]
+fn resnet50_matches_pytorch_at_every_tap_and_in_its_input_gradient() {
+    let io = load_fixture("resnet50_tiny_io.safetensors");
+    let model = tiny_resnet(ResNetConfig::resnet50(), "resnet50_tiny.safetensors");
+    check_every_tap(&model, &io);
+    check_input_gradient(&model, &io);
+    assert_eq!(model.embedding_dim(), 32 * 4);
+}
+
+#[test]
+fn mobilenet_v3_matches_pytorch_at_every_tap_and_in_its_input_gradient() {
+    let io = load_fixture("mobilenetv3_tiny_io.safetensors");
+    let config = MobileNetV3Config {
+        multiplier: 0.35,
+        num_classes: 10,
+        ..MobileNetV3Config::large_100()
+    };
+    let model = MobileNetV3::new(fixture_vb("mobilenetv3_tiny.safetensors"), config).unwrap();
+    // Squeeze-excite, hard-swish, residuals; the pre-logits are timm's `pre_logits=True`.
+    check_every_tap(&model, &io);
+    check_input_gradient(&model, &io);
+    let embedding = model.embed(&io["input"]).unwrap();
+    assert!(relative_error(&embedding, &io["pre_logits"]) < TOLERANCE);
 }
 
 #[test]
@@ -189,5 +253,14 @@ fn preprocessing_matches_torchvision() {
             // Bit-exact pixels give identical floats; allow only float-formatting noise.
             assert!(err < 1e-6, "{key}: relative error {err}");
         }
+        // timm's transform for MobileNetV3 (the catalogue's): PIL bicubic, crop 224 of 256.
+        let pre = cnn_explorer::weights::find_model("mobilenetv3_large_100")
+            .unwrap()
+            .preprocess;
+        assert_eq!(pre.filter, ResizeFilter::Bicubic);
+        let ours = Tensor::from_vec(pre.to_chw(&img), (3, 224, 224), &Device::Cpu).unwrap();
+        let key = format!("{name}_crop_bicubic");
+        let err = relative_error(&ours, &want[&key]);
+        assert!(err < 1e-6, "{key}: relative error {err}");
     }
 }

@@ -133,6 +133,16 @@ fn efficientnet_input_gradient_is_nonzero_and_finite() {
     assert!(v.iter().filter(|x| **x != 0.0).count() > v.len() / 2);
 }
 
+/// Deterministic pseudo-random values in [-1, 1] of `shape` (a seeded test never flakes: a
+/// near-tie in a max-pool or ReLU could otherwise move a gradient between runs).
+fn wave(shape: &[usize], phase: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((i as f32 * 12.9898 + phase).sin() * 43_758.547).fract() * 2.0 - 1.0)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
 fn max_abs(t: &Tensor) -> f32 {
     t.abs()
         .unwrap()
@@ -162,7 +172,7 @@ fn both_paths(model: &dyn Backbone, x0: &Tensor, tap: Option<&str>) {
     let (diff, scale) = (max_abs(&(&got - &want).unwrap()), max_abs(&want));
     assert!(diff <= 1e-5 * scale.max(1e-3), "{tap:?}: {diff} of {scale}");
 
-    let upstream = Tensor::randn(0f32, 1.0, want.shape(), &Device::Cpu).unwrap();
+    let upstream = wave(want.dims(), 0.7);
     let gradient = |y: &Tensor, x: &Var| {
         let grads = (y * &upstream)
             .unwrap()
@@ -204,6 +214,38 @@ fn efficientnet_program_matches_the_layer_by_layer_path() {
         Some("block1"),
         Some("block5"),
         Some("head"),
+    ] {
+        both_paths(model.as_ref(), &x0, tap);
+    }
+}
+
+#[test]
+fn resnet_programs_match_the_layer_by_layer_path() {
+    // Odd sizes: the padded 3x3/2 max-pool and the strided convolutions meet uneven edges.
+    let x0 = wave(&[2, 3, 57, 61], 0.1);
+    for (arch, taps) in [
+        (Arch::ResNet18, ["pool", "layer2.0", "layer4.1"]),
+        (Arch::ResNet50, ["stem", "layer1.0", "layer3.5"]),
+    ] {
+        let model = random_backbone(arch, &Device::Cpu, 7).unwrap();
+        both_paths(model.as_ref(), &x0, None);
+        for tap in taps {
+            both_paths(model.as_ref(), &x0, Some(tap));
+        }
+    }
+}
+
+#[test]
+fn mobilenet_v3_program_matches_the_layer_by_layer_path() {
+    let model = random_backbone(Arch::MobileNetV3Large, &Device::Cpu, 9).unwrap();
+    let x0 = wave(&[2, 3, 57, 61], 0.2);
+    for tap in [
+        None,
+        Some("stem"),
+        Some("block3"),
+        Some("block12"),
+        Some("head"),
+        Some("pre_logits"),
     ] {
         both_paths(model.as_ref(), &x0, tap);
     }

@@ -20,7 +20,7 @@ use super::gradients::total_variation;
 use super::pipeline::image_of;
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
-use crate::vision::preprocess::{resize_matrix, Preprocess};
+use crate::vision::preprocess::{resize_matrix, Preprocess, ResizeFilter};
 
 /// What the dream maximises.
 #[derive(Debug, Clone, PartialEq)]
@@ -355,7 +355,11 @@ fn zoom(x: &Tensor, factor: f64) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let offset = (big - s) / 2;
-    let m = Tensor::from_vec(resize_matrix(s as u32, big as u32), (big, s), x.device())?;
+    let m = Tensor::from_vec(
+        resize_matrix(s as u32, big as u32, ResizeFilter::Bilinear),
+        (big, s),
+        x.device(),
+    )?;
     let m = m.narrow(0, offset, s)?.contiguous()?;
     let mt = m.t()?.contiguous()?;
     Ok(m.broadcast_matmul(x)?.broadcast_matmul(&mt)?)

@@ -24,12 +24,12 @@ impl PhotoPipeline {
         let ((rw, rh), (left, top)) = preprocess.view_geometry(width, height);
         let size = preprocess.size as usize;
         let vertical = Tensor::from_vec(
-            resize_matrix(height, rh),
+            resize_matrix(height, rh, preprocess.filter),
             (rh as usize, height as usize),
             device,
         )?;
         let horizontal = Tensor::from_vec(
-            resize_matrix(width, rw),
+            resize_matrix(width, rw, preprocess.filter),
             (rw as usize, width as usize),
             device,
         )?;

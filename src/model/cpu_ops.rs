@@ -15,8 +15,8 @@
 //! - Convolutions pad as they go, symmetric or TensorFlow's "same" (odd zero bottom/right), so
 //!   no padded copy of the input is made.
 //! - [`linear_frozen`]: `x @ w^T` whose backward returns only `grad @ w`.
-//! - [`max_pool2x2`]: 2x2/2 max-pooling whose backward routes each gradient to the window's
-//!   first maximum, as PyTorch does.
+//! - [`max_pool`]: max-pooling (VGG's 2x2/2, ResNet's overlapping 3x3/2 with padding) whose
+//!   backward routes each gradient to the window's first maximum, as PyTorch does.
 //!
 //! Their weights get no gradient: use candle's own ops for layers being trained. The kernels
 //! are also used by [`super::program`], which runs a whole frozen network as one op; the
@@ -760,9 +760,50 @@ pub fn linear_frozen(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&w.contiguous()?, LinearOp)
 }
 
-/// 2x2 max-pooling with stride 2 (odd last row/column dropped).
+/// A max-pooling window: `kernel x kernel` at `stride`, `padding` cells of -infinity on every
+/// side (PyTorch's `MaxPool2d(kernel, stride, padding)`, floor mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWindow {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl PoolWindow {
+    /// VGG's 2x2/2 pool (an odd last row/column dropped).
+    pub const TWO_BY_TWO: Self = Self {
+        kernel: 2,
+        stride: 2,
+        padding: 0,
+    };
+    /// ResNet's stem pool: 3x3, stride 2, padding 1 (overlapping windows).
+    pub const THREE_BY_THREE_STRIDE_TWO: Self = Self {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    };
+
+    /// The pooled size of a side of `n` cells (0 when the window does not fit).
+    pub fn out_size(&self, n: usize) -> usize {
+        if n + 2 * self.padding < self.kernel || self.stride == 0 {
+            return 0;
+        }
+        (n + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// The input cells `start..end` of output cell `o` along a side of `n` cells.
+    fn span(&self, o: usize, n: usize) -> (usize, usize) {
+        let start = (o * self.stride).saturating_sub(self.padding);
+        let end = (o * self.stride + self.kernel)
+            .saturating_sub(self.padding)
+            .min(n);
+        (start, end)
+    }
+}
+
+/// Max-pooling over a [`PoolWindow`]; the gradient goes to each window's first maximum.
 #[derive(Debug, Clone, Copy)]
-struct MaxPoolOp;
+struct MaxPoolOp(PoolWindow);
 
 /// (channel planes over the batch, height, width) of a `[B, C, H, W]` layout.
 fn pool_dims(l: &Layout) -> Result<(usize, usize, usize)> {
@@ -772,32 +813,33 @@ fn pool_dims(l: &Layout) -> Result<(usize, usize, usize)> {
 
 impl candle_core::CustomOp1 for MaxPoolOp {
     fn name(&self) -> &'static str {
-        "max-pool-2x2"
+        "max-pool"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "max-pool input")?;
         let (planes, h, w) = pool_dims(l)?;
-        let out = max_pool_forward(x, planes, h, w);
+        let out = max_pool_forward(x, planes, h, w, self.0);
         let (b, c, _, _) = l.shape().dims4()?;
-        Ok((CpuStorage::F32(out), Shape::from((b, c, h / 2, w / 2))))
+        let shape = Shape::from((b, c, self.0.out_size(h), self.0.out_size(w)));
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = arg
             .contiguous()?
-            .apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPoolGradOp)?;
+            .apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPoolGradOp(self.0))?;
         Ok(Some(grad))
     }
 }
 
 /// The gradient of [`MaxPoolOp`]: `(input, grad_output)` -> grad_input.
 #[derive(Debug, Clone, Copy)]
-struct MaxPoolGradOp;
+struct MaxPoolGradOp(PoolWindow);
 
 impl CustomOp2 for MaxPoolGradOp {
     fn name(&self) -> &'static str {
-        "max-pool-2x2-grad"
+        "max-pool-grad"
     }
 
     fn cpu_fwd(
@@ -810,13 +852,46 @@ impl CustomOp2 for MaxPoolGradOp {
         let x = f32_slice(s1, l1, "max-pool input")?;
         let g = f32_slice(s2, l2, "max-pool gradient")?;
         let (planes, h, w) = pool_dims(l1)?;
-        let out = max_pool_grad(x, g, planes, h, w);
+        let out = max_pool_grad(x, g, planes, h, w, self.0);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 
-/// 2x2/2 max-pooling of `planes` planes `[h, w]` (odd last row/column dropped).
-pub(super) fn max_pool_forward(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+/// Max-pooling of `planes` planes `[h, w]` over `window`.
+pub(super) fn max_pool_forward(
+    x: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    window: PoolWindow,
+) -> Vec<f32> {
+    if window == PoolWindow::TWO_BY_TWO {
+        return max_pool_2x2_forward(x, planes, h, w);
+    }
+    let (oh, ow) = (window.out_size(h), window.out_size(w));
+    let mut out = vec![0f32; planes * oh * ow];
+    out.par_chunks_mut((oh * ow).max(1))
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let src = &x[p * h * w..(p + 1) * h * w];
+            for oy in 0..oh {
+                let (y0, y1) = window.span(oy, h);
+                for ox in 0..ow {
+                    let (x0, x1) = window.span(ox, w);
+                    let mut best = f32::NEG_INFINITY;
+                    for y in y0..y1 {
+                        for &v in &src[y * w + x0..y * w + x1] {
+                            best = best.max(v);
+                        }
+                    }
+                    dst[oy * ow + ox] = best;
+                }
+            }
+        });
+    out
+}
+
+fn max_pool_2x2_forward(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
     let mut out = vec![0f32; planes * oh * ow];
     out.par_chunks_mut((oh * ow).max(1))
@@ -838,9 +913,16 @@ pub(super) fn max_pool_forward(x: &[f32], planes: usize, h: usize, w: usize) -> 
 }
 
 /// The input gradient of [`max_pool_forward`]: each output's gradient goes to its window's
-/// first maximum in row-major order (PyTorch's rule).
-pub(super) fn max_pool_grad(x: &[f32], g: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
-    let (oh, ow) = (h / 2, w / 2);
+/// first maximum in row-major order (PyTorch's rule; padding never wins).
+pub(super) fn max_pool_grad(
+    x: &[f32],
+    g: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    window: PoolWindow,
+) -> Vec<f32> {
+    let (oh, ow) = (window.out_size(h), window.out_size(w));
     let mut out = vec![0f32; planes * h * w];
     out.par_chunks_mut((h * w).max(1))
         .enumerate()
@@ -848,18 +930,15 @@ pub(super) fn max_pool_grad(x: &[f32], g: &[f32], planes: usize, h: usize, w: us
             let src = &x[p * h * w..(p + 1) * h * w];
             let grad = &g[p * oh * ow..(p + 1) * oh * ow];
             for oy in 0..oh {
+                let (y0, y1) = window.span(oy, h);
                 for ox in 0..ow {
-                    // PyTorch's order: the first maximum in row-major order wins.
-                    let cells = [
-                        2 * oy * w + 2 * ox,
-                        2 * oy * w + 2 * ox + 1,
-                        (2 * oy + 1) * w + 2 * ox,
-                        (2 * oy + 1) * w + 2 * ox + 1,
-                    ];
-                    let mut best = cells[0];
-                    for &i in &cells[1..] {
-                        if src[i] > src[best] {
-                            best = i;
+                    let (x0, x1) = window.span(ox, w);
+                    let mut best = y0 * w + x0;
+                    for y in y0..y1 {
+                        for i in y * w + x0..y * w + x1 {
+                            if src[i] > src[best] {
+                                best = i;
+                            }
                         }
                     }
                     dst[best] += grad[oy * ow + ox];
@@ -872,7 +951,18 @@ pub(super) fn max_pool_grad(x: &[f32], g: &[f32], planes: usize, h: usize, w: us
 /// 2x2/2 max-pooling of `x` `[B, C, H, W]` -> `[B, C, H/2, W/2]` on the CPU in f32; the
 /// gradient goes to each window's first maximum (PyTorch's rule).
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPoolOp)
+    max_pool(x, PoolWindow::TWO_BY_TWO)
+}
+
+/// Max-pooling of `x` `[B, C, H, W]` over `window` on the CPU in f32 ->
+/// `[B, C, window.out_size(H), window.out_size(W)]`; the gradient goes to each window's first
+/// maximum (PyTorch's rule), also where windows overlap (candle has no backward for that).
+pub fn max_pool(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if window.out_size(h) == 0 || window.out_size(w) == 0 {
+        candle_core::bail!("a {0}x{0} pool does not fit a {h}x{w} input", window.kernel);
+    }
+    x.contiguous()?.apply_op1(MaxPoolOp(window))
 }
 
 /// `min(max(x, 0), top)` (ReLU with `top` = infinity, ReLU6 with 6) in one pass; its

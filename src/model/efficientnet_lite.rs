@@ -115,7 +115,13 @@ impl MbConv {
             program.push(op, is_output.then_some(tap));
         }
         if self.residual {
-            program.push(ProgramOp::ResidualAdd, Some(tap));
+            program.push(
+                ProgramOp::ResidualAdd {
+                    shortcut: None,
+                    activation: Activation::Identity,
+                },
+                Some(tap),
+            );
         }
         Ok(true)
     }

@@ -200,6 +200,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// A layer of `weight` `[out, in]` and `bias` `[out]` (a 1x1 convolution's, reshaped).
+    pub fn new(weight: Tensor, bias: Tensor) -> Self {
+        Self { weight, bias }
+    }
+
     pub fn load(vb: VarBuilder, in_features: usize, out_features: usize) -> Result<Self> {
         let weight = vb.get((out_features, in_features), "weight")?;
         let bias = vb.get(out_features, "bias")?;
@@ -290,6 +295,58 @@ fn max_pool2x2_candle(x: &Tensor) -> Result<Tensor> {
     scaled.add(&(y_const - scaled.detach())?)
 }
 
+/// ResNet's stem max-pool, 3x3 with stride 2 and padding 1, with an input gradient (candle's
+/// `max_pool2d` has none for overlapping windows): `[B, C, H, W]` -> `[B, C, ⌊(H-1)/2⌋+1, ...]`.
+///
+/// On the CPU in f32 our op (gradient to each window's first maximum, as PyTorch). Elsewhere
+/// the maximum of the nine strided views of the padded input, each differentiable (tied
+/// maxima share the gradient).
+pub fn max_pool3x3s2(x: &Tensor) -> Result<Tensor> {
+    if cpu_ops::supported(x) {
+        cpu_ops::max_pool(x, cpu_ops::PoolWindow::THREE_BY_THREE_STRIDE_TWO)
+    } else {
+        max_pool3x3s2_candle(x)
+    }
+}
+
+/// [`max_pool3x3s2`] with candle's ops (any device).
+fn max_pool3x3s2_candle(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let window = cpu_ops::PoolWindow::THREE_BY_THREE_STRIDE_TWO;
+    let (oh, ow) = (window.out_size(h), window.out_size(w));
+    if oh == 0 || ow == 0 {
+        candle_core::bail!("a 3x3 pool does not fit a {h}x{w} input");
+    }
+    // One row/column of "-infinity" before, two after: every view below stays inside.
+    let low = f32::MIN;
+    let fill = |shape: (usize, usize, usize, usize)| {
+        Tensor::full(low, shape, x.device())?.to_dtype(x.dtype())
+    };
+    let x = Tensor::cat(&[&fill((b, c, 1, w))?, x, &fill((b, c, 2, w))?], 2)?;
+    let x = Tensor::cat(&[&fill((b, c, h + 3, 1))?, &x, &fill((b, c, h + 3, 2))?], 3)?;
+    let mut out: Option<Tensor> = None;
+    for dy in 0..3 {
+        // Rows dy, dy + 2, ...: a window of 2 * oh rows, every other one.
+        let rows = x
+            .narrow(2, dy, 2 * oh)?
+            .reshape((b, c, oh, 2, w + 3))?
+            .narrow(3, 0, 1)?
+            .squeeze(3)?;
+        for dx in 0..3 {
+            let view = rows
+                .narrow(3, dx, 2 * ow)?
+                .reshape((b, c, oh, ow, 2))?
+                .narrow(4, 0, 1)?
+                .squeeze(4)?;
+            out = Some(match out {
+                None => view,
+                Some(m) => m.maximum(&view)?,
+            });
+        }
+    }
+    out.ok_or_else(|| candle_core::Error::Msg("empty pool".into()))
+}
+
 /// Global average pool: `[B, C, H, W]` -> `[B, C]`.
 pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     x.mean(D::Minus1)?.mean(D::Minus1)
@@ -377,6 +434,46 @@ mod tests {
             assert!((g[i] - 1.0 / 3.0).abs() < 1e-6, "{g:?}");
         }
         assert!((g.iter().sum::<f32>() - 4.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn both_3x3_stride_2_max_pools_agree_with_each_other_and_pass_gradients() {
+        for (h, w) in [(7, 8), (6, 5)] {
+            let x0 = Tensor::randn(0f32, 1.0, (2, 3, h, w), &Device::Cpu).unwrap();
+            let run = |pool: fn(&Tensor) -> Result<Tensor>| {
+                let x = candle_core::Var::from_tensor(&x0).unwrap();
+                let y = pool(x.as_tensor()).unwrap();
+                let weights = Tensor::arange(0f32, y.elem_count() as f32, &Device::Cpu)
+                    .unwrap()
+                    .reshape(y.shape())
+                    .unwrap();
+                let grads = (&y * &weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let g: Vec<f32> = grads
+                    .get(x.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+                (y.dims().to_vec(), v, g)
+            };
+            let (dims, values, grad) = run(max_pool3x3s2);
+            assert_eq!(dims, vec![2, 3, (h - 1) / 2 + 1, (w - 1) / 2 + 1]);
+            let (dims_c, values_c, grad_c) = run(max_pool3x3s2_candle);
+            assert_eq!(dims, dims_c);
+            assert_eq!(values, values_c);
+            // Random values have no ties: both send each gradient to the one maximum.
+            assert_eq!(grad, grad_c);
+            // Windows overlap: a cell can collect from several outputs.
+            let total: f32 = (0..values.len()).map(|i| i as f32).sum();
+            assert!((grad.iter().sum::<f32>() - total).abs() < 1e-3 * total);
+        }
     }
 
     #[test]

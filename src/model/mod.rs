@@ -8,7 +8,9 @@
 pub mod cpu_ops;
 pub mod efficientnet_lite;
 pub mod layers;
+pub mod mobilenet_v3;
 pub mod program;
+pub mod resnet;
 pub mod vgg;
 mod winograd;
 
@@ -24,6 +26,9 @@ pub enum Arch {
     Vgg16,
     Vgg19,
     EfficientNetLite0,
+    ResNet18,
+    ResNet50,
+    MobileNetV3Large,
 }
 
 impl fmt::Display for Arch {
@@ -32,6 +37,9 @@ impl fmt::Display for Arch {
             Self::Vgg16 => "VGG-16",
             Self::Vgg19 => "VGG-19",
             Self::EfficientNetLite0 => "EfficientNet-Lite0",
+            Self::ResNet18 => "ResNet-18",
+            Self::ResNet50 => "ResNet-50",
+            Self::MobileNetV3Large => "MobileNetV3-Large",
         })
     }
 }
@@ -40,17 +48,18 @@ impl fmt::Display for Arch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TapKind {
-    /// The first convolution (EfficientNet's stem), after its activation.
+    /// The first convolution (the stem), after its activation.
     Stem,
     /// A convolution, after its ReLU.
     Conv,
     /// A max-pooling layer.
     Pool,
-    /// An inverted-residual block's output.
+    /// A residual or inverted-residual block's output.
     Block,
-    /// The last 1x1 convolution before pooling (EfficientNet's head), after its activation.
+    /// The last 1x1 convolution before pooling (EfficientNet's head, MobileNetV3's last
+    /// block), after its activation.
     Head,
-    /// A fully connected layer, after its ReLU.
+    /// A fully connected layer, after its activation.
     Fc,
     /// The class scores (before softmax).
     Logits,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_ops::{self, multiversion, Geometry};
+use super::cpu_ops::{self, multiversion, Geometry, PoolWindow};
 use super::layers::Padding;
 use super::winograd;
 
@@ -54,8 +54,8 @@ pub enum ProgramOp {
         depthwise: bool,
         activation: Activation,
     },
-    /// 2x2/2 max-pooling (odd last row/column dropped).
-    MaxPool2x2,
+    /// Max-pooling over a window (VGG's 2x2/2, ResNet's 3x3/2 with padding 1).
+    MaxPool(PoolWindow),
     /// PyTorch's `AdaptiveAvgPool2d((n, n))`.
     AdaptiveAvgPool(usize),
     /// Mean over space: `[C, H, W]` -> `[C]`.
@@ -69,8 +69,32 @@ pub enum ProgramOp {
     },
     /// Remembers the current activation for a later [`ProgramOp::ResidualAdd`].
     ResidualStart,
-    /// Adds the activation remembered by the matching [`ProgramOp::ResidualStart`].
-    ResidualAdd,
+    /// Adds the activation remembered by the matching [`ProgramOp::ResidualStart`] (through
+    /// `shortcut` when given: ResNet's downsampling), then the activation.
+    ResidualAdd {
+        shortcut: Option<Shortcut>,
+        activation: Activation,
+    },
+    /// `x * relu6(x + 3) / 6` (MobileNetV3's hard-swish), element-wise.
+    HardSwish,
+    /// Squeeze-and-excitation (MobileNetV3's): each channel scaled by
+    /// `hard_sigmoid(expand(relu(reduce(mean over space))))`: `reduce_weight` `[R, C]`,
+    /// `reduce_bias` `[R]`, `expand_weight` `[C, R]`, `expand_bias` `[C]`.
+    SqueezeExcite {
+        reduce_weight: Tensor,
+        reduce_bias: Tensor,
+        expand_weight: Tensor,
+        expand_bias: Tensor,
+    },
+}
+
+/// The 1x1 convolution (batch norm folded) on a residual's skip path: `weight`
+/// `[C_out, C_in, 1, 1]`, `bias` `[C_out]`.
+#[derive(Debug, Clone)]
+pub struct Shortcut {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub stride: usize,
 }
 
 /// A step and the name of the tap its output is, if any.
@@ -212,11 +236,13 @@ impl FrozenProgram {
                         flat: false,
                     }
                 }
-                ProgramOp::MaxPool2x2 => Dims {
-                    h: cur.h / 2,
-                    w: cur.w / 2,
-                    ..cur
-                },
+                ProgramOp::MaxPool(window) => {
+                    let (h, w) = (window.out_size(cur.h), window.out_size(cur.w));
+                    if cur.flat || h == 0 || w == 0 {
+                        candle_core::bail!("a {0}x{0} pool cannot take {cur:?}", window.kernel);
+                    }
+                    Dims { h, w, ..cur }
+                }
                 ProgramOp::AdaptiveAvgPool(n) => Dims {
                     h: *n,
                     w: *n,
@@ -234,15 +260,205 @@ impl FrozenProgram {
                     residuals.push(cur);
                     cur
                 }
-                ProgramOp::ResidualAdd => match residuals.pop() {
-                    Some(r) if r == cur => cur,
-                    other => candle_core::bail!("residual {other:?} does not match {cur:?}"),
-                },
+                ProgramOp::ResidualAdd { shortcut, .. } => {
+                    let skip = match (residuals.pop(), shortcut) {
+                        (Some(r), None) => r,
+                        (Some(r), Some(s)) => {
+                            let g =
+                                conv_geometry(&s.weight, s.stride, Padding::Symmetric(0), 1, r)?;
+                            Dims {
+                                c: s.weight.dim(0)?,
+                                h: g.out_h,
+                                w: g.out_w,
+                                flat: false,
+                            }
+                        }
+                        (None, _) => candle_core::bail!("residual add without a start"),
+                    };
+                    if skip != cur {
+                        candle_core::bail!("residual {skip:?} does not match {cur:?}");
+                    }
+                    cur
+                }
+                ProgramOp::HardSwish => cur,
+                ProgramOp::SqueezeExcite { reduce_weight, .. } => {
+                    if cur.flat || reduce_weight.dim(1)? != cur.c {
+                        candle_core::bail!(
+                            "squeeze-excite of {:?} cannot take {cur:?}",
+                            reduce_weight.dims()
+                        );
+                    }
+                    cur
+                }
             };
             dims.push(cur);
         }
         Ok(dims)
     }
+}
+
+impl FrozenProgram {
+    /// For each residual add among steps `0..=last`, the index of its matching start.
+    fn residual_starts(&self, last: usize) -> std::collections::HashMap<usize, usize> {
+        let mut open = Vec::new();
+        let mut pairs = std::collections::HashMap::new();
+        for (i, step) in self.steps[..=last].iter().enumerate() {
+            match step.op {
+                ProgramOp::ResidualStart => open.push(i),
+                ProgramOp::ResidualAdd { .. } => {
+                    if let Some(start) = open.pop() {
+                        pairs.insert(i, start);
+                    }
+                }
+                _ => {}
+            }
+        }
+        pairs
+    }
+}
+
+/// `x * relu6(x + 3) / 6`.
+fn hard_swish(x: f32) -> f32 {
+    x * (x + 3.0).clamp(0.0, 6.0) / 6.0
+}
+
+/// The derivative of [`hard_swish`] (PyTorch's: 0 below -3, `x / 3 + 1/2` up to 3, then 1).
+fn hard_swish_slope(x: f32) -> f32 {
+    if x < -3.0 {
+        0.0
+    } else if x <= 3.0 {
+        x / 3.0 + 0.5
+    } else {
+        1.0
+    }
+}
+
+/// A squeeze-and-excitation step's weights as slices.
+struct SqueezeExcite {
+    /// `[R, C]`, `[R]`, `[C, R]`, `[C]`.
+    reduce_w: Vec<f32>,
+    reduce_b: Vec<f32>,
+    expand_w: Vec<f32>,
+    expand_b: Vec<f32>,
+    c: usize,
+    r: usize,
+}
+
+/// One image's squeeze-and-excitation intermediates.
+struct Excitation {
+    /// Hidden activations after ReLU `[R]`, gate inputs `[C]`.
+    hidden: Vec<f32>,
+    gate_in: Vec<f32>,
+}
+
+impl SqueezeExcite {
+    fn new(rw: &Tensor, rb: &Tensor, ew: &Tensor, eb: &Tensor) -> Result<Self> {
+        let (r, c) = rw.dims2()?;
+        let vec = |t: &Tensor| with_data(t, |d| Ok(d.to_vec()));
+        Ok(Self {
+            reduce_w: vec(rw)?,
+            reduce_b: vec(rb)?,
+            expand_w: vec(ew)?,
+            expand_b: vec(eb)?,
+            c,
+            r,
+        })
+    }
+
+    fn excite(&self, image: &[f32], plane: usize) -> Excitation {
+        let mean: Vec<f32> = image
+            .chunks(plane)
+            .map(|p| p.iter().sum::<f32>() / plane as f32)
+            .collect();
+        let hidden: Vec<f32> = (0..self.r)
+            .map(|j| {
+                let row = &self.reduce_w[j * self.c..(j + 1) * self.c];
+                let z: f32 = row.iter().zip(&mean).map(|(w, m)| w * m).sum();
+                (z + self.reduce_b[j]).max(0.0)
+            })
+            .collect();
+        let gate_in: Vec<f32> = (0..self.c)
+            .map(|k| {
+                let row = &self.expand_w[k * self.r..(k + 1) * self.r];
+                let z: f32 = row.iter().zip(&hidden).map(|(w, h)| w * h).sum();
+                z + self.expand_b[k]
+            })
+            .collect();
+        Excitation { hidden, gate_in }
+    }
+
+    /// `[B, C, plane]` -> the same, each channel scaled by its gate.
+    fn forward(&self, x: &[f32], batch: usize, plane: usize) -> Vec<f32> {
+        let mut out = x.to_vec();
+        let image_len = self.c * plane;
+        out.par_chunks_mut(image_len.max(1))
+            .take(batch)
+            .for_each(|image| {
+                let e = self.excite(image, plane);
+                for (p, z) in image.chunks_mut(plane).zip(&e.gate_in) {
+                    let s = hard_sigmoid(*z);
+                    p.iter_mut().for_each(|v| *v *= s);
+                }
+            });
+        out
+    }
+
+    /// The input gradient for the output gradient `grad`, both `[B, C, plane]`.
+    fn backward(&self, x: &[f32], grad: &[f32], batch: usize, plane: usize) -> Vec<f32> {
+        let image_len = self.c * plane;
+        let mut out = vec![0f32; batch * image_len];
+        out.par_chunks_mut(image_len.max(1))
+            .enumerate()
+            .for_each(|(b, dst)| {
+                let image = &x[b * image_len..(b + 1) * image_len];
+                let g = &grad[b * image_len..(b + 1) * image_len];
+                let e = self.excite(image, plane);
+                // Through the gate: d(gate input) per channel.
+                let d_gate: Vec<f32> = (0..self.c)
+                    .map(|k| {
+                        let z = e.gate_in[k];
+                        if z > -3.0 && z < 3.0 {
+                            let gx = &g[k * plane..(k + 1) * plane];
+                            let xs = &image[k * plane..(k + 1) * plane];
+                            gx.iter().zip(xs).map(|(a, b)| a * b).sum::<f32>() / 6.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let mut d_hidden = vec![0f32; self.r];
+                for (k, dz) in d_gate.iter().enumerate() {
+                    if *dz != 0.0 {
+                        let row = &self.expand_w[k * self.r..(k + 1) * self.r];
+                        d_hidden.iter_mut().zip(row).for_each(|(d, w)| *d += dz * w);
+                    }
+                }
+                let mut d_mean = vec![0f32; self.c];
+                for (j, dh) in d_hidden.iter().enumerate() {
+                    if e.hidden[j] > 0.0 {
+                        let row = &self.reduce_w[j * self.c..(j + 1) * self.c];
+                        d_mean.iter_mut().zip(row).for_each(|(d, w)| *d += dh * w);
+                    }
+                }
+                for k in 0..self.c {
+                    let s = hard_sigmoid(e.gate_in[k]);
+                    let spread = d_mean[k] / plane as f32;
+                    let (dp, gp) = (
+                        &mut dst[k * plane..(k + 1) * plane],
+                        &g[k * plane..(k + 1) * plane],
+                    );
+                    dp.iter_mut()
+                        .zip(gp)
+                        .for_each(|(d, gv)| *d = gv * s + spread);
+                }
+            });
+        out
+    }
+}
+
+/// `relu6(x + 3) / 6`.
+fn hard_sigmoid(x: f32) -> f32 {
+    (x + 3.0).clamp(0.0, 6.0) / 6.0
 }
 
 /// The geometry of a program convolution with kernels `weight` `[C_out, _, k, k]` over a
@@ -436,9 +652,13 @@ impl RunOp {
                         out
                     }
                 }
-                ProgramOp::MaxPool2x2 => {
-                    cpu_ops::max_pool_forward(input, batch * in_dims.c, in_dims.h, in_dims.w)
-                }
+                ProgramOp::MaxPool(window) => cpu_ops::max_pool_forward(
+                    input,
+                    batch * in_dims.c,
+                    in_dims.h,
+                    in_dims.w,
+                    *window,
+                ),
                 ProgramOp::AdaptiveAvgPool(n) => {
                     if (in_dims.h, in_dims.w) == (*n, *n) {
                         input.to_vec()
@@ -484,15 +704,51 @@ impl RunOp {
                     residuals.push(i);
                     input.to_vec()
                 }
-                ProgramOp::ResidualAdd => {
+                ProgramOp::ResidualAdd {
+                    shortcut,
+                    activation,
+                } => {
                     let Some(start) = residuals.pop() else {
                         candle_core::bail!("residual add without a start");
                     };
                     let mut out = input.to_vec();
+                    let projected;
+                    let skip: &[f32] = match shortcut {
+                        None => &outputs[start],
+                        Some(s) => {
+                            let g = conv_geometry(
+                                &s.weight,
+                                s.stride,
+                                Padding::Symmetric(0),
+                                batch,
+                                dims[start],
+                            )?;
+                            projected = with_data(&s.weight, |w| {
+                                Ok(cpu_ops::conv_forward(&g, &outputs[start], w))
+                            })?;
+                            &projected
+                        }
+                    };
                     out.par_iter_mut()
-                        .zip(outputs[start].par_iter())
+                        .zip(skip.par_iter())
                         .for_each(|(o, r)| *o += r);
+                    let bias = match shortcut {
+                        Some(s) => with_data(&s.bias, |b| Ok(b.to_vec()))?,
+                        None => vec![0.0; out_dims.c],
+                    };
+                    bias_activation(&mut out, &bias, out_dims.h * out_dims.w, *activation);
                     out
+                }
+                ProgramOp::HardSwish => input.par_iter().map(|&v| hard_swish(v)).collect(),
+                ProgramOp::SqueezeExcite {
+                    reduce_weight,
+                    reduce_bias,
+                    expand_weight,
+                    expand_bias,
+                } => {
+                    let se =
+                        SqueezeExcite::new(reduce_weight, reduce_bias, expand_weight, expand_bias)?;
+                    se.forward(input, batch, in_dims.h * in_dims.w)
                 }
             };
             debug_assert_eq!(out.len(), batch * out_dims.len());
@@ -511,6 +767,7 @@ impl RunOp {
     fn backward(&self, saved: &Saved, mut grad: Vec<f32>) -> Result<Vec<f32>> {
         let batch = saved.batch;
         let mut pending: Vec<Vec<f32>> = Vec::new();
+        let starts = self.program.residual_starts(self.last);
         for (i, step) in self.program.steps[..=self.last].iter().enumerate().rev() {
             let in_dims = if i == 0 {
                 saved.input_dims
@@ -555,9 +812,14 @@ impl RunOp {
                         })?
                     }
                 }
-                ProgramOp::MaxPool2x2 => {
-                    cpu_ops::max_pool_grad(input, &grad, batch * in_dims.c, in_dims.h, in_dims.w)
-                }
+                ProgramOp::MaxPool(window) => cpu_ops::max_pool_grad(
+                    input,
+                    &grad,
+                    batch * in_dims.c,
+                    in_dims.h,
+                    in_dims.w,
+                    *window,
+                ),
                 ProgramOp::AdaptiveAvgPool(n) => {
                     if (in_dims.h, in_dims.w) == (*n, *n) {
                         grad
@@ -594,9 +856,45 @@ impl RunOp {
                     })?;
                     g
                 }
-                ProgramOp::ResidualAdd => {
-                    pending.push(grad.clone());
+                ProgramOp::ResidualAdd {
+                    shortcut,
+                    activation,
+                } => {
+                    mask_gradient(&mut grad, output, *activation);
+                    let skip = match shortcut {
+                        None => grad.clone(),
+                        Some(s) => {
+                            let start = starts.get(&i).copied().ok_or_else(|| {
+                                candle_core::Error::Msg("residual add without a start".into())
+                            })?;
+                            let g = conv_geometry(
+                                &s.weight,
+                                s.stride,
+                                Padding::Symmetric(0),
+                                batch,
+                                saved.dims[start],
+                            )?;
+                            with_data(&s.weight, |w| Ok(cpu_ops::conv_input_grad(&g, &grad, w)))?
+                        }
+                    };
+                    pending.push(skip);
                     grad
+                }
+                ProgramOp::HardSwish => {
+                    grad.par_iter_mut()
+                        .zip(input.par_iter())
+                        .for_each(|(g, &x)| *g *= hard_swish_slope(x));
+                    grad
+                }
+                ProgramOp::SqueezeExcite {
+                    reduce_weight,
+                    reduce_bias,
+                    expand_weight,
+                    expand_bias,
+                } => {
+                    let se =
+                        SqueezeExcite::new(reduce_weight, reduce_bias, expand_weight, expand_bias)?;
+                    se.backward(input, &grad, batch, in_dims.h * in_dims.w)
                 }
                 ProgramOp::ResidualStart => {
                     let Some(skip) = pending.pop() else {

@@ -8,6 +8,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::cpu_ops::PoolWindow;
 use super::layers::{
     adaptive_avg_pool2d, global_avg_pool, max_pool2x2, relu, Conv, ConvSpec, Linear, Padding,
 };
@@ -127,7 +128,10 @@ impl Vgg {
                 };
                 program.push(op, Some(&layer.name));
             }
-            program.push(ProgramOp::MaxPool2x2, Some(&format!("pool{}", b + 1)));
+            program.push(
+                ProgramOp::MaxPool(PoolWindow::TWO_BY_TWO),
+                Some(&format!("pool{}", b + 1)),
+            );
         }
         program.push(ProgramOp::AdaptiveAvgPool(POOLED_SIDE), None);
         program.push(self.fc6.program_op(Activation::Relu)?, Some("fc6"));

@@ -1,9 +1,10 @@
 //! torchvision's ImageNet preprocessing, reproduced bit for bit: `Resize(256)` on a PIL image
-//! (PIL's antialiased bilinear resampling with its 8-bit fixed-point arithmetic),
-//! `CenterCrop(224)`, `ToTensor()` and `Normalize(mean, std)`.
+//! (PIL's antialiased bilinear or bicubic resampling with its 8-bit fixed-point arithmetic),
+//! `CenterCrop(224)`, `ToTensor()` and `Normalize(mean, std)`. timm's evaluation transform
+//! for a model is the same torchvision transform with the model's interpolation.
 //!
-//! PIL's algorithm: `Pillow/src/libImaging/Resample.c` (a separable triangle filter whose
-//! support grows with the downscale factor, horizontal pass first, each pass rounded to u8).
+//! PIL's algorithm: `Pillow/src/libImaging/Resample.c` (a separable triangle or cubic filter
+//! whose support grows with the downscale factor, each pass rounded to u8).
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -26,6 +27,45 @@ pub enum ResizeMode {
     Whole,
 }
 
+/// PIL's resampling filter for the resize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeFilter {
+    /// Triangle filter (torchvision's default; its own ImageNet weights).
+    #[default]
+    Bilinear,
+    /// Keys' cubic filter with a = -0.5 (timm's models trained with bicubic resizing).
+    Bicubic,
+}
+
+impl ResizeFilter {
+    /// The filter's support at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Self::Bilinear => 1.0,
+            Self::Bicubic => 2.0,
+        }
+    }
+
+    /// PIL's `bilinear_filter` / `bicubic_filter`.
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Self::Bilinear => (1.0 - x).max(0.0),
+            Self::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
 /// The preprocessing a backbone expects.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Preprocess {
@@ -34,6 +74,8 @@ pub struct Preprocess {
     pub mode: ResizeMode,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    #[serde(default)]
+    pub filter: ResizeFilter,
 }
 
 impl Default for Preprocess {
@@ -44,13 +86,19 @@ impl Default for Preprocess {
 
 impl Preprocess {
     /// torchvision's ImageNet evaluation transform at `size` (224: Resize(256), CenterCrop(224)).
-    pub fn imagenet(size: u32) -> Self {
+    pub const fn imagenet(size: u32) -> Self {
         Self {
             size,
             mode: ResizeMode::CenterCrop,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
+            filter: ResizeFilter::Bilinear,
         }
+    }
+
+    /// The same transform resizing with `filter`.
+    pub const fn with_filter(self, filter: ResizeFilter) -> Self {
+        Self { filter, ..self }
     }
 
     /// The side the shorter edge is resized to before the centre crop (256 for 224).
@@ -61,11 +109,11 @@ impl Preprocess {
     /// The resized and cropped RGB8 image the network sees, `size x size`.
     pub fn network_view(&self, image: &RgbImage) -> RgbImage {
         match self.mode {
-            ResizeMode::Whole => resize_bilinear_pil(image, self.size, self.size),
+            ResizeMode::Whole => resize_pil(image, self.size, self.size, self.filter),
             ResizeMode::CenterCrop => {
                 let (w, h) = image.dimensions();
                 let (new_w, new_h) = resized_short_side(w, h, self.resize_short_side());
-                let resized = resize_bilinear_pil(image, new_w, new_h);
+                let resized = resize_pil(image, new_w, new_h, self.filter);
                 center_crop(&resized, self.size, self.size)
             }
         }
@@ -176,12 +224,12 @@ struct Taps {
     weights: Vec<i32>,
 }
 
-/// PIL's `precompute_coeffs` for the bilinear (triangle) filter: each output pixel's first
-/// source pixel and normalised float weights.
-fn bilinear_weights(in_size: u32, out_size: u32) -> Vec<(usize, Vec<f64>)> {
+/// PIL's `precompute_coeffs` for `filter`: each output pixel's first source pixel and
+/// normalised float weights.
+fn filter_weights(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<(usize, Vec<f64>)> {
     let scale = f64::from(in_size) / f64::from(out_size);
     let filter_scale = scale.max(1.0);
-    let support = filter_scale; // the triangle filter's support is 1
+    let support = filter.support() * filter_scale;
     (0..out_size)
         .map(|xx| {
             let center = (f64::from(xx) + 0.5) * scale;
@@ -191,10 +239,7 @@ fn bilinear_weights(in_size: u32, out_size: u32) -> Vec<(usize, Vec<f64>)> {
             let xmax = ((center + support + 0.5) as i64).min(i64::from(in_size)) as usize;
             let count = xmax.saturating_sub(xmin);
             let mut weights: Vec<f64> = (0..count)
-                .map(|x| {
-                    let t = ((x + xmin) as f64 - center + 0.5) * ss;
-                    (1.0 - t.abs()).max(0.0)
-                })
+                .map(|x| filter.weight(((x + xmin) as f64 - center + 0.5) * ss))
                 .collect();
             let total: f64 = weights.iter().sum();
             if total != 0.0 {
@@ -206,8 +251,8 @@ fn bilinear_weights(in_size: u32, out_size: u32) -> Vec<(usize, Vec<f64>)> {
 }
 
 /// The float weights then PIL's `normalize_coeffs_8bpc` fixed point.
-fn bilinear_coefficients(in_size: u32, out_size: u32) -> Vec<Taps> {
-    bilinear_weights(in_size, out_size)
+fn filter_coefficients(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<Taps> {
+    filter_weights(in_size, out_size, filter)
         .into_iter()
         .map(|(start, weights)| Taps {
             start,
@@ -226,17 +271,20 @@ fn bilinear_coefficients(in_size: u32, out_size: u32) -> Vec<Taps> {
         .collect()
 }
 
-/// PIL's bilinear resize along one axis as a linear map, without its 8-bit rounding:
+/// PIL's resize with `filter` along one axis as a linear map, without its 8-bit rounding:
 /// `[out_size * in_size]` row-major (the identity when the sizes agree, as PIL skips the pass).
 /// Gradient loops use it to differentiate through the preprocessing.
-pub fn resize_matrix(in_size: u32, out_size: u32) -> Vec<f32> {
+pub fn resize_matrix(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<f32> {
     let (n_in, n_out) = (in_size as usize, out_size as usize);
     let mut m = vec![0f32; n_out * n_in];
     if in_size == out_size {
         (0..n_in).for_each(|i| m[i * n_in + i] = 1.0);
         return m;
     }
-    for (row, (start, weights)) in bilinear_weights(in_size, out_size).into_iter().enumerate() {
+    for (row, (start, weights)) in filter_weights(in_size, out_size, filter)
+        .into_iter()
+        .enumerate()
+    {
         for (k, w) in weights.into_iter().enumerate() {
             m[row * n_in + start + k] = w as f32;
         }
@@ -260,12 +308,19 @@ fn clip8(acc: i64) -> u8 {
 /// shrinks by more than twice as many pixels as the width (Pillow >= 13 then runs the vertical
 /// pass first; Pillow <= 12 always ran the horizontal one first).
 pub fn resize_bilinear_pil(image: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    resize_pil(image, out_w, out_h, ResizeFilter::Bilinear)
+}
+
+/// PIL's `Image.resize(size, filter)` on an RGB image, as [`resize_bilinear_pil`] describes
+/// (the passes are the same for every filter; bicubic weights can be negative, and each pass
+/// clamps to 0..255).
+pub fn resize_pil(image: &RgbImage, out_w: u32, out_h: u32, filter: ResizeFilter) -> RgbImage {
     let (in_w, in_h) = image.dimensions();
     if (in_w, in_h) == (out_w, out_h) {
         return image.clone();
     }
-    let horizontal = bilinear_coefficients(in_w, out_w);
-    let vertical = bilinear_coefficients(in_h, out_h);
+    let horizontal = filter_coefficients(in_w, out_w, filter);
+    let vertical = filter_coefficients(in_h, out_h, filter);
     let (need_h, need_v) = (in_w != out_w, in_h != out_h);
     let shrink_h = i64::from(in_h) - i64::from(out_h);
     let horizontal_first = !(shrink_h > 0 && shrink_h > (i64::from(in_w) - i64::from(out_w)) * 2);
@@ -387,8 +442,8 @@ mod tests {
             image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x * y) % 256) as u8])
         });
         let (ow, oh) = (17u32, 23u32);
-        let rh = resize_matrix(41, ow);
-        let rv = resize_matrix(29, oh);
+        let rh = resize_matrix(41, ow, ResizeFilter::Bilinear);
+        let rv = resize_matrix(29, oh, ResizeFilter::Bilinear);
         let exact = resize_bilinear_pil(&img, ow, oh);
         for c in 0..3 {
             for oy in 0..oh as usize {
@@ -407,7 +462,7 @@ mod tests {
             }
         }
         assert_eq!(
-            resize_matrix(3, 3),
+            resize_matrix(3, 3, ResizeFilter::Bilinear),
             vec![1., 0., 0., 0., 1., 0., 0., 0., 1.]
         );
     }

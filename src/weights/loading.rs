@@ -11,6 +11,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::model::efficientnet_lite::EfficientNetLite;
+use crate::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
+use crate::model::resnet::{ResNet, ResNetConfig};
 use crate::model::vgg::{Vgg, VggConfig};
 use crate::model::{Arch, Backbone};
 
@@ -102,6 +104,9 @@ pub fn build_backbone(arch: Arch, vb: VarBuilder) -> candle_core::Result<Box<dyn
         Arch::Vgg16 => Box::new(Vgg::new(vb, VggConfig::vgg16())?),
         Arch::Vgg19 => Box::new(Vgg::new(vb, VggConfig::vgg19())?),
         Arch::EfficientNetLite0 => Box::new(EfficientNetLite::new(vb, 1000)?),
+        Arch::ResNet18 => Box::new(ResNet::new(vb, ResNetConfig::resnet18())?),
+        Arch::ResNet50 => Box::new(ResNet::new(vb, ResNetConfig::resnet50())?),
+        Arch::MobileNetV3Large => Box::new(MobileNetV3::new(vb, MobileNetV3Config::large_100())?),
     })
 }
 
@@ -113,7 +118,10 @@ pub fn tensors_for(
 ) -> Result<HashMap<String, Tensor>> {
     let tensors = match arch {
         Arch::Vgg16 | Arch::Vgg19 => timm_vgg_to_torchvision(tensors)?,
-        Arch::EfficientNetLite0 => tensors,
+        // timm and torchvision name ResNets alike.
+        Arch::EfficientNetLite0 | Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV3Large => {
+            tensors
+        }
     };
     tensors
         .into_iter()

