@@ -250,3 +250,20 @@ fn mobilenet_v3_program_matches_the_layer_by_layer_path() {
         both_paths(model.as_ref(), &x0, tap);
     }
 }
+
+#[test]
+fn every_fine_tunable_last_block_computes_the_embedding() {
+    use cnn_explorer::train::finetune::TrainableBlock;
+    let x = wave(&[2, 3, 64, 64], 0.3);
+    for arch in [Arch::ResNet18, Arch::ResNet50, Arch::EfficientNetLite0] {
+        let model = random_backbone(arch, &Device::Cpu, 11).unwrap();
+        let block = model.last_block().expect("a block to fine-tune");
+        let input = model.forward_until(&x, Some(&block.input_tap)).unwrap();
+        let (_, c, h, w) = input.dims4().unwrap();
+        let trainable = TrainableBlock::new(&block, [c, h, w], &candle_nn::VarMap::new()).unwrap();
+        let got = trainable.forward(&input.flatten_from(1).unwrap()).unwrap();
+        let want = model.embed(&x).unwrap();
+        let (diff, scale) = (max_abs(&(&got - &want).unwrap()), max_abs(&want));
+        assert!(diff <= 1e-4 * scale, "{arch}: {diff} of {scale}");
+    }
+}

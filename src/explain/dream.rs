@@ -158,13 +158,16 @@ impl ImageParam {
         kind: Parameterisation,
         start: &DreamStart,
         size: usize,
+        filter: ResizeFilter,
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let start_pixels = match start {
             DreamStart::Photo(photo) => {
-                let view = Preprocess::imagenet(size as u32).network_view(photo);
+                let view = Preprocess::imagenet(size as u32)
+                    .with_filter(filter)
+                    .network_view(photo);
                 let pixels = super::pipeline::pixels_of(&view, device)?;
                 Some((pixels / 255.0)?)
             }
@@ -390,6 +393,7 @@ pub fn dream(
         settings.parameterisation,
         &settings.start,
         size,
+        model.preprocess.filter,
         settings.seed,
         device,
     )?;

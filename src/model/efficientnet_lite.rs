@@ -268,6 +268,7 @@ impl Backbone for EfficientNetLite {
             input_tap: format!("block{}", self.blocks.len() - 1),
             convs: vec![self.head.block_conv(true).ok().flatten()?],
             max_pool: false,
+            residual: false,
         })
     }
 

@@ -84,6 +84,9 @@ pub struct LastBlock {
     pub convs: Vec<BlockConv>,
     /// A 2x2 max-pool after the convolutions (VGG's last pool).
     pub max_pool: bool,
+    /// The block's input is added to the last convolution's output before its activation
+    /// (ResNet's identity skip).
+    pub residual: bool,
 }
 
 /// One convolution of a [`LastBlock`].

@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use super::cpu_ops::PoolWindow;
 use super::layers::{global_avg_pool, max_pool3x3s2, relu, Conv, ConvSpec, Linear, Padding};
 use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp, Shortcut};
-use super::{Arch, Backbone, TapKind, TapSink};
+use super::{Arch, Backbone, LastBlock, TapKind, TapSink};
 
 const BN_EPS: f64 = 1e-5;
 
@@ -297,6 +297,26 @@ impl Backbone for ResNet {
         let logits = self.fc.forward(&global_avg_pool(&x)?)?;
         sink("logits", TapKind::Logits, &logits);
         Ok(logits)
+    }
+
+    /// The last residual block (layer4's last: 3x3 + 3x3 or 1x1 + 3x3 + 1x1, identity skip).
+    fn last_block(&self) -> Option<LastBlock> {
+        let n = self.blocks.len();
+        let (last, before) = (self.blocks.last()?, self.blocks.get(n.checked_sub(2)?)?);
+        if last.downsample.is_some() {
+            return None;
+        }
+        let convs = last
+            .convs
+            .iter()
+            .map(|conv| conv.block_conv(false).ok().flatten())
+            .collect::<Option<Vec<_>>>()?;
+        Some(LastBlock {
+            input_tap: before.name.clone(),
+            convs,
+            max_pool: false,
+            residual: true,
+        })
     }
 
     /// The last block's output averaged over space: `[B, 512]` (ResNet-18) or `[B, 2048]`.

@@ -200,6 +200,7 @@ impl Backbone for Vgg {
             input_tap: format!("pool{}", self.blocks.len() - 1),
             convs,
             max_pool: true,
+            residual: false,
         })
     }
 

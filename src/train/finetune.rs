@@ -22,6 +22,9 @@ pub struct BlockInfo {
     /// Per convolution: zero padding and whether ReLU6 (else ReLU) follows.
     pub convs: Vec<(usize, bool)>,
     pub max_pool: bool,
+    /// The input is added before the last convolution's activation (a residual block).
+    #[serde(default)]
+    pub residual: bool,
 }
 
 impl BlockInfo {
@@ -68,6 +71,7 @@ impl TrainableBlock {
             input_shape,
             convs: block.convs.iter().map(|c| (c.padding, c.relu6)).collect(),
             max_pool: block.max_pool,
+            residual: block.residual,
         };
         Self::with_convs(info, convs)
     }
@@ -105,9 +109,16 @@ impl TrainableBlock {
     /// `[n, out]`, differentiable with respect to the block's weights.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let [c, h, w] = self.info.input_shape;
-        let mut x = x.reshape((x.dim(0)?, c, h, w))?;
-        for ((weight, bias), &(padding, relu6)) in self.convs.iter().zip(&self.info.convs) {
+        let input = x.reshape((x.dim(0)?, c, h, w))?;
+        let mut x = input.clone();
+        let last = self.convs.len().saturating_sub(1);
+        for (i, ((weight, bias), &(padding, relu6))) in
+            self.convs.iter().zip(&self.info.convs).enumerate()
+        {
             x = x.conv2d(weight, padding, 1, 1, 1)?.broadcast_add(bias)?;
+            if self.info.residual && i == last {
+                x = (x + &input)?;
+            }
             x = if relu6 {
                 x.clamp(0f32, 6f32)?
             } else {
@@ -153,6 +164,7 @@ mod tests {
             input_tap: "x".into(),
             convs: vec![conv.block_conv(false)?.expect("a plain convolution")],
             max_pool: true,
+            residual: false,
         };
         let x = Tensor::randn(0f32, 1.0, (2, 4, 6, 6), &dev)?;
         let expected = global_avg_pool(&max_pool2x2(&relu(&conv.forward(&x)?)?)?)?;

@@ -382,7 +382,7 @@ impl TrainPanel {
             ui.add_space(6.0);
             self.folder_controls(ui, jobs, env);
             ui.separator();
-            self.settings_controls(ui);
+            self.settings_controls(ui, env);
             ui.separator();
             self.run_controls(ui, jobs, env);
             ui.separator();
@@ -488,7 +488,7 @@ impl TrainPanel {
         }
     }
 
-    fn settings_controls(&mut self, ui: &mut egui::Ui) {
+    fn settings_controls(&mut self, ui: &mut egui::Ui, env: &TrainEnv) {
         let idle = self.running.is_none();
         ui.add_enabled_ui(idle, |ui| {
             ui.strong("Head");
@@ -538,12 +538,29 @@ impl TrainPanel {
                 });
             ui.checkbox(&mut self.flip, "Flip augmentation")
                 .on_hover_text("Also train on each photo mirrored left-right");
-            ui.checkbox(&mut self.fine_tune, "Fine-tune the last block")
-                .on_hover_text(
-                    "Also train the backbone's last convolutional block (VGG: conv5; \
-                     EfficientNet: the head convolution) from its pretrained weights. Slower: \
-                     its inputs are computed on every run, not cached.",
-                );
+            let block = env.model.map(|m| m.last_block.clone());
+            if let Some(None) = block {
+                self.fine_tune = false;
+            }
+            let can_fine_tune = !matches!(block, Some(None));
+            let hover = match &block {
+                Some(Some(what)) => format!(
+                    "Also train the backbone's last block ({what}) from its pretrained \
+                     weights. Slower: its inputs are computed on every run, not cached."
+                ),
+                Some(None) => "This model's last block cannot be fine-tuned here: its \
+                               pooling comes before its last layers (MobileNetV3)."
+                    .to_string(),
+                None => "Also train the backbone's last convolutional block from its \
+                         pretrained weights."
+                    .to_string(),
+            };
+            ui.add_enabled(
+                can_fine_tune,
+                egui::Checkbox::new(&mut self.fine_tune, "Fine-tune the last block"),
+            )
+            .on_hover_text(hover.as_str())
+            .on_disabled_hover_text(hover.as_str());
             if self.fine_tune {
                 ui.horizontal(|ui| {
                     ui.label("Block learning rate ×");

@@ -339,6 +339,9 @@ pub struct ModelSummary {
     pub weights: PathBuf,
     /// Input side in pixels (224).
     pub input_size: u32,
+    /// What fine-tuning trains ("conv5_1 to conv5_3", ...); `None` where the model has no
+    /// block that can be fine-tuned.
+    pub last_block: Option<String>,
 }
 
 /// One ImageNet class and its softmax probability.

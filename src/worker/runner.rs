@@ -597,6 +597,14 @@ impl Runner {
             device: describe_device(&device),
             weights: path,
             input_size: model.preprocess.size,
+            last_block: model.backbone.last_block().map(|b| {
+                let skip = if b.residual { " with its skip" } else { "" };
+                format!(
+                    "{} convolution(s) after {}{skip}",
+                    b.convs.len(),
+                    b.input_tap
+                )
+            }),
         };
         self.model = Some(model);
         Ok(summary)

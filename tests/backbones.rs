@@ -1,0 +1,123 @@
+//! Every feature runs with every new backbone: explorer maps, predictions, a dream, an attack,
+//! training a head (and fine-tuning where the model has a block for it). The weights files are
+//! full-size ResNet-18 / MobileNetV3-Large files of random values this test writes (the real
+//! ones are not reachable here; their numbers are checked against PyTorch in golden.rs): this
+//! checks the plumbing, not what the network sees.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use cnn_explorer::explain::attack::{attack, AttackSettings};
+use cnn_explorer::explain::dream::{dream, DreamSettings, DreamTarget};
+use cnn_explorer::inference::{layer_infos, load_model};
+use cnn_explorer::model::Arch;
+use cnn_explorer::train::pipeline::{train_on_folder, TrainConfig};
+use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
+use cnn_explorer::weights::loading::build_backbone;
+
+/// Writes `arch`'s parameters, random (batch-norm variances positive), as safetensors.
+fn random_weights_file(arch: Arch, path: &Path) {
+    let varmap = VarMap::new();
+    build_backbone(
+        arch,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        let dims = var.dims().to_vec();
+        let fan_in: usize = dims.iter().skip(1).product::<usize>().max(1);
+        let t = if name.ends_with("running_var") {
+            (Tensor::rand(0f32, 1.0, var.shape(), &Device::Cpu).unwrap() + 0.5).unwrap()
+        } else if dims.len() == 1 {
+            Tensor::randn(0f32, 0.05, var.shape(), &Device::Cpu).unwrap()
+        } else {
+            let std = (2.0 / fan_in as f32).sqrt();
+            Tensor::randn(0f32, std, var.shape(), &Device::Cpu).unwrap()
+        };
+        var.set(&t).unwrap();
+    }
+    varmap.save(path).unwrap();
+}
+
+fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join(format!("{name}.safetensors"));
+    random_weights_file(arch, &weights);
+    let model = load_model(name, Some(&weights), &Device::Cpu).unwrap();
+    let cat = load_rgb(&common::cat_photo(), DEFAULT_MAX_PIXELS).unwrap();
+
+    // Explorer: every layer's maps; predictions.
+    let layers = layer_infos(model.backbone.as_ref(), 224, &Device::Cpu).unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(&names[..first_taps.len()], first_taps);
+    assert_eq!(names.last(), Some(&"logits"));
+    for layer in layers.iter().filter(|l| l.shape.len() == 4) {
+        let maps = model.layer_maps(&cat, &layer.name).unwrap();
+        assert_eq!(maps.channels, layer.shape[1], "{}", layer.name);
+    }
+    let top = model.predict(&[&cat], 5).unwrap().remove(0);
+    assert_eq!(top.len(), 5);
+    assert!(top.iter().all(|c| c.prob.is_finite()));
+
+    // Dream: a few steps from noise.
+    let mut settings = DreamSettings::new(DreamTarget::Class(340));
+    settings.size = 96;
+    settings.steps = 3;
+    let outcome = dream(&model, &settings, &|| 0.5, &|| false, &mut |_| {})
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.steps, 3);
+    assert!(outcome.prob.is_finite());
+
+    // Attack: a few steps; the photo keeps its size and stays within eps.
+    let settings = AttackSettings {
+        target: Some(1),
+        eps: 4.0,
+        step: 1.0,
+        max_steps: 2,
+    };
+    let outcome = attack(&model, &cat, &settings, &|| false, &mut |_| {})
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.adversarial.dimensions(), cat.dimensions());
+    assert!(outcome.linf <= 4);
+
+    // Train head (and fine-tune the last block where there is one).
+    let data = tempfile::tempdir().unwrap();
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("stripes", 2)],
+        5,
+    );
+    let mut config = TrainConfig::default();
+    config.features.cache_dir = None;
+    config.head.epochs = 2;
+    config.fine_tune = fine_tune.then_some(0.1);
+    let report = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    assert_eq!(report.dataset.classes, ["disc", "square", "stripes"]);
+    assert_eq!(report.head.dim, model.backbone.embedding_dim());
+    assert_eq!(report.head.block.is_some(), fine_tune);
+}
+
+#[test]
+fn every_feature_runs_with_resnet18() {
+    every_feature_runs(
+        "resnet18",
+        Arch::ResNet18,
+        &["stem", "pool", "layer1.0", "layer1.1", "layer2.0"],
+        true,
+    );
+}
+
+#[test]
+fn every_feature_runs_with_mobilenet_v3_large() {
+    every_feature_runs(
+        "mobilenetv3-large",
+        Arch::MobileNetV3Large,
+        &["stem", "block0", "block1"],
+        false,
+    );
+}
