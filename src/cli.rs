@@ -16,6 +16,7 @@ use crate::inference::{
     backbone_or_stand_in, layer_infos, load_model, ranked, ClassScore, LoadedModel, StandIn,
 };
 use crate::labels::find_class;
+use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent, CompareRow};
 use crate::train::dataset::ScanOptions;
 use crate::train::head::{Head, HeadKind, TrainOptions};
 use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig, TrainEvent};
@@ -105,40 +106,16 @@ pub enum Command {
         dir: PathBuf,
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        /// Share of each class kept for validation.
-        #[arg(long = "val", default_value_t = 0.2)]
-        val_fraction: f64,
-        /// AdamW learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        #[arg(long, default_value_t = 1e-4)]
-        weight_decay: f64,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        /// Seed of the split, the initial weights and the shuffling.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// A hidden layer of this width (with ReLU and dropout) instead of a linear head.
-        #[arg(long)]
-        mlp: Option<usize>,
-        /// Also train on each photo flipped left-right.
-        #[arg(long)]
-        flip: bool,
-        /// Also train the backbone's last convolutional block (VGG: conv5_1-3; EfficientNet:
-        /// the head convolution), from its pretrained weights; its inputs are not cached.
+        #[command(flatten)]
+        head: HeadArgs,
+        /// Also train the backbone's last convolutional block (VGG: conv5_1-3; ResNet: layer4's
+        /// last block; EfficientNet: the head convolution), from its pretrained weights; its
+        /// inputs are not cached.
         #[arg(long)]
         fine_tune: bool,
         /// The block's learning rate as a fraction of the head's.
         #[arg(long, default_value_t = 0.1)]
         fine_tune_lr_factor: f64,
-        /// Oxford-IIIT Pet: two classes, cat and dog, instead of 37 breeds.
-        #[arg(long)]
-        cats_vs_dogs: bool,
-        /// Compute every feature again, without reading or writing the cache.
-        #[arg(long)]
-        no_cache: bool,
         /// Where to save the head (its description goes next to it as .json).
         #[arg(short, long, default_value = "head.safetensors")]
         output: PathBuf,
@@ -147,6 +124,20 @@ pub enum Command {
         #[arg(long)]
         split_out: Option<PathBuf>,
         /// One JSON object per line: the dataset, each epoch, the result.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train the same head on the same split of DIR with several backbones and compare them:
+    /// validation accuracy, feature time per photo, parameters, weights size.
+    Compare {
+        dir: PathBuf,
+        /// Models to compare, comma-separated (default: every model whose weights are in the
+        /// weights folder).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        #[command(flatten)]
+        head: HeadArgs,
+        /// One JSON object per line: each model's result as it finishes.
         #[arg(long)]
         json: bool,
     },
@@ -249,6 +240,67 @@ pub enum Command {
     },
 }
 
+/// How a head trains (`train-head`, `compare`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HeadArgs {
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Share of each class kept for validation.
+    #[arg(long = "val", default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Seed of the split, the initial weights and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A hidden layer of this width (with ReLU and dropout) instead of a linear head.
+    #[arg(long)]
+    pub mlp: Option<usize>,
+    /// Also train on each photo flipped left-right.
+    #[arg(long)]
+    pub flip: bool,
+    /// Oxford-IIIT Pet: two classes, cat and dog, instead of 37 breeds.
+    #[arg(long)]
+    pub cats_vs_dogs: bool,
+    /// Compute every feature again, without reading or writing the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl HeadArgs {
+    /// The training configuration these flags describe.
+    pub fn config(&self) -> TrainConfig {
+        let mut config = TrainConfig {
+            scan: ScanOptions {
+                cats_vs_dogs: self.cats_vs_dogs,
+            },
+            val_fraction: self.val_fraction,
+            ..TrainConfig::default()
+        };
+        config.features.flip = self.flip;
+        if self.no_cache {
+            config.features.cache_dir = None;
+        }
+        config.head = TrainOptions {
+            kind: self.mlp.map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
+                hidden,
+                dropout: 0.5,
+            }),
+            epochs: self.epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            seed: self.seed,
+        };
+        config
+    }
+}
+
 /// Which model to run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
@@ -291,43 +343,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TrainHead {
             dir,
             model,
-            epochs,
-            val_fraction,
-            lr,
-            weight_decay,
-            batch_size,
-            seed,
-            mlp,
-            flip,
+            head,
             fine_tune,
             fine_tune_lr_factor,
-            cats_vs_dogs,
-            no_cache,
             output,
             split_out,
             json,
         } => {
-            let mut config = TrainConfig {
-                scan: ScanOptions { cats_vs_dogs },
-                val_fraction,
-                fine_tune: fine_tune.then_some(fine_tune_lr_factor),
-                ..TrainConfig::default()
-            };
-            config.features.flip = flip;
-            if no_cache {
-                config.features.cache_dir = None;
-            }
-            config.head = TrainOptions {
-                kind: mlp.map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
-                    hidden,
-                    dropout: 0.5,
-                }),
-                epochs,
-                lr,
-                weight_decay,
-                batch_size,
-                seed,
-            };
+            let mut config = head.config();
+            config.fine_tune = fine_tune.then_some(fine_tune_lr_factor);
             train_head(
                 device,
                 &dir,
@@ -338,6 +362,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
             )
         }
+        Command::Compare {
+            dir,
+            models,
+            head,
+            json,
+        } => compare(device, &dir, &models, &head.config(), json),
         Command::Layers { model, json } => layers(device, &model, json),
         Command::Features {
             image,
@@ -756,6 +786,144 @@ fn classify_each(
         );
     }
     Ok(())
+}
+
+/// `compare`: each model's row as it finishes, then the table and a bar chart.
+fn compare(
+    device: DeviceChoice,
+    dir: &Path,
+    names: &[String],
+    config: &TrainConfig,
+    json: bool,
+) -> anyhow::Result<()> {
+    let weights_dir = weights::weights_dir();
+    let specs: Vec<&'static weights::ModelSpec> = if names.is_empty() {
+        weights::CATALOGUE
+            .iter()
+            .filter(|m| m.is_present_in(&weights_dir))
+            .collect()
+    } else {
+        names
+            .iter()
+            .map(|n| weights::find_model(n.trim()))
+            .collect::<Result<_, _>>()?
+    };
+    if specs.is_empty() {
+        anyhow::bail!(
+            "no model's weights are in {} (download some with `cnn-explorer fetch NAME`, \
+             or name them with --models)",
+            weights_dir.display()
+        );
+    }
+    let device = select_device(device)?;
+    let mut last_report = std::time::Instant::now();
+    let mut on_event = |event: CompareEvent| match event {
+        CompareEvent::Started {
+            model,
+            index,
+            total,
+        } => eprintln!("[{}/{total}] {model}", index + 1),
+        CompareEvent::Train(TrainEvent::Features(p)) => {
+            if p.done == p.total || last_report.elapsed().as_secs_f32() > 1.0 {
+                last_report = std::time::Instant::now();
+                eprintln!(
+                    "  features {}/{} ({} cached), {:.1} images/s",
+                    p.done, p.total, p.cached, p.images_per_s
+                );
+            }
+        }
+        CompareEvent::Train(TrainEvent::Epoch(m)) => {
+            eprintln!("  epoch {:>3}: val acc {:.1}%", m.epoch, m.val_acc * 100.0)
+        }
+        CompareEvent::Train(_) => {}
+        CompareEvent::Finished(entry) => {
+            if json {
+                println!("{}", serde_json::to_string(entry).unwrap_or_default());
+            } else if let Some(error) = &entry.error {
+                eprintln!("  {}: {error}", entry.model);
+            }
+        }
+    };
+    let entries = compare_backbones(
+        &specs,
+        dir,
+        &weights_dir,
+        config,
+        &device,
+        &mut on_event,
+        &|| false,
+    )?;
+    if !json {
+        print!("{}", comparison_table(&entries));
+    }
+    if entries.iter().all(|e| e.row.is_none()) {
+        anyhow::bail!("no model could be trained");
+    }
+    Ok(())
+}
+
+/// The comparison as a text table with bar charts of accuracy and feature time.
+fn comparison_table(entries: &[CompareEntry]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:>9} {:>12} {:>11} {:>10} {:>6}  split",
+        "model", "val acc", "ms/photo", "parameters", "weights", "dim"
+    );
+    for e in entries {
+        match &e.row {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:>8.1}% {:>12.1} {:>10.1}M {:>8.1} MB {:>6}  {}/{}",
+                    r.model,
+                    r.val_accuracy * 100.0,
+                    r.feature_ms_per_image,
+                    r.parameters as f64 / 1e6,
+                    r.weights_bytes as f64 / 1e6,
+                    r.embedding_dim,
+                    r.train_photos,
+                    r.val_photos
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {}",
+                    e.model,
+                    e.error.as_deref().unwrap_or("failed")
+                );
+            }
+        }
+    }
+    let rows: Vec<&CompareRow> = entries.iter().filter_map(|e| e.row.as_ref()).collect();
+    let slowest = rows
+        .iter()
+        .map(|r| r.feature_ms_per_image)
+        .fold(0.0, f64::max);
+    let bar = |fraction: f64| "█".repeat((fraction.clamp(0.0, 1.0) * 40.0).round() as usize);
+    let _ = writeln!(out, "\nvalidation accuracy");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "  {:<20} {} {:.1}%",
+            r.model,
+            bar(f64::from(r.val_accuracy)),
+            r.val_accuracy * 100.0
+        );
+    }
+    let _ = writeln!(out, "feature time per photo");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "  {:<20} {} {:.1} ms",
+            r.model,
+            bar(r.feature_ms_per_image / slowest.max(1e-9)),
+            r.feature_ms_per_image
+        );
+    }
+    out
 }
 
 fn train_head(

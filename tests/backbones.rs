@@ -6,46 +6,18 @@
 
 mod common;
 
-use std::path::Path;
-
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use cnn_explorer::explain::attack::{attack, AttackSettings};
 use cnn_explorer::explain::dream::{dream, DreamSettings, DreamTarget};
 use cnn_explorer::inference::{layer_infos, load_model};
 use cnn_explorer::model::Arch;
 use cnn_explorer::train::pipeline::{train_on_folder, TrainConfig};
 use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
-use cnn_explorer::weights::loading::build_backbone;
-
-/// Writes `arch`'s parameters, random (batch-norm variances positive), as safetensors.
-fn random_weights_file(arch: Arch, path: &Path) {
-    let varmap = VarMap::new();
-    build_backbone(
-        arch,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    for (name, var) in varmap.data().lock().unwrap().iter() {
-        let dims = var.dims().to_vec();
-        let fan_in: usize = dims.iter().skip(1).product::<usize>().max(1);
-        let t = if name.ends_with("running_var") {
-            (Tensor::rand(0f32, 1.0, var.shape(), &Device::Cpu).unwrap() + 0.5).unwrap()
-        } else if dims.len() == 1 {
-            Tensor::randn(0f32, 0.05, var.shape(), &Device::Cpu).unwrap()
-        } else {
-            let std = (2.0 / fan_in as f32).sqrt();
-            Tensor::randn(0f32, std, var.shape(), &Device::Cpu).unwrap()
-        };
-        var.set(&t).unwrap();
-    }
-    varmap.save(path).unwrap();
-}
 
 fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bool) {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join(format!("{name}.safetensors"));
-    random_weights_file(arch, &weights);
+    common::random_weights_file(arch, &weights);
     let model = load_model(name, Some(&weights), &Device::Cpu).unwrap();
     let cat = load_rgb(&common::cat_photo(), DEFAULT_MAX_PIXELS).unwrap();
 

@@ -342,3 +342,92 @@ fn dream_and_attack_write_pngs_and_report_json() {
     ]);
     assert_clean_failure(&o, "no ImageNet class matches 'no such animal'");
 }
+
+#[test]
+fn compare_trains_each_backbone_on_the_same_split_and_reports_missing_weights() {
+    let weights = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::efficientnet_weights(),
+        weights.path().join("efficientnet-lite0.pth"),
+    )
+    .unwrap();
+    // Random ResNet-18 weights: the row's numbers are real measurements of a real network,
+    // only its accuracy means nothing.
+    common::random_weights_file(
+        cnn_explorer::model::Arch::ResNet18,
+        &weights.path().join("resnet18.safetensors"),
+    );
+    let data = tempfile::tempdir().unwrap();
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("stripes", 2)],
+        8,
+    );
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("CNN_EXPLORER_WEIGHTS_DIR", weights.path())
+            .output()
+            .expect("the binary runs")
+    };
+    let dir = data.path().to_str().unwrap();
+    let o = run(&[
+        "compare",
+        dir,
+        "--models",
+        "efficientnet-lite0,resnet18,mobilenetv3-large",
+        "--epochs",
+        "3",
+        "--no-cache",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", stdout(&o));
+    let (effnet, resnet) = (&rows[0]["row"], &rows[1]["row"]);
+    assert_eq!(effnet["parameters"], 4_652_008);
+    assert_eq!(effnet["embedding_dim"], 1280);
+    assert_eq!(resnet["embedding_dim"], 512);
+    let on_disk = std::fs::metadata(weights.path().join("resnet18.safetensors"))
+        .unwrap()
+        .len();
+    assert_eq!(resnet["weights_bytes"], on_disk);
+    for r in [effnet, resnet] {
+        assert!(r["feature_ms_per_image"].as_f64().unwrap() > 0.0);
+        assert!((0.0..=1.0).contains(&r["val_accuracy"].as_f64().unwrap()));
+    }
+    // The same split for both: 8 photos a class, 2 kept for validation (the 3 broken files
+    // are skipped by both).
+    assert_eq!(
+        (&effnet["train_photos"], &effnet["val_photos"]),
+        (&resnet["train_photos"], &resnet["val_photos"])
+    );
+    assert_eq!(effnet["val_photos"], 6);
+    assert!(effnet["val_accuracy"].as_f64().unwrap() >= 0.8, "{effnet}");
+    assert_eq!(rows[2]["model"], "mobilenetv3-large");
+    assert!(rows[2]["error"].as_str().unwrap().contains("no weights"));
+
+    // The table, with its charts.
+    let o = run(&[
+        "compare",
+        dir,
+        "--models",
+        "efficientnet-lite0",
+        "--epochs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for needle in ["val acc", "ms/photo", "4.7M", "validation accuracy", "█"] {
+        assert!(stdout(&o).contains(needle), "{needle}: {}", stdout(&o));
+    }
+
+    // A folder no model can train on is refused before any model loads.
+    let empty = tempfile::tempdir().unwrap();
+    let o = run(&["compare", empty.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

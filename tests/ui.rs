@@ -607,3 +607,62 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     assert!(!h.state().shows_head_predictions());
     assert!(!has_label(&h, &format!("1. {}", top.label)));
 }
+
+#[test]
+fn backbones_are_compared_on_the_train_tabs_folder_in_a_table_with_charts() {
+    let weights = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::efficientnet_weights(),
+        weights.path().join("efficientnet-lite0.pth"),
+    )
+    .unwrap();
+    // A second installed model: ResNet-18 of random weights (its accuracy means nothing; the
+    // window's flow is what is tested).
+    common::random_weights_file(
+        cnn_explorer::model::Arch::ResNet18,
+        &weights.path().join("resnet18.safetensors"),
+    );
+    let data = tempfile::tempdir().unwrap();
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("stripes", 2)],
+        8,
+    );
+    let mut h = start(AppOptions {
+        worker: WorkerConfig {
+            weights_dir: weights.path().to_path_buf(),
+            feature_cache: None,
+            ..WorkerConfig::default()
+        },
+        model: Some("efficientnet-lite0".into()),
+        ..AppOptions::default()
+    });
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    drop_file(&mut h, data.path());
+    wait_for(&mut h, "the folder's classes", |h| {
+        h.state().train_panel().scanned().is_some()
+    });
+    // Both installed models are ticked.
+    assert!(has_label(&h, "efficientnet-lite0") && has_label(&h, "resnet18"));
+    h.get_by_label("Compare").click();
+    wait_for(&mut h, "the comparison's progress", |h| {
+        has_label(h, "Cancel comparison")
+    });
+    wait_for(&mut h, "the finished comparison", |h| {
+        !h.state().train_panel().is_running()
+    });
+    let rows = h.state().train_panel().comparison().rows().to_vec();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.error.is_none()), "{rows:?}");
+    assert_eq!(
+        (rows[0].train_count, rows[0].val_count),
+        (rows[1].train_count, rows[1].val_count),
+        "the same split"
+    );
+    assert!(has_text(&h, "Backbone comparison"));
+    assert!(has_label(&h, "Validation accuracy (%)"));
+    assert!(has_label(&h, "Feature time per photo (ms)"));
+    assert!(has_label(&h, "11.7 M"), "ResNet-18's parameters");
+}

@@ -340,3 +340,74 @@ fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_i
         other => panic!("expected an analysis, got {other:?}"),
     }
 }
+
+#[test]
+fn a_comparison_reports_progress_and_a_row_per_model_and_can_be_cancelled() {
+    let weights = common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    // Only EfficientNet-Lite0's weights are in this folder.
+    std::fs::copy(&weights, dir.path().join("efficientnet-lite0.pth")).unwrap();
+    let (worker, _) = worker_in(dir.path());
+    let data = dir.path().join("shapes");
+    common::shapes::make_dataset(&data, &[("disc", 0), ("square", 1), ("stripes", 2)], 6);
+    let train = cnn_explorer::worker::TrainRequest {
+        dir: data,
+        cats_vs_dogs: false,
+        val_fraction: 0.25,
+        epochs: 2,
+        lr: 1e-3,
+        weight_decay: 1e-4,
+        batch_size: 8,
+        seed: 0,
+        mlp_hidden: None,
+        dropout: 0.5,
+        flip: false,
+        fine_tune: false,
+        fine_tune_lr_factor: 0.1,
+        output: dir.path().join("unused.safetensors"),
+    };
+    let request = cnn_explorer::worker::CompareRequest {
+        models: vec!["efficientnet-lite0".into(), "resnet50".into()],
+        train: train.clone(),
+    };
+    assert!(worker.send(Command::Compare {
+        job: JobId(1),
+        cancel: CancelToken::new(),
+        request: Box::new(request.clone()),
+    }));
+    let (mut progress, mut rows) = (Vec::new(), Vec::new());
+    let finished = loop {
+        match next(&worker) {
+            Event::CompareProgress {
+                model, fraction, ..
+            } => progress.push((model, fraction)),
+            Event::CompareRow { row, .. } => rows.push(row),
+            Event::CompareFinished { rows, .. } => break rows,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(finished, rows);
+    assert_eq!(finished.len(), 2);
+    assert!(finished[0].error.is_none(), "{:?}", finished[0]);
+    assert_eq!(finished[0].embedding_dim, 1280);
+    assert!(finished[0].feature_ms_per_image > 0.0);
+    assert!(finished[1].error.as_deref().unwrap().contains("no weights"));
+    assert!(progress
+        .iter()
+        .any(|(m, f)| m == "efficientnet-lite0" && *f >= 0.8));
+    assert!(progress.iter().any(|(m, _)| m == "resnet50"));
+    assert!(
+        !dir.path().join("unused.safetensors").exists(),
+        "nothing saved"
+    );
+
+    // Cancelled before it starts: answered with Cancelled, and the worker carries on.
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    assert!(worker.send(Command::Compare {
+        job: JobId(2),
+        cancel,
+        request: Box::new(request),
+    }));
+    assert!(matches!(next(&worker), Event::Cancelled { job: JobId(2) }));
+}

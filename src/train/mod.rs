@@ -3,8 +3,9 @@
 //! [`dataset`] reads labelled photos from a folder, [`split`] divides them into training and
 //! validation, [`features`] computes (and caches) the backbone's pooled features, and
 //! [`head`] trains, evaluates, saves and loads the head; [`finetune`] trains the backbone's
-//! last block along with it.
+//! last block along with it; [`compare`] runs the same training with several backbones.
 
+pub mod compare;
 pub mod dataset;
 pub mod features;
 pub mod finetune;

@@ -296,6 +296,15 @@ impl ExplorerApp {
         self.show_head && self.analysis.as_ref().is_some_and(|a| a.head.is_some())
     }
 
+    /// The models whose weights are in the weights folder, in catalogue order.
+    fn installed_models(&self) -> Vec<String> {
+        self.catalogue
+            .iter()
+            .filter(|m| m.present)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
     /// Uses `dir` as the Train tab's folder and shows that tab.
     pub fn train_on_folder(&mut self, dir: &std::path::Path) {
         self.tab = Tab::Train;
@@ -304,6 +313,7 @@ impl ExplorerApp {
             model: self.model.as_ref(),
             heads_dir: &heads_dir,
             active_head: self.head.as_ref(),
+            installed: &self.installed_models(),
         };
         let mut jobs = Jobs {
             worker: &self.worker,
@@ -1008,10 +1018,12 @@ impl eframe::App for ExplorerApp {
             egui::CentralPanel::default().show(ui, |ui| self.dream.view(ui));
         } else if self.tab == Tab::Train {
             let heads_dir = self.heads_dir();
+            let installed = self.installed_models();
             let env = TrainEnv {
                 model: self.model.as_ref(),
                 heads_dir: &heads_dir,
                 active_head: self.head.as_ref(),
+                installed: &installed,
             };
             let mut jobs = Jobs {
                 worker: &self.worker,

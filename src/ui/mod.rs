@@ -4,6 +4,7 @@
 pub mod app;
 pub mod attack;
 pub mod class_picker;
+pub mod compare;
 pub mod dream;
 pub mod explorer;
 pub mod frame_stats;

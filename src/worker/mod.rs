@@ -5,8 +5,9 @@ pub mod protocol;
 pub mod runner;
 
 pub use protocol::{
-    Analysis, AttackRequest, AttackResult, CancelToken, Command, DatasetSummary, DreamControls,
-    DreamGoal, DreamRequest, EpochRow, Event, HeadPredictions, HeadSummary, JobId, LayerMaps,
-    Misclassified, ModelSummary, PhotoSource, Prediction, RgbaImage, TrainReport, TrainRequest,
+    Analysis, AttackRequest, AttackResult, CancelToken, Command, CompareRequest, ComparisonRow,
+    DatasetSummary, DreamControls, DreamGoal, DreamRequest, EpochRow, Event, HeadPredictions,
+    HeadSummary, JobId, LayerMaps, Misclassified, ModelSummary, PhotoSource, Prediction, RgbaImage,
+    TrainReport, TrainRequest,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

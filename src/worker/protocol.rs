@@ -198,6 +198,32 @@ pub struct TrainRequest {
     pub output: PathBuf,
 }
 
+/// Compare backbones on a folder: `train`'s head and split with each of `models` (its
+/// `output` and fine-tuning are not used: nothing is saved).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareRequest {
+    pub models: Vec<String>,
+    pub train: TrainRequest,
+}
+
+/// One backbone's result in a comparison: its numbers, or why it could not run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparisonRow {
+    pub model: String,
+    pub arch: String,
+    pub error: Option<String>,
+    /// 0 to 1.
+    pub val_accuracy: f32,
+    pub best_epoch: usize,
+    pub train_count: usize,
+    pub val_count: usize,
+    /// Milliseconds per photo of the backbone's features (batch of 8, decoding excluded).
+    pub feature_ms_per_image: f64,
+    pub parameters: u64,
+    pub weights_bytes: u64,
+    pub embedding_dim: usize,
+}
+
 /// One epoch of a head's training.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochRow {
@@ -322,6 +348,14 @@ pub enum Command {
         cancel: CancelToken,
         request: Box<TrainRequest>,
     },
+    /// Train the same head with several backbones (each loaded for the job, the window's model
+    /// stays). Answered by [`Event::CompareProgress`]s, [`Event::CompareRow`]s, then
+    /// [`Event::CompareFinished`], [`Event::Cancelled`] or [`Event::Failed`].
+    Compare {
+        job: JobId,
+        cancel: CancelToken,
+        request: Box<CompareRequest>,
+    },
     /// Load a saved head and use it for every analysed photo. Answered by
     /// [`Event::HeadLoaded`] or [`Event::Failed`].
     LoadHead { job: JobId, path: PathBuf },
@@ -429,6 +463,24 @@ pub enum Event {
         job: JobId,
         model: ModelSummary,
     },
+    /// Model `index` (of `total`) of a comparison is at `stage` ("features 120/400", ...),
+    /// `fraction` of its way.
+    CompareProgress {
+        job: JobId,
+        model: String,
+        index: usize,
+        total: usize,
+        stage: String,
+        fraction: f32,
+    },
+    CompareRow {
+        job: JobId,
+        row: ComparisonRow,
+    },
+    CompareFinished {
+        job: JobId,
+        rows: Vec<ComparisonRow>,
+    },
     Analysed {
         job: JobId,
         analysis: Box<Analysis>,
@@ -520,6 +572,9 @@ impl Event {
     pub fn job(&self) -> JobId {
         match self {
             Self::ModelLoaded { job, .. }
+            | Self::CompareProgress { job, .. }
+            | Self::CompareRow { job, .. }
+            | Self::CompareFinished { job, .. }
             | Self::Analysed { job, .. }
             | Self::DownloadProgress { job, .. }
             | Self::Downloaded { job, .. }

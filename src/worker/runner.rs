@@ -13,15 +13,17 @@ use candle_core::{IndexOp, Tensor};
 use image::RgbImage;
 
 use super::protocol::{
-    Analysis, AttackRequest, AttackResult, CancelToken, Command, DatasetSummary, DreamControls,
-    DreamGoal, DreamRequest, EpochRow, Event, HeadPredictions, HeadSummary, JobId, LayerMaps,
-    Misclassified, ModelSummary, PhotoSource, Prediction, RgbaImage, TrainReport, TrainRequest,
+    Analysis, AttackRequest, AttackResult, CancelToken, Command, CompareRequest, ComparisonRow,
+    DatasetSummary, DreamControls, DreamGoal, DreamRequest, EpochRow, Event, HeadPredictions,
+    HeadSummary, JobId, LayerMaps, Misclassified, ModelSummary, PhotoSource, Prediction, RgbaImage,
+    TrainReport, TrainRequest,
 };
 use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::explain::attack::{attack, AttackSettings};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::inference::{channel_maps, load_model, ranked, top_k, ClassScore, LoadedModel};
+use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent};
 use crate::train::dataset::{scan, Dataset, Layout, ScanOptions};
 use crate::train::head::{EpochMetrics, Head, HeadInfo, HeadKind, TrainOptions};
 use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig, TrainEvent};
@@ -156,6 +158,7 @@ impl Runner {
                 | Command::Attack { job, .. }
                 | Command::ScanFolder { job, .. }
                 | Command::Train { job, .. }
+                | Command::Compare { job, .. }
                 | Command::LoadHead { job, .. } => *job,
             };
             // A bug in one job must not take the worker (and every later job) down with it.
@@ -261,6 +264,15 @@ impl Runner {
                 });
                 self.send(event);
             }
+            Command::Compare {
+                job,
+                cancel,
+                request,
+            } => {
+                let result = self.compare(job, &request, &cancel);
+                let event = answer(job, result, |rows| Event::CompareFinished { job, rows });
+                self.send(event);
+            }
             Command::LoadHead { job, path } => {
                 let event = match self.load_head(&path) {
                     Ok(head) => Event::HeadLoaded { job, head },
@@ -276,13 +288,8 @@ impl Runner {
 
     /// Trains a head on a folder with the loaded model, saves it and makes it the head in
     /// use. `None` when cancelled.
-    fn train(
-        &mut self,
-        job: JobId,
-        request: &TrainRequest,
-        cancel: &CancelToken,
-    ) -> Result<Option<(TrainReport, HeadSummary)>> {
-        let model = self.loaded()?;
+    /// The training set-up `request` asks for.
+    fn train_config(&self, request: &TrainRequest) -> TrainConfig {
         let mut config = TrainConfig {
             scan: ScanOptions {
                 cats_vs_dogs: request.cats_vs_dogs,
@@ -306,6 +313,92 @@ impl Runner {
         };
         config.features.flip = request.flip;
         config.features.cache_dir = self.config.feature_cache.clone();
+        config
+    }
+
+    /// Trains the request's head with each of its models on the loaded model's device (the
+    /// CPU before any is loaded); `None` when cancelled.
+    fn compare(
+        &self,
+        job: JobId,
+        request: &CompareRequest,
+        cancel: &CancelToken,
+    ) -> Result<Option<Vec<ComparisonRow>>> {
+        let specs = request
+            .models
+            .iter()
+            .map(|name| weights::find_model(name))
+            .collect::<Result<Vec<_>>>()?;
+        let mut config = self.train_config(&request.train);
+        config.fine_tune = None;
+        let epochs = config.head.epochs.max(1);
+        let device = self
+            .model
+            .as_ref()
+            .map_or(candle_core::Device::Cpu, |m| m.device.clone());
+        let mut current = (String::new(), 0, 0);
+        let mut last_progress: Option<Instant> = None;
+        let progress = |current: &(String, usize, usize), stage: String, fraction: f32| {
+            self.send(Event::CompareProgress {
+                job,
+                model: current.0.clone(),
+                index: current.1,
+                total: current.2,
+                stage,
+                fraction,
+            })
+        };
+        let mut on_event = |event: CompareEvent| match event {
+            CompareEvent::Started {
+                model,
+                index,
+                total,
+            } => {
+                current = (model.to_string(), index, total);
+                progress(&current, "loading weights".into(), 0.0);
+            }
+            CompareEvent::Train(TrainEvent::Features(p)) => {
+                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+                if due || p.done == p.total {
+                    last_progress = Some(Instant::now());
+                    let stage = format!("features {}/{} ({} cached)", p.done, p.total, p.cached);
+                    progress(&current, stage, 0.8 * p.done as f32 / p.total.max(1) as f32);
+                }
+            }
+            CompareEvent::Train(TrainEvent::Epoch(m)) => {
+                let stage = format!("epoch {}/{epochs}", m.epoch);
+                progress(&current, stage, 0.8 + 0.2 * m.epoch as f32 / epochs as f32);
+            }
+            CompareEvent::Train(_) => {}
+            CompareEvent::Finished(entry) => self.send(Event::CompareRow {
+                job,
+                row: comparison_row(entry),
+            }),
+        };
+        let entries = match compare_backbones(
+            &specs,
+            &request.train.dir,
+            &self.config.weights_dir,
+            &config,
+            &device,
+            &mut on_event,
+            &|| cancel.is_cancelled(),
+        ) {
+            Ok(entries) => entries,
+            Err(Error::Cancelled) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(entries.iter().map(comparison_row).collect()))
+    }
+
+    fn train(
+        &mut self,
+        job: JobId,
+        request: &TrainRequest,
+        cancel: &CancelToken,
+    ) -> Result<Option<(TrainReport, HeadSummary)>> {
+        let model = self.loaded()?;
+        let config = self.train_config(request);
         let mut last_progress: Option<Instant> = None;
         let mut on_event = |event: TrainEvent| match event {
             TrainEvent::Scanned(dataset) => self.send(Event::TrainScanned {
@@ -733,6 +826,40 @@ impl Runner {
 
 /// The event that answers a cancellable job: `finished` of its result, `Cancelled` when it
 /// stopped early, `Failed` with the whole chain of causes.
+/// A comparison entry as the window shows it.
+fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
+    let arch =
+        weights::find_model(&entry.model).map_or_else(|_| String::new(), |m| m.arch.to_string());
+    match &entry.row {
+        Some(r) => ComparisonRow {
+            model: r.model.clone(),
+            arch: r.arch.clone(),
+            error: None,
+            val_accuracy: r.val_accuracy,
+            best_epoch: r.best_epoch,
+            train_count: r.train_photos,
+            val_count: r.val_photos,
+            feature_ms_per_image: r.feature_ms_per_image,
+            parameters: r.parameters,
+            weights_bytes: r.weights_bytes,
+            embedding_dim: r.embedding_dim,
+        },
+        None => ComparisonRow {
+            model: entry.model.clone(),
+            arch,
+            error: Some(entry.error.clone().unwrap_or_else(|| "failed".into())),
+            val_accuracy: 0.0,
+            best_epoch: 0,
+            train_count: 0,
+            val_count: 0,
+            feature_ms_per_image: 0.0,
+            parameters: 0,
+            weights_bytes: 0,
+            embedding_dim: 0,
+        },
+    }
+}
+
 fn answer<T>(job: JobId, result: Result<Option<T>>, finished: impl FnOnce(T) -> Event) -> Event {
     match result {
         Ok(Some(value)) => finished(value),

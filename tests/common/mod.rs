@@ -61,3 +61,24 @@ pub fn cat_photo() -> PathBuf {
 pub fn exists(p: &Path) -> bool {
     p.is_file()
 }
+
+/// Writes `arch`'s parameters, random (batch-norm variances positive), as safetensors.
+pub fn random_weights_file(arch: cnn_explorer::model::Arch, path: &Path) {
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+    cnn_explorer::weights::loading::build_backbone(arch, vb).unwrap();
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        let dims = var.dims().to_vec();
+        let fan_in: usize = dims.iter().skip(1).product::<usize>().max(1);
+        let t = if name.ends_with("running_var") {
+            (Tensor::rand(0f32, 1.0, var.shape(), &Device::Cpu).unwrap() + 0.5).unwrap()
+        } else if dims.len() == 1 {
+            Tensor::randn(0f32, 0.05, var.shape(), &Device::Cpu).unwrap()
+        } else {
+            let std = (2.0 / fan_in as f32).sqrt();
+            Tensor::randn(0f32, std, var.shape(), &Device::Cpu).unwrap()
+        };
+        var.set(&t).unwrap();
+    }
+    varmap.save(path).unwrap();
+}

@@ -1,0 +1,191 @@
+//! Comparing backbones on a person's own photos: the same head (same settings, same seed)
+//! trained on the same split of one folder with each model in turn, with what each costs
+//! (feature time per photo, parameters, weights size) beside its validation accuracy.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::Serialize;
+
+use super::dataset::scan;
+use super::pipeline::{train_on_folder, TrainConfig, TrainEvent};
+use crate::error::{Error, Result};
+use crate::inference::load_model;
+use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
+use crate::weights::ModelSpec;
+
+/// How many photos the feature timing runs on (one batch).
+const TIMING_PHOTOS: usize = 8;
+
+/// One backbone's line of the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompareRow {
+    pub model: String,
+    pub arch: String,
+    /// Validation accuracy of the kept head, 0 to 1.
+    pub val_accuracy: f32,
+    /// The kept epoch (as the training log numbers it).
+    pub best_epoch: usize,
+    pub train_photos: usize,
+    pub val_photos: usize,
+    /// Milliseconds per photo of the backbone's pooled features (one batch of up to 8
+    /// preprocessed photos, after a warm-up; decoding not included).
+    pub feature_ms_per_image: f64,
+    /// Photos per second of this run's feature extraction, decoding included (0 when every
+    /// feature came from the cache).
+    pub images_per_s: f64,
+    /// Trainable parameters of the pretrained network (its published count).
+    pub parameters: u64,
+    /// Size of the weights file on disk.
+    pub weights_bytes: u64,
+    /// Length of the feature vector the head reads.
+    pub embedding_dim: usize,
+}
+
+/// A backbone's result: its row, or why it could not run (weights missing, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompareEntry {
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<CompareRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a comparison reports as it goes.
+#[derive(Debug)]
+pub enum CompareEvent<'a> {
+    /// Model `index` of `total` starts (loading its weights).
+    Started {
+        model: &'a str,
+        index: usize,
+        total: usize,
+    },
+    /// Its training run's own events.
+    Train(TrainEvent<'a>),
+    /// Its entry, row or error.
+    Finished(&'a CompareEntry),
+}
+
+/// Trains `config`'s head on the photos of `dir` with each of `models` on `device`, each from
+/// its weights in `weights_dir`. A folder that cannot be trained on (empty, one class) fails
+/// the whole comparison at once; a model that cannot run (weights missing or broken) gets an
+/// entry with its error and the others go on. Cancel stops between batches and steps.
+pub fn compare_backbones(
+    models: &[&'static ModelSpec],
+    dir: &Path,
+    weights_dir: &Path,
+    config: &TrainConfig,
+    device: &Device,
+    on_event: &mut dyn FnMut(CompareEvent),
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<CompareEntry>> {
+    if models.is_empty() {
+        return Err(Error::Invalid("no model to compare".into()));
+    }
+    // Refuse a folder that no model could train on before loading any weights.
+    let dataset = scan(dir, config.scan)?;
+    let mut entries = Vec::with_capacity(models.len());
+    for (index, spec) in models.iter().enumerate() {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        on_event(CompareEvent::Started {
+            model: spec.name,
+            index,
+            total: models.len(),
+        });
+        let entry = match compare_one(spec, dir, weights_dir, config, device, on_event, cancelled) {
+            Ok(row) => CompareEntry {
+                model: spec.name.to_string(),
+                row: Some(row),
+                error: None,
+            },
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(e) => CompareEntry {
+                model: spec.name.to_string(),
+                row: None,
+                error: Some(e.to_string()),
+            },
+        };
+        tracing::info!(model = spec.name, ?entry, "compared");
+        on_event(CompareEvent::Finished(&entry));
+        entries.push(entry);
+    }
+    // Every model saw the same photos; say so if it was not the case (it cannot be, since
+    // decoding does not depend on the model, but a reader of the table relies on it).
+    let sizes: Vec<(usize, usize)> = entries
+        .iter()
+        .filter_map(|e| e.row.as_ref().map(|r| (r.train_photos, r.val_photos)))
+        .collect();
+    if sizes.windows(2).any(|w| w[0] != w[1]) {
+        tracing::warn!(?sizes, photos = dataset.items.len(), "splits differ");
+    }
+    Ok(entries)
+}
+
+fn compare_one(
+    spec: &'static ModelSpec,
+    dir: &Path,
+    weights_dir: &Path,
+    config: &TrainConfig,
+    device: &Device,
+    on_event: &mut dyn FnMut(CompareEvent),
+    cancelled: &dyn Fn() -> bool,
+) -> Result<CompareRow> {
+    let path = spec.path_in(weights_dir);
+    if !path.is_file() {
+        return Err(Error::WeightsMissing {
+            model: spec.name.to_string(),
+            path,
+        });
+    }
+    let weights_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let model = load_model(spec.name, Some(&path), device)?;
+    let outcome = train_on_folder(
+        &model,
+        dir,
+        config,
+        &mut |e| on_event(CompareEvent::Train(e)),
+        cancelled,
+    )?;
+    // Time the features on photos of this folder (the first that decode).
+    let photos: Vec<_> = outcome
+        .split
+        .train
+        .iter()
+        .chain(&outcome.split.val)
+        .filter_map(|&i| load_rgb(&outcome.dataset.items[i].path, DEFAULT_MAX_PIXELS).ok())
+        .take(TIMING_PHOTOS)
+        .collect();
+    let refs: Vec<_> = photos.iter().collect();
+    let input = model.input(&refs)?;
+    model.backbone.embed(&input)?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let features = model.backbone.embed(&input)?;
+        device.synchronize()?;
+        drop(features);
+        times.push(start.elapsed().as_secs_f64() * 1e3 / photos.len().max(1) as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(CompareRow {
+        model: spec.name.to_string(),
+        arch: spec.arch.to_string(),
+        val_accuracy: outcome.val_accuracy,
+        best_epoch: outcome
+            .head
+            .metrics
+            .get(outcome.head.best_epoch)
+            .map_or(0, |m| m.epoch),
+        train_photos: outcome.split.train.len(),
+        val_photos: outcome.split.val.len(),
+        feature_ms_per_image: times[times.len() / 2],
+        images_per_s: outcome.images_per_s,
+        parameters: spec.parameters,
+        weights_bytes,
+        embedding_dim: model.backbone.embedding_dim(),
+    })
+}
