@@ -181,6 +181,14 @@ fn resnet18_matches_pytorch_at_every_tap_and_in_its_input_gradient() {
 }
 
 #[test]
+fn resnet_loads_a_torchvision_pth_to_the_same_numbers() {
+    let io = load_fixture("resnet18_tiny_io.safetensors");
+    let model = tiny_resnet(ResNetConfig::resnet18(), "resnet18_tiny_tv.pth");
+    let err = relative_error(&model.forward(&io["input"]).unwrap(), &io["logits"]);
+    assert!(err < TOLERANCE, "logits: relative error {err}");
+}
+
+#[test]
 fn resnet50_matches_pytorch_at_every_tap_and_in_its_input_gradient() {
     let io = load_fixture("resnet50_tiny_io.safetensors");
     let model = tiny_resnet(ResNetConfig::resnet50(), "resnet50_tiny.safetensors");
