@@ -250,7 +250,17 @@ fn models_and_layers_json() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["vgg16", "vgg19", "efficientnet-lite0"]);
+    assert_eq!(
+        names,
+        [
+            "vgg16",
+            "vgg19",
+            "resnet50",
+            "resnet18",
+            "mobilenetv3-large",
+            "efficientnet-lite0"
+        ]
+    );
     for r in rows.as_array().unwrap() {
         for key in ["arch", "size_bytes", "source", "present"] {
             assert!(r.get(key).is_some(), "{key} in {r}");
@@ -274,6 +284,50 @@ fn models_and_layers_json() {
     assert_eq!(shape("pool5"), serde_json::json!([1, 512, 7, 7]));
     assert_eq!(shape("fc7"), serde_json::json!([1, 4096]));
     assert_eq!(shape("logits"), serde_json::json!([1, 1000]));
+
+    // The new backbones' layers, whether or not their weights are here.
+    let layers_of = |model: &str| -> Vec<serde_json::Value> {
+        let o = cnn_explorer(&["layers", "--model", model, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v.as_array().unwrap().clone()
+    };
+    let find = |layers: &[serde_json::Value], name: &str| {
+        layers
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    let resnet = layers_of("resnet50");
+    assert_eq!(resnet.len(), 2 + 16 + 1);
+    assert_eq!(
+        find(&resnet, "pool")["shape"],
+        serde_json::json!([1, 64, 56, 56])
+    );
+    assert_eq!(
+        find(&resnet, "layer1.0")["shape"],
+        serde_json::json!([1, 256, 56, 56])
+    );
+    assert_eq!(
+        find(&resnet, "layer4.2")["shape"],
+        serde_json::json!([1, 2048, 7, 7])
+    );
+    assert_eq!(find(&resnet, "layer4.2")["kind"], "block");
+    let mobilenet = layers_of("mobilenetv3_large_100");
+    assert_eq!(mobilenet.len(), 1 + 15 + 3);
+    assert_eq!(
+        find(&mobilenet, "stem")["shape"],
+        serde_json::json!([1, 16, 112, 112])
+    );
+    assert_eq!(
+        find(&mobilenet, "head")["shape"],
+        serde_json::json!([1, 960, 7, 7])
+    );
+    assert_eq!(
+        find(&mobilenet, "pre_logits")["shape"],
+        serde_json::json!([1, 1280])
+    );
 }
 
 #[test]
