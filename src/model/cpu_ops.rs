@@ -881,7 +881,10 @@ pub(super) fn max_pool_forward(
                     let mut best = f32::NEG_INFINITY;
                     for y in y0..y1 {
                         for &v in &src[y * w + x0..y * w + x1] {
-                            best = best.max(v);
+                            // PyTorch's test: a NaN wins (and propagates).
+                            if v > best || v.is_nan() {
+                                best = v;
+                            }
                         }
                     }
                     dst[oy * ow + ox] = best;
@@ -933,11 +936,12 @@ pub(super) fn max_pool_grad(
                 let (y0, y1) = window.span(oy, h);
                 for ox in 0..ow {
                     let (x0, x1) = window.span(ox, w);
-                    let mut best = y0 * w + x0;
+                    let (mut best, mut best_value) = (y0 * w + x0, f32::NEG_INFINITY);
                     for y in y0..y1 {
-                        for i in y * w + x0..y * w + x1 {
-                            if src[i] > src[best] {
-                                best = i;
+                        let row0 = y * w + x0;
+                        for (k, &v) in src[row0..y * w + x1].iter().enumerate() {
+                            if v > best_value || v.is_nan() {
+                                (best, best_value) = (row0 + k, v);
                             }
                         }
                     }

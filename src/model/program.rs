@@ -104,9 +104,29 @@ struct Step {
     tap: Option<String>,
     /// A 3x3 convolution's Winograd kernels, forward and input-gradient, made on first use.
     winograd: [OnceLock<Vec<f32>>; 2],
+    /// A squeeze-excite step's weights as plain vectors, made on first use.
+    squeeze_excite: OnceLock<SqueezeExcite>,
 }
 
 impl Step {
+    /// This squeeze-excite step's weights (copied out of the tensors once).
+    fn squeeze_excite(&self) -> Result<&SqueezeExcite> {
+        if let Some(se) = self.squeeze_excite.get() {
+            return Ok(se);
+        }
+        let ProgramOp::SqueezeExcite {
+            reduce_weight,
+            reduce_bias,
+            expand_weight,
+            expand_bias,
+        } = &self.op
+        else {
+            candle_core::bail!("not a squeeze-excite step");
+        };
+        let se = SqueezeExcite::new(reduce_weight, reduce_bias, expand_weight, expand_bias)?;
+        Ok(self.squeeze_excite.get_or_init(|| se))
+    }
+
     /// The Winograd kernels of this step's convolution `weight`, for the forward pass or the
     /// input gradient.
     fn winograd_kernels(&self, weight: &Tensor, for_input_grad: bool) -> Result<&[f32]> {
@@ -166,6 +186,7 @@ impl ProgramBuilder {
             op,
             tap: tap.map(str::to_string),
             winograd: Default::default(),
+            squeeze_excite: OnceLock::new(),
         });
     }
 
@@ -333,7 +354,8 @@ fn hard_swish_slope(x: f32) -> f32 {
     }
 }
 
-/// A squeeze-and-excitation step's weights as slices.
+/// A squeeze-and-excitation step's weights as plain vectors.
+#[derive(Debug, Clone)]
 struct SqueezeExcite {
     /// `[R, C]`, `[R]`, `[C, R]`, `[C]`.
     reduce_w: Vec<f32>,
@@ -740,15 +762,9 @@ impl RunOp {
                     out
                 }
                 ProgramOp::HardSwish => input.par_iter().map(|&v| hard_swish(v)).collect(),
-                ProgramOp::SqueezeExcite {
-                    reduce_weight,
-                    reduce_bias,
-                    expand_weight,
-                    expand_bias,
-                } => {
-                    let se =
-                        SqueezeExcite::new(reduce_weight, reduce_bias, expand_weight, expand_bias)?;
-                    se.forward(input, batch, in_dims.h * in_dims.w)
+                ProgramOp::SqueezeExcite { .. } => {
+                    step.squeeze_excite()?
+                        .forward(input, batch, in_dims.h * in_dims.w)
                 }
             };
             debug_assert_eq!(out.len(), batch * out_dims.len());
@@ -886,15 +902,9 @@ impl RunOp {
                         .for_each(|(g, &x)| *g *= hard_swish_slope(x));
                     grad
                 }
-                ProgramOp::SqueezeExcite {
-                    reduce_weight,
-                    reduce_bias,
-                    expand_weight,
-                    expand_bias,
-                } => {
-                    let se =
-                        SqueezeExcite::new(reduce_weight, reduce_bias, expand_weight, expand_bias)?;
-                    se.backward(input, &grad, batch, in_dims.h * in_dims.w)
+                ProgramOp::SqueezeExcite { .. } => {
+                    step.squeeze_excite()?
+                        .backward(input, &grad, batch, in_dims.h * in_dims.w)
                 }
                 ProgramOp::ResidualStart => {
                     let Some(skip) = pending.pop() else {

@@ -81,6 +81,13 @@ pub fn compare_backbones(
     on_event: &mut dyn FnMut(CompareEvent),
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Vec<CompareEntry>> {
+    // A model named twice runs once.
+    let mut seen = std::collections::HashSet::new();
+    let models: Vec<&'static ModelSpec> = models
+        .iter()
+        .copied()
+        .filter(|m| seen.insert(m.name))
+        .collect();
     if models.is_empty() {
         return Err(Error::Invalid("no model to compare".into()));
     }
@@ -159,6 +166,11 @@ fn compare_one(
         .filter_map(|&i| load_rgb(&outcome.dataset.items[i].path, DEFAULT_MAX_PIXELS).ok())
         .take(TIMING_PHOTOS)
         .collect();
+    if photos.is_empty() {
+        return Err(Error::Invalid(
+            "none of the folder's photos could be read again to time the features".into(),
+        ));
+    }
     let refs: Vec<_> = photos.iter().collect();
     let input = model.input(&refs)?;
     model.backbone.embed(&input)?;

@@ -209,6 +209,9 @@ impl TrainPanel {
             r.cancel.cancel();
         }
         let request = self.request(env);
+        if self.output.trim().is_empty() {
+            self.output = request.output.display().to_string();
+        }
         let cancel = CancelToken::new();
         let job = jobs.send(|job| Command::Train {
             job,
@@ -228,15 +231,18 @@ impl TrainPanel {
         self.status = "Reading the folder…".into();
     }
 
-    /// Training on the scanned folder with the current settings.
-    fn request(&mut self, env: &TrainEnv) -> TrainRequest {
+    /// Training on the scanned folder with the current settings (an empty save path means the
+    /// default one).
+    fn request(&self, env: &TrainEnv) -> TrainRequest {
         let dir = self
             .scanned_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(self.folder.trim()));
-        if self.output.trim().is_empty() {
-            self.output = default_output(&dir, env).display().to_string();
-        }
+        let output = if self.output.trim().is_empty() {
+            default_output(&dir, env)
+        } else {
+            PathBuf::from(self.output.trim())
+        };
         TrainRequest {
             dir,
             cats_vs_dogs: self.cats_vs_dogs,
@@ -251,7 +257,7 @@ impl TrainPanel {
             flip: self.flip,
             fine_tune: self.fine_tune,
             fine_tune_lr_factor: self.fine_tune_factor,
-            output: PathBuf::from(self.output.trim()),
+            output,
         }
     }
 
@@ -640,9 +646,12 @@ impl TrainPanel {
                     && self.scanned.is_some()
                     && self.scan_error.is_none()
                     && self.scan_job.is_none()
-                    && !self.folder_edited();
+                    && !self.folder_edited()
+                    && !self.compare.is_running();
                 let why = if env.model.is_none() {
                     "Load a model first"
+                } else if self.compare.is_running() {
+                    "Wait for the comparison to finish (or cancel it)"
                 } else if self.scanned.is_none() {
                     "Choose a folder of photos first"
                 } else if self.folder_edited() {

@@ -824,8 +824,6 @@ impl Runner {
     }
 }
 
-/// The event that answers a cancellable job: `finished` of its result, `Cancelled` when it
-/// stopped early, `Failed` with the whole chain of causes.
 /// A comparison entry as the window shows it.
 fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
     let arch =
@@ -860,6 +858,8 @@ fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
     }
 }
 
+/// The event that answers a cancellable job: `finished` of its result, `Cancelled` when it
+/// stopped early, `Failed` with the whole chain of causes.
 fn answer<T>(job: JobId, result: Result<Option<T>>, finished: impl FnOnce(T) -> Event) -> Event {
     match result {
         Ok(Some(value)) => finished(value),
