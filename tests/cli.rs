@@ -400,17 +400,7 @@ fn dream_and_attack_write_pngs_and_report_json() {
 #[test]
 fn compare_trains_each_backbone_on_the_same_split_and_reports_missing_weights() {
     let weights = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        common::efficientnet_weights(),
-        weights.path().join("efficientnet-lite0.pth"),
-    )
-    .unwrap();
-    // Random ResNet-18 weights: the row's numbers are real measurements of a real network,
-    // only its accuracy means nothing.
-    common::random_weights_file(
-        cnn_explorer::model::Arch::ResNet18,
-        &weights.path().join("resnet18.safetensors"),
-    );
+    common::install_two_models(weights.path());
     let data = tempfile::tempdir().unwrap();
     common::shapes::make_dataset(
         data.path(),

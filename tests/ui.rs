@@ -611,17 +611,8 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
 #[test]
 fn backbones_are_compared_on_the_train_tabs_folder_in_a_table_with_charts() {
     let weights = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        common::efficientnet_weights(),
-        weights.path().join("efficientnet-lite0.pth"),
-    )
-    .unwrap();
-    // A second installed model: ResNet-18 of random weights (its accuracy means nothing; the
-    // window's flow is what is tested).
-    common::random_weights_file(
-        cnn_explorer::model::Arch::ResNet18,
-        &weights.path().join("resnet18.safetensors"),
-    );
+    // EfficientNet-Lite0 and a random ResNet-18: the window's flow is what is tested.
+    common::install_two_models(weights.path());
     let data = tempfile::tempdir().unwrap();
     common::shapes::make_dataset(
         data.path(),

@@ -40,6 +40,31 @@ fn load(worker: &Worker, job: u64, model: &str) {
     }));
 }
 
+/// A linear head on `dir` for `epochs`, a quarter kept for validation, batches of 8, saved
+/// to `output`.
+fn train_request(
+    dir: std::path::PathBuf,
+    epochs: usize,
+    output: std::path::PathBuf,
+) -> cnn_explorer::worker::TrainRequest {
+    cnn_explorer::worker::TrainRequest {
+        dir,
+        cats_vs_dogs: false,
+        val_fraction: 0.25,
+        epochs,
+        lr: 1e-3,
+        weight_decay: 1e-4,
+        batch_size: 8,
+        seed: 0,
+        mlp_hidden: None,
+        dropout: 0.5,
+        flip: false,
+        fine_tune: false,
+        fine_tune_lr_factor: 0.1,
+        output,
+    }
+}
+
 fn analyse(worker: &Worker, job: u64, photo: PhotoSource, cancel: CancelToken) {
     assert!(worker.send(Command::Analyse {
         job: JobId(job),
@@ -271,22 +296,7 @@ fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_i
     load(&worker, 4, "efficientnet-lite0");
     assert!(matches!(next(&worker), Event::ModelLoaded { .. }));
     let saved = dir.path().join("heads/shapes.safetensors");
-    let request = cnn_explorer::worker::TrainRequest {
-        dir: data,
-        cats_vs_dogs: false,
-        val_fraction: 0.25,
-        epochs: 3,
-        lr: 1e-3,
-        weight_decay: 1e-4,
-        batch_size: 8,
-        seed: 0,
-        mlp_hidden: None,
-        dropout: 0.5,
-        flip: false,
-        fine_tune: false,
-        fine_tune_lr_factor: 0.1,
-        output: saved.clone(),
-    };
+    let request = train_request(data, 3, saved.clone());
     assert!(worker.send(Command::Train {
         job: JobId(5),
         cancel: CancelToken::new(),
@@ -350,22 +360,7 @@ fn a_comparison_reports_progress_and_a_row_per_model_and_can_be_cancelled() {
     let (worker, _) = worker_in(dir.path());
     let data = dir.path().join("shapes");
     common::shapes::make_dataset(&data, &[("disc", 0), ("square", 1), ("stripes", 2)], 6);
-    let train = cnn_explorer::worker::TrainRequest {
-        dir: data,
-        cats_vs_dogs: false,
-        val_fraction: 0.25,
-        epochs: 2,
-        lr: 1e-3,
-        weight_decay: 1e-4,
-        batch_size: 8,
-        seed: 0,
-        mlp_hidden: None,
-        dropout: 0.5,
-        flip: false,
-        fine_tune: false,
-        fine_tune_lr_factor: 0.1,
-        output: dir.path().join("unused.safetensors"),
-    };
+    let train = train_request(data, 2, dir.path().join("unused.safetensors"));
     let request = cnn_explorer::worker::CompareRequest {
         models: vec!["efficientnet-lite0".into(), "resnet50".into()],
         train: train.clone(),

@@ -857,6 +857,27 @@ impl CustomOp2 for MaxPoolGradOp {
     }
 }
 
+/// The first maximum of rows `y0..y1`, columns `x0..x1` of a plane `w` wide, by PyTorch's test
+/// (`v > best || isnan(v)`: the first of tied maxima; a NaN wins and propagates): its index in
+/// the plane and its value.
+fn window_max(
+    plane: &[f32],
+    w: usize,
+    (y0, y1): (usize, usize),
+    (x0, x1): (usize, usize),
+) -> (usize, f32) {
+    let mut best = (y0 * w + x0, f32::NEG_INFINITY);
+    for y in y0..y1 {
+        let row0 = y * w + x0;
+        for (k, &v) in plane[row0..y * w + x1].iter().enumerate() {
+            if v > best.1 || v.is_nan() {
+                best = (row0 + k, v);
+            }
+        }
+    }
+    best
+}
+
 /// Max-pooling of `planes` planes `[h, w]` over `window`.
 pub(super) fn max_pool_forward(
     x: &[f32],
@@ -878,16 +899,7 @@ pub(super) fn max_pool_forward(
                 let (y0, y1) = window.span(oy, h);
                 for ox in 0..ow {
                     let (x0, x1) = window.span(ox, w);
-                    let mut best = f32::NEG_INFINITY;
-                    for y in y0..y1 {
-                        for &v in &src[y * w + x0..y * w + x1] {
-                            // PyTorch's test: a NaN wins (and propagates).
-                            if v > best || v.is_nan() {
-                                best = v;
-                            }
-                        }
-                    }
-                    dst[oy * ow + ox] = best;
+                    dst[oy * ow + ox] = window_max(src, w, (y0, y1), (x0, x1)).1;
                 }
             }
         });
@@ -936,15 +948,7 @@ pub(super) fn max_pool_grad(
                 let (y0, y1) = window.span(oy, h);
                 for ox in 0..ow {
                     let (x0, x1) = window.span(ox, w);
-                    let (mut best, mut best_value) = (y0 * w + x0, f32::NEG_INFINITY);
-                    for y in y0..y1 {
-                        let row0 = y * w + x0;
-                        for (k, &v) in src[row0..y * w + x1].iter().enumerate() {
-                            if v > best_value || v.is_nan() {
-                                (best, best_value) = (row0 + k, v);
-                            }
-                        }
-                    }
+                    let best = window_max(src, w, (y0, y1), (x0, x1)).0;
                     dst[best] += grad[oy * ow + ox];
                 }
             }

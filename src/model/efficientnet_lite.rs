@@ -115,13 +115,7 @@ impl MbConv {
             program.push(op, is_output.then_some(tap));
         }
         if self.residual {
-            program.push(
-                ProgramOp::ResidualAdd {
-                    shortcut: None,
-                    activation: Activation::Identity,
-                },
-                Some(tap),
-            );
+            program.push(ProgramOp::identity_add(), Some(tap));
         }
         Ok(true)
     }

@@ -215,13 +215,7 @@ impl Block {
         let project_tap = (!self.residual).then_some(tap);
         self.push_conv(program, &self.project, self.project_activated, project_tap)?;
         if self.residual {
-            program.push(
-                ProgramOp::ResidualAdd {
-                    shortcut: None,
-                    activation: Activation::Identity,
-                },
-                Some(tap),
-            );
+            program.push(ProgramOp::identity_add(), Some(tap));
         }
         Ok(())
     }

@@ -88,6 +88,16 @@ pub enum ProgramOp {
     },
 }
 
+impl ProgramOp {
+    /// A residual's plain end: the remembered activation added as is, nothing after.
+    pub fn identity_add() -> Self {
+        Self::ResidualAdd {
+            shortcut: None,
+            activation: Activation::Identity,
+        }
+    }
+}
+
 /// The 1x1 convolution (batch norm folded) on a residual's skip path: `weight`
 /// `[C_out, C_in, 1, 1]`, `bias` `[C_out]`.
 #[derive(Debug, Clone)]

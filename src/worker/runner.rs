@@ -826,8 +826,6 @@ impl Runner {
 
 /// A comparison entry as the window shows it.
 fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
-    let arch =
-        weights::find_model(&entry.model).map_or_else(|_| String::new(), |m| m.arch.to_string());
     match &entry.row {
         Some(r) => ComparisonRow {
             model: r.model.clone(),
@@ -844,7 +842,8 @@ fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
         },
         None => ComparisonRow {
             model: entry.model.clone(),
-            arch,
+            arch: weights::find_model(&entry.model)
+                .map_or_else(|_| String::new(), |m| m.arch.to_string()),
             error: Some(entry.error.clone().unwrap_or_else(|| "failed".into())),
             val_accuracy: 0.0,
             best_epoch: 0,

@@ -82,3 +82,14 @@ pub fn random_weights_file(arch: cnn_explorer::model::Arch, path: &Path) {
     }
     varmap.save(path).unwrap();
 }
+
+/// Installs two models in `dir`: the real EfficientNet-Lite0, and a ResNet-18 of random
+/// weights (its numbers are real measurements of a real network; only its accuracy means
+/// nothing) — for comparisons.
+pub fn install_two_models(dir: &Path) {
+    std::fs::copy(efficientnet_weights(), dir.join("efficientnet-lite0.pth")).unwrap();
+    random_weights_file(
+        cnn_explorer::model::Arch::ResNet18,
+        &dir.join("resnet18.safetensors"),
+    );
+}
