@@ -11,13 +11,15 @@ use std::time::Instant;
 
 use candle_core::{IndexOp, Var, D};
 use image::RgbImage;
+use serde::{Deserialize, Serialize};
 
 use super::pipeline::{image_of, pixels_of, PhotoPipeline};
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
 
 /// What to attack and how hard.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AttackSettings {
     /// The class to reach; `None`: any class but the photo's own (untargeted).
     pub target: Option<usize>,

@@ -62,7 +62,7 @@ pub struct DreamSettings {
     pub learning_rate: f64,
     /// Weight of the total-variation penalty at the start (0 to 10; 0.1 by default).
     pub tv_weight: f32,
-    /// Image side: 112, 160 or 224.
+    /// Image side in pixels, 32 to 512 (the window offers 112, 160 and 224).
     pub size: u32,
     /// Largest random shift each step, in pixels.
     pub jitter: u32,

@@ -5,7 +5,6 @@
 
 use eframe::egui::{self, TextureHandle, TextureOptions};
 use egui_plot::{Legend, Line, Plot};
-use serde::{Deserialize, Serialize};
 
 use super::class_picker::ClassPicker;
 use super::command::Commands;
@@ -13,45 +12,29 @@ use super::panel::{Panel, PanelEnv, SideColumn};
 use super::settings::finite_within;
 use super::widgets::{texture, PendingSave};
 use crate::labels::imagenet_label;
-use crate::worker::{AttackRequest, AttackResult, CancelToken, Command, Event, JobId, PhotoSource};
+use crate::worker::{
+    AttackRequest, AttackResult, AttackSettings, CancelToken, Command, Event, JobId, PhotoSource,
+};
 
-/// An attack's settings as the tab shows them (saved between runs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AttackSettings {
-    /// The class PGD aims for.
-    pub target: Option<usize>,
-    /// L-infinity budget in 8-bit pixel units.
-    pub eps: f32,
-    /// PGD's step in 8-bit pixel units.
-    pub step: f32,
-    pub max_steps: usize,
-}
-
-impl Default for AttackSettings {
-    fn default() -> Self {
-        Self {
-            // A dog: the lesson's "make the cat a dog".
-            target: Some(207),
-            eps: 4.0,
-            step: 1.0,
-            max_steps: 50,
-        }
+/// The tab's settings when none are saved: the library's, aimed at a dog (the lesson's
+/// "make the cat a dog").
+pub fn default_settings() -> AttackSettings {
+    AttackSettings {
+        target: Some(207),
+        ..AttackSettings::default()
     }
 }
 
-impl AttackSettings {
-    /// Keeps values read from a hand-edited file within the sliders' ranges.
-    pub fn sanitised(self) -> Self {
-        let default = Self::default();
-        Self {
-            target: self
-                .target
-                .filter(|&c| c < crate::labels::imagenet_classes().len()),
-            eps: finite_within(self.eps, default.eps, 1.0..=16.0),
-            step: finite_within(self.step, default.step, 0.25..=4.0),
-            max_steps: self.max_steps.clamp(1, 200),
-        }
+/// `settings` read from a hand-edited file, kept within the sliders' ranges.
+pub fn sanitised(settings: AttackSettings) -> AttackSettings {
+    let default = AttackSettings::default();
+    AttackSettings {
+        target: settings
+            .target
+            .filter(|&c| c < crate::labels::imagenet_classes().len()),
+        eps: finite_within(settings.eps, default.eps, 1.0..=16.0),
+        step: finite_within(settings.step, default.step, 0.25..=4.0),
+        max_steps: settings.max_steps.clamp(1, 200),
     }
 }
 
@@ -108,26 +91,25 @@ impl AttackPanel {
         self.result.as_ref().map(|(r, _)| r)
     }
 
-    fn start(
-        &mut self,
-        photo: &PhotoSource,
-        target: Option<usize>,
-        fgsm: bool,
-        commands: &mut Commands,
-    ) {
+    /// Starts PGD towards the chosen class, or (`fgsm`) one untargeted step of the whole
+    /// budget.
+    fn start(&mut self, photo: &PhotoSource, fgsm: bool, commands: &mut Commands) {
         if let Some(r) = &self.running {
             r.cancel.cancel();
         }
+        let settings = if fgsm {
+            AttackSettings {
+                target: None,
+                step: self.settings.eps,
+                max_steps: 1,
+                ..self.settings.clone()
+            }
+        } else {
+            self.settings.clone()
+        };
         let request = AttackRequest {
             photo: photo.clone(),
-            target,
-            eps: self.settings.eps,
-            step: if fgsm {
-                self.settings.eps
-            } else {
-                self.settings.step
-            },
-            max_steps: if fgsm { 1 } else { self.settings.max_steps },
+            settings,
         };
         let cancel = CancelToken::new();
         let job = commands.start_job(|job| Command::Attack {
@@ -229,10 +211,10 @@ impl AttackPanel {
                         .add_enabled(target.is_some(), egui::Button::new("Attack (PGD)"))
                         .clicked()
                     {
-                        self.start(photo, target, false, commands);
+                        self.start(photo, false, commands);
                     }
                     if ui.button("FGSM (untargeted)").clicked() {
-                        self.start(photo, None, true, commands);
+                        self.start(photo, true, commands);
                     }
                     if let Some(r) = &self.running {
                         if ui.button("Stop").clicked() {

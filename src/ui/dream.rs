@@ -13,11 +13,12 @@ use super::settings::finite_within;
 use super::widgets::{texture, PendingSave};
 use crate::labels::imagenet_label;
 use crate::worker::{
-    CancelToken, Command, DreamControls, DreamGoal, DreamRequest, Event, JobId, PhotoSource,
-    RgbaImage,
+    CancelToken, Command, DreamControls, DreamRequest, DreamSettings as Dream, DreamTarget, Event,
+    JobId, Parameterisation, PhotoSource, RgbaImage,
 };
 
-/// A dream's settings as the tab shows them (saved between runs).
+/// A dream's settings as the tab's controls show them (saved between runs); the library's
+/// settings for one target are made from them by [`DreamSettings::for_target`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DreamSettings {
@@ -61,6 +62,25 @@ impl Default for DreamSettings {
 impl DreamSettings {
     /// The sizes the tab offers.
     pub const SIZES: [u32; 3] = [112, 160, 224];
+
+    /// The library's settings to dream `target` with these (starting from noise).
+    pub fn for_target(&self, target: DreamTarget) -> Dream {
+        Dream {
+            parameterisation: if self.fourier {
+                Parameterisation::Fourier
+            } else {
+                Parameterisation::Pixels
+            },
+            steps: self.steps,
+            learning_rate: self.learning_rate,
+            tv_weight: self.tv_weight,
+            size: self.size,
+            jitter: self.jitter,
+            seed: self.seed,
+            log_softmax: self.log_softmax,
+            ..Dream::new(target)
+        }
+    }
 
     /// Keeps values read from a hand-edited file within the sliders' ranges.
     pub fn sanitised(self) -> Self {
@@ -160,34 +180,27 @@ impl DreamPanel {
         self.channel = Some((layer, channel));
     }
 
-    fn goal(&self) -> Option<DreamGoal> {
+    fn target(&self) -> Option<DreamTarget> {
         match &self.channel {
-            Some((layer, channel)) => Some(DreamGoal::Channel {
+            Some((layer, channel)) => Some(DreamTarget::Channel {
                 layer: layer.clone(),
                 channel: *channel,
             }),
-            None => self.settings.class.map(DreamGoal::Class),
+            None => self.settings.class.map(DreamTarget::Class),
         }
     }
 
     /// Starts a dream with the current settings (stopping any running one).
     pub fn start(&mut self, photo: &PhotoSource, commands: &mut Commands) {
-        let Some(goal) = self.goal() else {
+        let Some(target) = self.target() else {
             self.status = "Choose a class first.".into();
             return;
         };
         self.stop();
         let s = &self.settings;
         let request = DreamRequest {
-            goal,
-            fourier: s.fourier,
-            start: s.from_photo.then(|| photo.clone()),
-            steps: s.steps,
-            learning_rate: s.learning_rate,
-            size: s.size,
-            jitter: s.jitter,
-            seed: s.seed,
-            log_softmax: s.log_softmax,
+            settings: s.for_target(target),
+            start_photo: s.from_photo.then(|| photo.clone()),
         };
         let cancel = CancelToken::new();
         let controls = DreamControls::new(s.tv_weight);
@@ -345,11 +358,11 @@ impl DreamPanel {
                             .add_enabled(self.save.is_none(), egui::Button::new("Save PNG…"))
                             .clicked()
                         {
-                            let name = match self.goal() {
-                                Some(DreamGoal::Class(c)) => {
+                            let name = match self.target() {
+                                Some(DreamTarget::Class(c)) => {
                                     format!("dream-{}.png", imagenet_label(c).replace(' ', "_"))
                                 }
-                                Some(DreamGoal::Channel { layer, channel }) => {
+                                Some(DreamTarget::Channel { layer, channel }) => {
                                     format!("dream-{layer}-{channel}.png")
                                 }
                                 None => "dream.png".into(),

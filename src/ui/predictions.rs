@@ -3,15 +3,15 @@
 
 use eframe::egui;
 
-use crate::worker::Prediction;
+use crate::worker::ClassScore;
 
 /// Draws `top5` ImageNet classes (most likely first) as labelled bars.
-pub fn show(ui: &mut egui::Ui, top5: &[Prediction]) {
+pub fn show(ui: &mut egui::Ui, top5: &[ClassScore]) {
     show_classes(ui, top5, "ImageNet class");
 }
 
 /// Draws `top` (most likely first) as labelled bars; `what` names the index on hover.
-pub fn show_classes(ui: &mut egui::Ui, top5: &[Prediction], what: &str) {
+pub fn show_classes(ui: &mut egui::Ui, top5: &[ClassScore], what: &str) {
     if top5.is_empty() {
         ui.weak("No predictions.");
         return;

@@ -7,11 +7,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use super::attack::AttackSettings;
 pub use super::dream::DreamSettings;
 pub use super::explore::{ChannelOrder, ExploreSettings};
 pub use super::train::TrainSettings;
-pub use crate::device::DeviceChoice;
+pub use crate::worker::{AttackSettings, DeviceChoice};
 
 /// Persisted settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +45,7 @@ impl Default for Settings {
             last_folder: None,
             explore: ExploreSettings::default(),
             dream: DreamSettings::default(),
-            attack: AttackSettings::default(),
+            attack: super::attack::default_settings(),
             train: TrainSettings::default(),
             channel_order: None,
             tile_size: None,
@@ -70,7 +69,7 @@ impl Settings {
         }
         self.explore = self.explore.sanitised();
         self.dream = self.dream.sanitised();
-        self.attack = self.attack.sanitised();
+        self.attack = super::attack::sanitised(self.attack);
         self.train = self.train.sanitised();
         self
     }

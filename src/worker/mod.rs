@@ -5,9 +5,10 @@ pub mod protocol;
 pub mod runner;
 
 pub use protocol::{
-    Analysis, AttackRequest, AttackResult, CancelToken, Command, CompareRequest, ComparisonRow,
-    DatasetSummary, DreamControls, DreamGoal, DreamRequest, EpochRow, Event, HeadPredictions,
-    HeadSummary, JobId, LayerMaps, Misclassified, ModelSummary, PhotoSource, Prediction, RgbaImage,
-    TrainReport, TrainRequest,
+    Analysis, AttackRequest, AttackResult, AttackSettings, CancelToken, ClassScore, Command,
+    CompareFailure, CompareRequest, CompareRow, ComparisonRow, DatasetSummary, DeviceChoice,
+    DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, HeadKind,
+    HeadPredictions, HeadSummary, JobId, LayerMaps, Layout, Misclassified, ModelSummary,
+    Parameterisation, PhotoSource, RgbaImage, TapKind, TrainReport, TrainRequest,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

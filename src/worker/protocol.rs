@@ -1,12 +1,21 @@
 //! What the window and the model worker say to each other: [`Command`]s (UI → worker) and
 //! [`Event`]s (worker → UI), plain data only (ids, strings, numbers, RGBA bytes), so neither
-//! side sees the other's types: no egui here, no Candle there.
+//! side sees the other's types: no egui here, no Candle there. Where the library already has
+//! a plain-data type (a class score, an epoch's metrics, an attack's or a dream's settings,
+//! a tap's kind), the protocol uses it, re-exported here so the window needs no other path.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use crate::device::DeviceChoice;
+pub use crate::device::DeviceChoice;
+pub use crate::explain::attack::AttackSettings;
+pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation};
+pub use crate::inference::ClassScore;
+pub use crate::model::TapKind;
+pub use crate::train::compare::CompareRow;
+pub use crate::train::dataset::Layout;
+pub use crate::train::head::{EpochMetrics, HeadKind};
 use crate::vision::atlas::{Atlas, ChannelStats};
 
 /// Names one job; the UI makes a new one per request and ignores events of jobs it no longer
@@ -73,28 +82,14 @@ impl PhotoSource {
     }
 }
 
-/// What a dream maximises.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DreamGoal {
-    Class(usize),
-    Channel { layer: String, channel: usize },
-}
-
-/// A dream's settings, as the window sets them.
-#[derive(Debug, Clone, PartialEq)]
+/// A dream as the window asks for it.
+#[derive(Debug, Clone)]
 pub struct DreamRequest {
-    pub goal: DreamGoal,
-    /// Lucid-style Fourier parameterisation (else the pixels).
-    pub fourier: bool,
+    /// What to dream and how; its `start` is noise unless `start_photo` is given (the window
+    /// does not decode photos: the worker does, and starts from it).
+    pub settings: DreamSettings,
     /// Start from this photo instead of noise.
-    pub start: Option<PhotoSource>,
-    pub steps: usize,
-    pub learning_rate: f64,
-    /// 112, 160 or 224.
-    pub size: u32,
-    pub jitter: u32,
-    pub seed: u64,
-    pub log_softmax: bool,
+    pub start_photo: Option<PhotoSource>,
 }
 
 /// A running dream's live controls, shared by the window and the worker.
@@ -129,16 +124,11 @@ impl DreamControls {
     }
 }
 
-/// An adversarial attack's settings.
+/// An adversarial attack on a photo.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttackRequest {
     pub photo: PhotoSource,
-    /// `None`: untargeted.
-    pub target: Option<usize>,
-    /// In 8-bit pixel units.
-    pub eps: f32,
-    pub step: f32,
-    pub max_steps: usize,
+    pub settings: AttackSettings,
 }
 
 /// A finished attack.
@@ -165,8 +155,7 @@ pub struct AttackResult {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSummary {
     pub root: PathBuf,
-    /// "class folders" or "Oxford-IIIT Pet".
-    pub layout: String,
+    pub layout: Layout,
     pub classes: Vec<String>,
     /// Photos per class, `[classes]`.
     pub counts: Vec<usize>,
@@ -206,33 +195,17 @@ pub struct CompareRequest {
     pub train: TrainRequest,
 }
 
-/// One backbone's result in a comparison: its numbers, or why it could not run.
+/// Why one backbone of a comparison could not run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ComparisonRow {
+pub struct CompareFailure {
     pub model: String,
+    /// Its architecture, when the catalogue knows the model.
     pub arch: String,
-    pub error: Option<String>,
-    /// 0 to 1.
-    pub val_accuracy: f32,
-    pub best_epoch: usize,
-    pub train_count: usize,
-    pub val_count: usize,
-    /// Milliseconds per photo of the backbone's features (batch of 8, decoding excluded).
-    pub feature_ms_per_image: f64,
-    pub parameters: u64,
-    pub weights_bytes: u64,
-    pub embedding_dim: usize,
+    pub error: String,
 }
 
-/// One epoch of a head's training.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EpochRow {
-    pub epoch: usize,
-    pub train_loss: f32,
-    pub train_acc: f32,
-    pub val_loss: f32,
-    pub val_acc: f32,
-}
+/// One backbone's result in a comparison: its numbers, or why it could not run.
+pub type ComparisonRow = Result<CompareRow, CompareFailure>;
 
 /// A validation photo the trained head got wrong.
 #[derive(Debug, Clone)]
@@ -254,7 +227,7 @@ pub struct TrainReport {
     pub val_accuracy: f32,
     /// The kept epoch's number (1-based).
     pub best_epoch: usize,
-    pub epochs: Vec<EpochRow>,
+    pub epochs: Vec<EpochMetrics>,
     /// The first misclassified validation photos (with thumbnails), and how many there are.
     pub mistakes: Vec<Misclassified>,
     pub mistakes_total: usize,
@@ -278,8 +251,9 @@ pub struct HeadSummary {
     /// The model whose features it takes.
     pub backbone: String,
     pub classes: Vec<String>,
-    /// "linear", "MLP 256", plus "+ fine-tuned last block".
-    pub kind: String,
+    pub kind: HeadKind,
+    /// The backbone's last block was fine-tuned with it (and is saved with it).
+    pub fine_tuned: bool,
     pub val_accuracy: Option<f32>,
 }
 
@@ -288,7 +262,7 @@ pub struct HeadSummary {
 pub struct HeadPredictions {
     pub head: String,
     /// Most likely first (at most five); `index` is the head's class index.
-    pub top: Vec<Prediction>,
+    pub top: Vec<ClassScore>,
 }
 
 /// A request to the worker.
@@ -378,14 +352,6 @@ pub struct ModelSummary {
     pub last_block: Option<String>,
 }
 
-/// One ImageNet class and its softmax probability.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    pub index: usize,
-    pub label: String,
-    pub prob: f32,
-}
-
 /// An RGBA8 image, `[height * width * 4]`.
 #[derive(Debug, Clone)]
 pub struct RgbaImage {
@@ -398,8 +364,7 @@ pub struct RgbaImage {
 #[derive(Debug, Clone)]
 pub struct LayerMaps {
     pub name: String,
-    /// "conv", "pool", "block", "fc", "logits", ...
-    pub kind: String,
+    pub kind: TapKind,
     /// One image's activation shape: `[C, H, W]`, or `[F]` for vectors.
     pub shape: Vec<usize>,
     pub channels: usize,
@@ -444,7 +409,7 @@ pub struct Analysis {
     /// What the network sees: the resized, centre-cropped photo (`input_size` square).
     pub network_view: RgbaImage,
     /// The five most likely classes, most likely first.
-    pub top5: Vec<Prediction>,
+    pub top5: Vec<ClassScore>,
     /// Every tap in network order, the logits last.
     pub layers: Vec<LayerMaps>,
     /// The trained head's classes for the photo, when one is in use.
@@ -546,7 +511,7 @@ pub enum Event {
     },
     TrainEpoch {
         job: JobId,
-        row: EpochRow,
+        row: EpochMetrics,
     },
     TrainFinished {
         job: JobId,

@@ -11,7 +11,7 @@ use eframe::egui::{
 use super::{ChannelOrder, ExploreSettings};
 use crate::ui::command::{AppCommand, Commands};
 use crate::vision::atlas::colour;
-use crate::worker::{Analysis, LayerMaps};
+use crate::worker::{Analysis, LayerMaps, TapKind};
 
 const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
 
@@ -123,6 +123,19 @@ impl MapsState {
     }
 }
 
+/// A tap's kind as the explorer names it.
+fn kind_name(kind: TapKind) -> &'static str {
+    match kind {
+        TapKind::Stem => "stem",
+        TapKind::Conv => "conv",
+        TapKind::Pool => "pool",
+        TapKind::Block => "block",
+        TapKind::Head => "head",
+        TapKind::Fc => "fc",
+        TapKind::Logits => "logits",
+    }
+}
+
 /// Channel indices in the chosen order.
 pub fn channel_order(layer: &LayerMaps, order: ChannelOrder) -> Vec<usize> {
     let mut channels: Vec<usize> = (0..layer.channels).collect();
@@ -217,11 +230,14 @@ pub fn show(
     ui.horizontal(|ui| {
         ui.heading(&layer.name);
         let what = if layer.is_vector() {
-            format!("{}: {} units", layer.kind, layer.channels)
+            format!("{}: {} units", kind_name(layer.kind), layer.channels)
         } else {
             format!(
                 "{}: {} channels of {}×{}",
-                layer.kind, layer.channels, layer.height, layer.width
+                kind_name(layer.kind),
+                layer.channels,
+                layer.height,
+                layer.width
             )
         };
         ui.label(what);
@@ -463,7 +479,7 @@ fn vector_view(ui: &mut egui::Ui, layer: &LayerMaps, atlas: &TextureHandle) {
     ui.weak("One cell per unit, all units on one scale (viridis: dark = low, yellow = high).");
     let mut strongest: Vec<usize> = (0..layer.channels).collect();
     strongest.sort_by(|&a, &b| layer.values[b].total_cmp(&layer.values[a]));
-    let is_logits = layer.kind == "logits";
+    let is_logits = layer.kind == TapKind::Logits;
     let name = |unit: usize| {
         if is_logits {
             format!("unit {unit} ({})", crate::labels::imagenet_label(unit))

@@ -9,7 +9,7 @@ use egui_plot::{Bar, BarChart, Plot};
 
 use crate::ui::command::Commands;
 use crate::worker::{
-    CancelToken, Command, CompareRequest, ComparisonRow, Event, JobId, TrainRequest,
+    CancelToken, Command, CompareRequest, CompareRow, ComparisonRow, Event, JobId, TrainRequest,
 };
 
 /// Progress of the model being compared.
@@ -207,17 +207,21 @@ impl ComparePanel {
                 let best = self
                     .rows
                     .iter()
-                    .filter(|r| r.error.is_none())
+                    .flatten()
                     .map(|r| r.val_accuracy)
                     .fold(f32::NEG_INFINITY, f32::max);
-                for r in &self.rows {
+                for row in &self.rows {
+                    let r = match row {
+                        Ok(r) => r,
+                        Err(failure) => {
+                            ui.label(&failure.model).on_hover_text(&failure.arch);
+                            ui.colored_label(ui.visuals().error_fg_color, "failed")
+                                .on_hover_text(&failure.error);
+                            ui.end_row();
+                            continue;
+                        }
+                    };
                     ui.label(&r.model).on_hover_text(&r.arch);
-                    if let Some(error) = &r.error {
-                        ui.colored_label(ui.visuals().error_fg_color, "failed")
-                            .on_hover_text(error);
-                        ui.end_row();
-                        continue;
-                    }
                     let acc = format!("{:.1}% (epoch {})", r.val_accuracy * 100.0, r.best_epoch);
                     if r.val_accuracy == best {
                         ui.strong(acc);
@@ -228,11 +232,11 @@ impl ComparePanel {
                     ui.label(format!("{:.1} M", r.parameters as f64 / 1e6));
                     ui.label(format!("{:.1} MB", r.weights_bytes as f64 / 1e6));
                     ui.label(r.embedding_dim.to_string());
-                    ui.label(format!("{}/{}", r.train_count, r.val_count));
+                    ui.label(format!("{}/{}", r.train_photos, r.val_photos));
                     ui.end_row();
                 }
             });
-        let ok: Vec<&ComparisonRow> = self.rows.iter().filter(|r| r.error.is_none()).collect();
+        let ok: Vec<&CompareRow> = self.rows.iter().flatten().collect();
         if ok.is_empty() {
             return;
         }
@@ -252,8 +256,8 @@ impl ComparePanel {
 fn bar_chart(
     ui: &mut egui::Ui,
     id: &str,
-    rows: &[&ComparisonRow],
-    value: impl Fn(&ComparisonRow) -> f64,
+    rows: &[&CompareRow],
+    value: impl Fn(&CompareRow) -> f64,
 ) {
     let names: Vec<String> = rows.iter().map(|r| r.model.clone()).collect();
     let bars: Vec<Bar> = rows

@@ -9,7 +9,7 @@ use super::TrainPanel;
 use crate::ui::command::Commands;
 use crate::ui::panel::PanelEnv;
 use crate::ui::widgets::PendingPick;
-use crate::worker::Command;
+use crate::worker::{Command, HeadKind, HeadSummary, Layout};
 
 /// What the Train tab says when the native dialog cannot be shown.
 const NO_DIALOG: &str = "The file dialog could not be shown on this desktop: type the path.";
@@ -55,7 +55,7 @@ impl TrainPanel {
                     ui.label(format!(
                         "{} ({}, {} classes, {}{acc})",
                         h.name,
-                        h.kind,
+                        head_kind(h),
                         h.classes.len(),
                         h.backbone
                     ))
@@ -131,7 +131,7 @@ impl TrainPanel {
             ui.label(format!(
                 "{total} photos in {} classes ({})",
                 s.classes.len(),
-                s.layout
+                layout_name(s.layout)
             ));
             egui::ScrollArea::vertical()
                 .id_salt("class-counts")
@@ -351,5 +351,26 @@ impl TrainPanel {
         if let Some(path) = head {
             self.head_job = Some(commands.start_job(|job| Command::LoadHead { job, path }));
         }
+    }
+}
+
+/// How a folder was read, in words.
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::ClassFolders => "class folders",
+        Layout::OxfordPets => "Oxford-IIIT Pet",
+    }
+}
+
+/// "linear", "MLP 256", and "+ fine-tuned last block" when it was.
+fn head_kind(head: &HeadSummary) -> String {
+    let kind = match head.kind {
+        HeadKind::Linear => "linear".to_string(),
+        HeadKind::Mlp { hidden, .. } => format!("MLP {hidden}"),
+    };
+    if head.fine_tuned {
+        format!("{kind} + fine-tuned last block")
+    } else {
+        kind
     }
 }

@@ -18,7 +18,7 @@ use super::command::{AppCommand, Commands};
 use super::panel::{Panel, PanelEnv, SideColumn};
 use super::widgets::{texture, PendingPick};
 use crate::worker::{
-    CancelToken, Command, DatasetSummary, EpochRow, Event, JobId, TrainReport, TrainRequest,
+    CancelToken, Command, DatasetSummary, EpochMetrics, Event, JobId, TrainReport, TrainRequest,
 };
 
 /// A head training's settings as the tab shows them (saved between runs; the folder and the
@@ -131,7 +131,7 @@ pub struct TrainPanel {
     features: Option<FeatureProgress>,
     /// (optimiser step, mini-batch loss).
     steps: Vec<[f64; 2]>,
-    epoch_rows: Vec<EpochRow>,
+    epoch_rows: Vec<EpochMetrics>,
     finished: Option<Finished>,
     status: String,
     folder_dialog: Option<PendingPick>,
@@ -196,7 +196,7 @@ impl TrainPanel {
     }
 
     /// Epochs reported so far by the training in progress (or the last one).
-    pub fn epoch_rows(&self) -> &[EpochRow] {
+    pub fn epoch_rows(&self) -> &[EpochMetrics] {
         &self.epoch_rows
     }
 
@@ -450,7 +450,7 @@ impl Panel for TrainPanel {
 }
 
 /// The epoch the training keeps: highest validation accuracy, ties to the lower loss.
-fn best_epoch(rows: &[EpochRow]) -> Option<usize> {
+fn best_epoch(rows: &[EpochMetrics]) -> Option<usize> {
     rows.iter()
         .min_by(|a, b| {
             b.val_acc
@@ -476,8 +476,8 @@ fn default_output(dir: &Path, env: &PanelEnv) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn row(epoch: usize, val_acc: f32, val_loss: f32) -> EpochRow {
-        EpochRow {
+    fn row(epoch: usize, val_acc: f32, val_loss: f32) -> EpochMetrics {
+        EpochMetrics {
             epoch,
             train_loss: 0.0,
             train_acc: 0.0,

@@ -8,7 +8,7 @@ use egui_plot::{Legend, Line, Plot, VLine};
 use super::{best_epoch, TrainPanel};
 use crate::ui::command::{AppCommand, Commands};
 use crate::ui::panel::Tab;
-use crate::worker::{EpochRow, PhotoSource};
+use crate::worker::{EpochMetrics, PhotoSource};
 
 impl TrainPanel {
     /// The curves, and after training the confusion matrix, per-class accuracy and mistakes.
@@ -118,7 +118,7 @@ impl TrainPanel {
             .as_ref()
             .map(|f| f.report.best_epoch)
             .or_else(|| best_epoch(&self.epoch_rows));
-        let series = |f: fn(&EpochRow) -> f32| -> Vec<[f64; 2]> {
+        let series = |f: fn(&EpochMetrics) -> f32| -> Vec<[f64; 2]> {
             self.epoch_rows
                 .iter()
                 .map(|r| [r.epoch as f64, f64::from(f(r))])

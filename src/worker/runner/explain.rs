@@ -1,0 +1,110 @@
+//! The worker's explanation jobs: dream (a class or a channel, live controls, a frame at
+//! most every 50 ms) and attack a photo.
+
+use std::time::{Duration, Instant};
+
+use super::{decode_photo, rgba_of, Runner};
+use crate::error::Result;
+use crate::explain::attack::attack;
+use crate::explain::dream::{dream, DreamStart};
+use crate::vision::difference::amplified_difference;
+use crate::worker::protocol::{
+    AttackRequest, AttackResult, CancelToken, DreamControls, DreamRequest, Event, JobId,
+};
+
+impl Runner {
+    /// Runs a dream, sending a step event each step (an image at most every 50 ms); waits
+    /// while paused. `None` when cancelled before its first step.
+    pub(super) fn dream(
+        &self,
+        job: JobId,
+        request: &DreamRequest,
+        controls: &DreamControls,
+        cancel: &CancelToken,
+    ) -> Result<Option<Event>> {
+        let model = self.loaded()?;
+        let mut settings = request.settings.clone();
+        if let Some(photo) = &request.start_photo {
+            settings.start = DreamStart::Photo(decode_photo(photo, self.config.max_pixels)?);
+        }
+        settings.tv_weight = controls.tv_weight();
+        let mut last_image: Option<Instant> = None;
+        let stop = || {
+            while controls.is_paused() && !cancel.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            cancel.is_cancelled()
+        };
+        let outcome = dream(
+            model,
+            &settings,
+            &|| controls.tv_weight(),
+            &stop,
+            &mut |frame| {
+                let due = last_image.is_none_or(|t| t.elapsed() >= Duration::from_millis(50))
+                    || frame.step == settings.steps;
+                if due {
+                    last_image = Some(Instant::now());
+                }
+                self.send(Event::DreamStep {
+                    job,
+                    step: frame.step,
+                    prob: frame.prob,
+                    score: frame.score,
+                    penalty: frame.penalty,
+                    image: due.then(|| rgba_of(&frame.image)),
+                });
+            },
+        )?;
+        Ok(outcome.map(|o| Event::DreamFinished {
+            job,
+            image: rgba_of(&o.image),
+            steps: o.steps,
+            prob: o.prob,
+            ms_per_step: o.ms_per_step,
+        }))
+    }
+
+    pub(super) fn attack(
+        &self,
+        job: JobId,
+        request: &AttackRequest,
+        cancel: &CancelToken,
+    ) -> Result<Option<AttackResult>> {
+        let model = self.loaded()?;
+        let photo = decode_photo(&request.photo, self.config.max_pixels)?;
+        let outcome = attack(
+            model,
+            &photo,
+            &request.settings,
+            &|| cancel.is_cancelled(),
+            &mut |p| {
+                self.send(Event::AttackStep {
+                    job,
+                    step: p.step,
+                    source_prob: p.source_prob,
+                    target_prob: p.target_prob,
+                    top_class: p.top_class,
+                });
+            },
+        )?;
+        let Some(o) = outcome else { return Ok(None) };
+        let perturbation = amplified_difference(&photo, &o.adversarial, request.settings.eps);
+        Ok(Some(AttackResult {
+            original: rgba_of(&photo),
+            adversarial: rgba_of(&o.adversarial),
+            perturbation: rgba_of(&perturbation),
+            source: o.source,
+            target: o.target,
+            top_class: o.last.top_class,
+            success: o.success,
+            steps: o.steps,
+            source_prob: o.last.source_prob,
+            target_prob: o.last.target_prob,
+            linf: o.linf,
+            l2: o.l2,
+            psnr_db: o.psnr_db,
+            ms_per_step: o.ms_per_step,
+        }))
+    }
+}

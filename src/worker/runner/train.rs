@@ -1,0 +1,293 @@
+//! The worker's training jobs: train a head on a folder (and use it), compare backbones,
+//! load a saved head; and how their results are told to the window.
+
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+
+use super::{rgba_of, ActiveHead, Runner};
+use crate::error::{Error, Result};
+use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent};
+use crate::train::dataset::{Dataset, ScanOptions};
+use crate::train::head::{Head, HeadInfo, HeadKind, TrainOptions};
+use crate::train::pipeline::{train_on_folder, TrainConfig, TrainEvent};
+use crate::vision::image_io::load_rgb;
+use crate::weights;
+use crate::worker::protocol::{
+    CancelToken, CompareFailure, CompareRequest, ComparisonRow, DatasetSummary, Event, HeadSummary,
+    JobId, Misclassified, RgbaImage, TrainReport, TrainRequest,
+};
+
+/// Misclassified photos sent back with thumbnails (the rest are only counted).
+const MAX_GALLERY: usize = 60;
+
+impl Runner {
+    /// The training set-up `request` asks for.
+    pub(super) fn train_config(&self, request: &TrainRequest) -> TrainConfig {
+        let mut config = TrainConfig {
+            scan: ScanOptions {
+                cats_vs_dogs: request.cats_vs_dogs,
+            },
+            val_fraction: request.val_fraction,
+            head: TrainOptions {
+                kind: request
+                    .mlp_hidden
+                    .map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
+                        hidden,
+                        dropout: request.dropout,
+                    }),
+                epochs: request.epochs,
+                lr: request.lr,
+                weight_decay: request.weight_decay,
+                batch_size: request.batch_size,
+                seed: request.seed,
+            },
+            fine_tune: request.fine_tune.then_some(request.fine_tune_lr_factor),
+            ..TrainConfig::default()
+        };
+        config.features.flip = request.flip;
+        config.features.cache_dir = self.config.feature_cache.clone();
+        config
+    }
+
+    /// Trains the request's head with each of its models on the loaded model's device (the
+    /// CPU before any is loaded); `None` when cancelled.
+    pub(super) fn compare(
+        &self,
+        job: JobId,
+        request: &CompareRequest,
+        cancel: &CancelToken,
+    ) -> Result<Option<Vec<ComparisonRow>>> {
+        let specs = request
+            .models
+            .iter()
+            .map(|name| weights::find_model(name))
+            .collect::<Result<Vec<_>>>()?;
+        let mut config = self.train_config(&request.train);
+        config.fine_tune = None;
+        let epochs = config.head.epochs.max(1);
+        let device = self
+            .model
+            .as_ref()
+            .map_or(candle_core::Device::Cpu, |m| m.device.clone());
+        let mut current = (String::new(), 0, 0);
+        let mut last_progress: Option<Instant> = None;
+        let progress = |current: &(String, usize, usize), stage: String, fraction: f32| {
+            self.send(Event::CompareProgress {
+                job,
+                model: current.0.clone(),
+                index: current.1,
+                total: current.2,
+                stage,
+                fraction,
+            })
+        };
+        let mut on_event = |event: CompareEvent| match event {
+            CompareEvent::Started {
+                model,
+                index,
+                total,
+            } => {
+                current = (model.to_string(), index, total);
+                progress(&current, "loading weights".into(), 0.0);
+            }
+            CompareEvent::Train(TrainEvent::Features(p)) => {
+                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+                if due || p.done == p.total {
+                    last_progress = Some(Instant::now());
+                    let stage = format!("features {}/{} ({} cached)", p.done, p.total, p.cached);
+                    progress(&current, stage, 0.8 * p.done as f32 / p.total.max(1) as f32);
+                }
+            }
+            CompareEvent::Train(TrainEvent::Epoch(m)) => {
+                let stage = format!("epoch {}/{epochs}", m.epoch);
+                progress(&current, stage, 0.8 + 0.2 * m.epoch as f32 / epochs as f32);
+            }
+            CompareEvent::Train(_) => {}
+            CompareEvent::Finished(entry) => self.send(Event::CompareRow {
+                job,
+                row: comparison_row(entry),
+            }),
+        };
+        let entries = match compare_backbones(
+            &specs,
+            &request.train.dir,
+            &self.config.weights_dir,
+            &config,
+            &device,
+            &mut on_event,
+            &|| cancel.is_cancelled(),
+        ) {
+            Ok(entries) => entries,
+            Err(Error::Cancelled) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(entries.iter().map(comparison_row).collect()))
+    }
+
+    /// Trains a head on a folder with the loaded model, saves it and makes it the head in
+    /// use. `None` when cancelled.
+    pub(super) fn train(
+        &mut self,
+        job: JobId,
+        request: &TrainRequest,
+        cancel: &CancelToken,
+    ) -> Result<Option<(TrainReport, HeadSummary)>> {
+        let model = self.loaded()?;
+        let config = self.train_config(request);
+        let mut last_progress: Option<Instant> = None;
+        let mut on_event = |event: TrainEvent| match event {
+            TrainEvent::Scanned(dataset) => self.send(Event::TrainScanned {
+                job,
+                summary: summarise(dataset),
+            }),
+            TrainEvent::Features(p) => {
+                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+                if due || p.done == p.total {
+                    last_progress = Some(Instant::now());
+                    self.send(Event::TrainFeatures {
+                        job,
+                        done: p.done,
+                        total: p.total,
+                        cached: p.cached,
+                        images_per_s: p.images_per_s,
+                        eta_s: p.eta_s,
+                    });
+                }
+            }
+            TrainEvent::Step(step, loss) => self.send(Event::TrainStep { job, step, loss }),
+            TrainEvent::Epoch(m) => self.send(Event::TrainEpoch {
+                job,
+                row: m.clone(),
+            }),
+        };
+        let outcome = match train_on_folder(model, &request.dir, &config, &mut on_event, &|| {
+            cancel.is_cancelled()
+        }) {
+            Ok(outcome) => outcome,
+            Err(Error::Cancelled) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let preprocess = format!("{:?}", model.preprocess);
+        outcome
+            .head
+            .save(&request.output, model.spec.name, &preprocess)?;
+        // Saved: from here on the run finishes (a late cancel only skips the thumbnails).
+        let mut mistakes = Vec::new();
+        for m in outcome.mistakes.iter().take(MAX_GALLERY) {
+            if cancel.is_cancelled() {
+                break;
+            }
+            // The photo decoded a moment ago; if it has gone since, it simply has no picture.
+            let thumbnail = load_rgb(&m.path, self.config.max_pixels)
+                .map(|img| rgba_of(&thumbnail_of(&img, 96)))
+                .unwrap_or(RgbaImage {
+                    width: 1,
+                    height: 1,
+                    rgba: vec![128, 128, 128, 255],
+                });
+            mistakes.push(Misclassified {
+                path: m.path.clone(),
+                truth: m.truth,
+                predicted: m.predicted,
+                thumbnail,
+            });
+        }
+        let head = &outcome.head;
+        let report = TrainReport {
+            classes: head.classes.clone(),
+            confusion: outcome.confusion.clone(),
+            val_accuracy: outcome.val_accuracy,
+            best_epoch: head.metrics.get(head.best_epoch).map_or(0, |m| m.epoch),
+            epochs: head.metrics.clone(),
+            mistakes,
+            mistakes_total: outcome.mistakes.len(),
+            train_count: outcome.split.train.len(),
+            val_count: outcome.split.val.len(),
+            unreadable: outcome
+                .failed
+                .iter()
+                .map(|f| (f.path.clone(), f.reason.clone()))
+                .collect(),
+            features_computed: outcome.features_computed,
+            features_from_cache: outcome.features_from_cache,
+            images_per_s: outcome.images_per_s,
+            saved_to: request.output.clone(),
+        };
+        let info = head.info(model.spec.name, &preprocess);
+        let summary = head_summary(&request.output, &info);
+        self.head = Some(ActiveHead {
+            head: outcome.head,
+            info,
+            summary: summary.clone(),
+        });
+        Ok(Some((report, summary)))
+    }
+
+    /// Loads a saved head and makes it the head in use (the one before stays if it fails).
+    pub(super) fn load_head(&mut self, path: &std::path::Path) -> Result<HeadSummary> {
+        let (head, info) = Head::load(path)?;
+        let summary = head_summary(path, &info);
+        self.head = Some(ActiveHead {
+            head,
+            info,
+            summary: summary.clone(),
+        });
+        Ok(summary)
+    }
+}
+
+/// A comparison entry as the window shows it: its row, or why it failed.
+fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
+    match &entry.row {
+        Some(row) => Ok(row.clone()),
+        None => Err(CompareFailure {
+            model: entry.model.clone(),
+            arch: weights::find_model(&entry.model)
+                .map_or_else(|_| String::new(), |m| m.arch.to_string()),
+            error: entry.error.clone().unwrap_or_else(|| "failed".into()),
+        }),
+    }
+}
+
+/// `image` shrunk to fit a `side` square, keeping its proportions.
+fn thumbnail_of(image: &RgbImage, side: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let scale = f64::from(side) / f64::from(w.max(h).max(1));
+    let size = |v: u32| ((f64::from(v) * scale).round() as u32).clamp(1, side);
+    image::imageops::thumbnail(image, size(w), size(h))
+}
+
+/// A scanned folder as the window shows it.
+pub(super) fn summarise(dataset: &Dataset) -> DatasetSummary {
+    DatasetSummary {
+        root: dataset.root.clone(),
+        layout: dataset.layout,
+        classes: dataset.classes.clone(),
+        counts: dataset.class_counts(),
+        skipped: dataset
+            .skipped
+            .iter()
+            .map(|s| (s.path.clone(), s.reason.clone()))
+            .collect(),
+    }
+}
+
+/// A head as the window shows it.
+fn head_summary(path: &std::path::Path, info: &HeadInfo) -> HeadSummary {
+    HeadSummary {
+        path: path.to_path_buf(),
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "head".into()),
+        backbone: info.backbone.clone(),
+        classes: info.classes.clone(),
+        kind: info.kind,
+        fine_tuned: info.block.is_some(),
+        val_accuracy: info.metrics.get(info.best_epoch).map(|m| m.val_acc),
+    }
+}
