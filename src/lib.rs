@@ -12,6 +12,7 @@ pub mod device;
 pub mod error;
 pub mod explain;
 pub mod inference;
+pub mod kernels;
 pub mod labels;
 pub mod model;
 pub mod train;

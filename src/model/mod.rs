@@ -4,15 +4,19 @@
 //! (`conv1_1`, `pool3`, `block7`, ...); [`Backbone::embed`] gives the pooled embedding used for
 //! transfer learning. Every op keeps gradients to the input (no fused softmax, no ReLU on the
 //! logits), so the same models serve "Dream class" and the adversarial attack.
+//!
+//! Each architecture file (`vgg.rs`, `resnet.rs`, `mobilenet_v3.rs`, `efficientnet_lite.rs`)
+//! loads its weights into one [`network::Network`], the network's only description; it runs
+//! through [`program`] (our CPU kernels, one op) or [`reference`] (candle's ops, any device).
 
-pub mod cpu_ops;
 pub mod efficientnet_lite;
 pub mod layers;
 pub mod mobilenet_v3;
+pub mod network;
 pub mod program;
+pub mod reference;
 pub mod resnet;
 pub mod vgg;
-mod winograd;
 
 use std::fmt;
 
@@ -115,12 +119,11 @@ pub trait Backbone: Send + Sync {
     /// Size of [`Backbone::embed`]'s vectors.
     fn embedding_dim(&self) -> usize;
 
-    /// The forward pass, `[B, 3, H, W]` -> logits `[B, classes]`, reporting every tap to `sink`
-    /// (the logits last, as `logits`).
-    fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor>;
+    /// The layers, as the one description both ways of running them share.
+    fn network(&self) -> &network::Network;
 
     /// The pooled embedding for transfer learning: the last convolutional features averaged
-    /// over space, `[B, 3, H, W]` -> `[B, embedding_dim]`.
+    /// over space (MobileNetV3: timm's pre-logits), `[B, 3, H, W]` -> `[B, embedding_dim]`.
     fn embed(&self, x: &Tensor) -> Result<Tensor>;
 
     /// The last convolutional block, where the model can fine-tune it.
@@ -128,9 +131,15 @@ pub trait Backbone: Send + Sync {
         None
     }
 
-    /// The network as one fast CPU op (see [`program`]), where the model has one.
+    /// The network as one fast CPU op (see [`program`]), where its weights allow one.
     fn program(&self) -> Option<&program::FrozenProgram> {
-        None
+        self.network().program()
+    }
+
+    /// The forward pass, `[B, 3, H, W]` -> logits `[B, classes]`, reporting every tap to `sink`
+    /// (the logits last, as `logits`).
+    fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
+        self.network().forward_with(x, sink)
     }
 
     /// Logits `[B, classes]` of `[B, 3, H, W]` images.
@@ -139,22 +148,10 @@ pub trait Backbone: Send + Sync {
     }
 
     /// The activation of tap `until` (`[B, C, H, W]` or `[B, F]`; the logits when `None`),
-    /// computing only the layers up to it where the model has a [`Backbone::program`] for
-    /// `x`'s device. Gradients flow to `x` when it tracks them (dreams, attacks).
+    /// computing only the layers up to it. Gradients flow to `x` when it tracks them (dreams,
+    /// attacks).
     fn forward_until(&self, x: &Tensor, until: Option<&str>) -> Result<Tensor> {
-        if let Some(program) = self.program().filter(|p| p.supports(x)) {
-            return program.run(x, until);
-        }
-        let Some(name) = until else {
-            return self.forward_with(x, &mut |_, _, _| {});
-        };
-        let mut found = None;
-        self.forward_with(x, &mut |tap, _, t| {
-            if tap == name {
-                found = Some(t.clone());
-            }
-        })?;
-        found.ok_or_else(|| candle_core::Error::Msg(format!("no layer named {name}")))
+        self.network().forward_until(x, until)
     }
 
     /// Every tap of one forward pass, in network order, the logits last.
