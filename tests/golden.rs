@@ -143,7 +143,8 @@ fn vgg19_matches_pytorch_at_every_tap() {
 fn check_input_gradient(model: &dyn Backbone, io: &std::collections::HashMap<String, Tensor>) {
     let network = model.network();
     let last = network.steps().len() - 1;
-    let paths: [(&str, &dyn Fn(&Tensor) -> Tensor); 2] = [
+    type Forward<'a> = &'a dyn Fn(&Tensor) -> Tensor;
+    let paths: [(&str, Forward); 2] = [
         ("program", &|x| model.forward(x).unwrap()),
         ("candle ops", &|x| {
             reference::forward(network, x, last, &mut |_, _, _| {}).unwrap()

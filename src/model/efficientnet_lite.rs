@@ -10,10 +10,11 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::engine::Engine;
 use super::layers::{conv_bn_layer, linear, ConvSpec};
-use super::network::{Layer, Network, NetworkBuilder};
+use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
 use super::reference::global_avg_pool;
-use super::{Arch, Backbone, LastBlock, TapKind};
+use super::{Arch, Backbone};
 use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-3;
@@ -95,7 +96,7 @@ fn push_mbconv(
 
 /// EfficientNet-Lite0 with every block tapped.
 pub struct EfficientNetLite {
-    network: Network,
+    engine: Engine,
     blocks: usize,
     num_classes: usize,
 }
@@ -144,7 +145,7 @@ impl EfficientNetLite {
         )?;
         net.push_tap(Layer::Linear(fc), "logits", TapKind::Logits);
         Ok(Self {
-            network: net.build()?,
+            engine: Engine::build(net)?,
             blocks,
             num_classes,
         })
@@ -164,14 +165,16 @@ impl Backbone for EfficientNetLite {
         HEAD_CHANNELS
     }
 
-    fn network(&self) -> &Network {
-        &self.network
+    fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The head convolution (1x1, 320 -> 1280, ReLU6): Keras' "top" block.
     fn last_block(&self) -> Option<LastBlock> {
         let last = self.blocks.checked_sub(1)?;
-        self.network.last_block(&format!("block{last}"), "head")
+        self.engine
+            .network()
+            .last_block(&format!("block{last}"), "head")
     }
 
     /// The head's features averaged over space: `[B, 1280]`.

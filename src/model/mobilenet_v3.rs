@@ -11,9 +11,10 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::engine::Engine;
 use super::layers::{conv_bn, linear, pointwise_as_linear, ConvSpec};
-use super::network::{Layer, Network, NetworkBuilder, SqueezeExciteLayer};
-use super::{Arch, Backbone, TapKind};
+use super::network::{Layer, NetworkBuilder, SqueezeExciteLayer, TapKind};
+use super::{Arch, Backbone};
 use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-5;
@@ -233,7 +234,7 @@ fn push_block(
 /// MobileNetV3-Large with every block tapped.
 pub struct MobileNetV3 {
     config: MobileNetV3Config,
-    network: Network,
+    engine: Engine,
 }
 
 impl MobileNetV3 {
@@ -298,7 +299,7 @@ impl MobileNetV3 {
         net.push_tap(Layer::Linear(classifier), "logits", TapKind::Logits);
         Ok(Self {
             config,
-            network: net.build()?,
+            engine: Engine::build(net)?,
         })
     }
 }
@@ -316,8 +317,8 @@ impl Backbone for MobileNetV3 {
         self.config.head_features
     }
 
-    fn network(&self) -> &Network {
-        &self.network
+    fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// timm's pre-logits: the pooled last features through `conv_head` and hard-swish,

@@ -10,6 +10,7 @@
 //! through [`program`] (our CPU kernels, one op) or [`reference`] (candle's ops, any device).
 
 pub mod efficientnet_lite;
+pub mod engine;
 pub mod layers;
 pub mod mobilenet_v3;
 pub mod network;
@@ -22,6 +23,8 @@ use std::fmt;
 
 use candle_core::{Result, Tensor};
 use serde::Serialize;
+
+pub use network::{BlockConv, LastBlock, Tap, TapKind, TapSink};
 
 /// The architectures cnn-explorer implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -48,67 +51,6 @@ impl fmt::Display for Arch {
     }
 }
 
-/// What kind of layer a tap sits after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TapKind {
-    /// The first convolution (the stem), after its activation.
-    Stem,
-    /// A convolution, after its ReLU.
-    Conv,
-    /// A max-pooling layer.
-    Pool,
-    /// A residual or inverted-residual block's output.
-    Block,
-    /// The last 1x1 convolution before pooling (EfficientNet's head, MobileNetV3's last
-    /// block), after its activation.
-    Head,
-    /// A fully connected layer, after its activation.
-    Fc,
-    /// The class scores (before softmax).
-    Logits,
-}
-
-/// One tapped activation of a forward pass.
-#[derive(Debug, Clone)]
-pub struct Tap {
-    pub name: String,
-    pub kind: TapKind,
-    /// `[B, C, H, W]` for convolutional taps, `[B, F]` for fc taps and logits.
-    pub tensor: Tensor,
-}
-
-/// A backbone's last convolutional block, for fine-tuning: convolutions (stride 1, batch norm
-/// folded) each followed by its activation, from tap `input_tap` to the features that
-/// [`Backbone::embed`] averages.
-#[derive(Debug, Clone)]
-pub struct LastBlock {
-    /// The tap whose activation `[B, C, H, W]` enters the block.
-    pub input_tap: String,
-    pub convs: Vec<BlockConv>,
-    /// A 2x2 max-pool after the convolutions (VGG's last pool).
-    pub max_pool: bool,
-    /// The block's input is added to the last convolution's output before its activation
-    /// (ResNet's identity skip).
-    pub residual: bool,
-}
-
-/// One convolution of a [`LastBlock`].
-#[derive(Debug, Clone)]
-pub struct BlockConv {
-    /// `[out, in, k, k]`.
-    pub weight: Tensor,
-    /// `[out]`.
-    pub bias: Tensor,
-    /// Zero padding on every side.
-    pub padding: usize,
-    /// ReLU6 after it (else ReLU).
-    pub relu6: bool,
-}
-
-/// Receives each tap as the forward pass produces it.
-pub type TapSink<'a> = &'a mut dyn FnMut(&str, TapKind, &Tensor);
-
 /// A pretrained classification CNN.
 pub trait Backbone: Send + Sync {
     fn arch(&self) -> Arch;
@@ -119,8 +61,8 @@ pub trait Backbone: Send + Sync {
     /// Size of [`Backbone::embed`]'s vectors.
     fn embedding_dim(&self) -> usize;
 
-    /// The layers, as the one description both ways of running them share.
-    fn network(&self) -> &network::Network;
+    /// The layers (the one description both ways of running them share) and their program.
+    fn engine(&self) -> &engine::Engine;
 
     /// The pooled embedding for transfer learning: the last convolutional features averaged
     /// over space (MobileNetV3: timm's pre-logits), `[B, 3, H, W]` -> `[B, embedding_dim]`.
@@ -133,13 +75,18 @@ pub trait Backbone: Send + Sync {
 
     /// The network as one fast CPU op (see [`program`]), where its weights allow one.
     fn program(&self) -> Option<&program::FrozenProgram> {
-        self.network().program()
+        self.engine().program()
+    }
+
+    /// The layers, as the one description both ways of running them share.
+    fn network(&self) -> &network::Network {
+        self.engine().network()
     }
 
     /// The forward pass, `[B, 3, H, W]` -> logits `[B, classes]`, reporting every tap to `sink`
     /// (the logits last, as `logits`).
     fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
-        self.network().forward_with(x, sink)
+        self.engine().forward_with(x, sink)
     }
 
     /// Logits `[B, classes]` of `[B, 3, H, W]` images.
@@ -151,7 +98,7 @@ pub trait Backbone: Send + Sync {
     /// computing only the layers up to it. Gradients flow to `x` when it tracks them (dreams,
     /// attacks).
     fn forward_until(&self, x: &Tensor, until: Option<&str>) -> Result<Tensor> {
-        self.network().forward_until(x, until)
+        self.engine().forward_until(x, until)
     }
 
     /// Every tap of one forward pass, in network order, the logits last.

@@ -8,11 +8,71 @@
 //! activation at the start is added back at the end (through a 1x1 projection where the
 //! shape changes).
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
+use serde::Serialize;
 
-use super::program::FrozenProgram;
-use super::{reference, BlockConv, LastBlock, TapKind, TapSink};
 use crate::kernels::{Activation, Padding, PoolWindow};
+
+/// What kind of layer a tap sits after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TapKind {
+    /// The first convolution (the stem), after its activation.
+    Stem,
+    /// A convolution, after its ReLU.
+    Conv,
+    /// A max-pooling layer.
+    Pool,
+    /// A residual or inverted-residual block's output.
+    Block,
+    /// The last 1x1 convolution before pooling (EfficientNet's head, MobileNetV3's last
+    /// block), after its activation.
+    Head,
+    /// A fully connected layer, after its activation.
+    Fc,
+    /// The class scores (before softmax).
+    Logits,
+}
+
+/// One tapped activation of a forward pass.
+#[derive(Debug, Clone)]
+pub struct Tap {
+    pub name: String,
+    pub kind: TapKind,
+    /// `[B, C, H, W]` for convolutional taps, `[B, F]` for fc taps and logits.
+    pub tensor: Tensor,
+}
+
+/// A backbone's last convolutional block, for fine-tuning: convolutions (stride 1, batch norm
+/// folded) each followed by its activation, from tap `input_tap` to the features that
+/// [`Backbone::embed`] averages.
+#[derive(Debug, Clone)]
+pub struct LastBlock {
+    /// The tap whose activation `[B, C, H, W]` enters the block.
+    pub input_tap: String,
+    pub convs: Vec<BlockConv>,
+    /// A 2x2 max-pool after the convolutions (VGG's last pool).
+    pub max_pool: bool,
+    /// The block's input is added to the last convolution's output before its activation
+    /// (ResNet's identity skip).
+    pub residual: bool,
+}
+
+/// One convolution of a [`LastBlock`].
+#[derive(Debug, Clone)]
+pub struct BlockConv {
+    /// `[out, in, k, k]`.
+    pub weight: Tensor,
+    /// `[out]`.
+    pub bias: Tensor,
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// ReLU6 after it (else ReLU).
+    pub relu6: bool,
+}
+
+/// Receives each tap as the forward pass produces it.
+pub type TapSink<'a> = &'a mut dyn FnMut(&str, TapKind, &Tensor);
 
 /// A convolution (dense, or depthwise), its bias and activation, batch norm already folded.
 #[derive(Debug, Clone)]
@@ -159,7 +219,7 @@ impl Layer {
     }
 
     /// The weight tensors of this layer.
-    fn tensors(&self) -> Vec<&Tensor> {
+    pub fn tensors(&self) -> Vec<&Tensor> {
         fn conv(c: &ConvLayer) -> Vec<&Tensor> {
             vec![&c.weight, &c.bias]
         }
@@ -194,12 +254,10 @@ pub struct Step {
     pub tap: Option<TapPoint>,
 }
 
-/// A network: its steps in order, `[B, 3, H, W]` -> logits `[B, classes]`, and, when its
-/// weights are f32 on the CPU, the same steps as one fast op.
+/// A network: its steps in order, `[B, 3, H, W]` -> logits `[B, classes]`.
 #[derive(Debug, Clone)]
 pub struct Network {
     steps: Vec<Step>,
-    program: Option<FrozenProgram>,
 }
 
 /// Builds a [`Network`] step by step.
@@ -248,27 +306,13 @@ impl NetworkBuilder {
                 self.steps.len()
             );
         }
-        let on_cpu_f32 = self
-            .steps
-            .iter()
-            .flat_map(|s| s.layer.tensors())
-            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
-        let program = on_cpu_f32.then(|| FrozenProgram::new(&self.steps));
-        Ok(Network {
-            steps: self.steps,
-            program,
-        })
+        Ok(Network { steps: self.steps })
     }
 }
 
 impl Network {
     pub fn steps(&self) -> &[Step] {
         &self.steps
-    }
-
-    /// The fast CPU op, where the weights are f32 on the CPU.
-    pub fn program(&self) -> Option<&FrozenProgram> {
-        self.program.as_ref()
     }
 
     /// The index of the step whose output is tap `name`.
@@ -285,26 +329,6 @@ impl Network {
             Some(name) => self
                 .tap_index(name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("no layer named {name}"))),
-        }
-    }
-
-    /// The activation of tap `until` (`[B, C, H, W]` or `[B, F]`; the logits when `None`),
-    /// computing only the layers up to it: with the fast program where it supports `x`, else
-    /// with candle's ops. Gradients flow to `x` when it tracks them (dreams, attacks).
-    pub fn forward_until(&self, x: &Tensor, until: Option<&str>) -> Result<Tensor> {
-        match self.program().filter(|p| p.supports(x)) {
-            Some(program) => program.run(x, until),
-            None => reference::forward(self, x, self.last_step(until)?, &mut |_, _, _| {}),
-        }
-    }
-
-    /// The logits `[B, classes]`, reporting every tap to `sink` (the logits last). Without
-    /// gradients to `x`, the fast program computes them where it can.
-    pub fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
-        let last = self.steps.len() - 1;
-        match self.program().filter(|p| p.supports(x) && !x.track_op()) {
-            Some(program) => program.run_with_taps(x, sink),
-            None => reference::forward(self, x, last, sink),
         }
     }
 

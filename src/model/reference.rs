@@ -11,8 +11,7 @@
 
 use candle_core::{Result, Tensor, D};
 
-use super::network::{ConvLayer, Layer, LinearLayer, Network, SqueezeExciteLayer};
-use super::TapSink;
+use super::network::{ConvLayer, Layer, LinearLayer, Network, SqueezeExciteLayer, TapSink};
 use crate::kernels::{Activation, PoolWindow};
 
 /// Runs steps `0..=last` of `network` on `x` `[B, 3, H, W]`, reporting each tap to `sink`;

@@ -12,10 +12,11 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::engine::Engine;
 use super::layers::{conv_bn, linear, ConvSpec};
-use super::network::{Layer, Network, NetworkBuilder};
+use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
 use super::reference::global_avg_pool;
-use super::{Arch, Backbone, LastBlock, TapKind};
+use super::{Arch, Backbone};
 use crate::kernels::{Activation, Padding, PoolWindow};
 
 const BN_EPS: f64 = 1e-5;
@@ -140,7 +141,7 @@ fn push_block(
 /// A ResNet with every residual block tapped.
 pub struct ResNet {
     config: ResNetConfig,
-    network: Network,
+    engine: Engine,
     /// Tap names of the residual blocks, in order.
     blocks: Vec<String>,
 }
@@ -188,7 +189,7 @@ impl ResNet {
         net.push_tap(Layer::Linear(fc), "logits", TapKind::Logits);
         Ok(Self {
             config,
-            network: net.build()?,
+            engine: Engine::build(net)?,
             blocks,
         })
     }
@@ -212,15 +213,15 @@ impl Backbone for ResNet {
         self.config.feature_channels()
     }
 
-    fn network(&self) -> &Network {
-        &self.network
+    fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The last residual block (layer4's last: 3x3 + 3x3 or 1x1 + 3x3 + 1x1, identity skip).
     fn last_block(&self) -> Option<LastBlock> {
         let n = self.blocks.len();
         let before = self.blocks.get(n.checked_sub(2)?)?;
-        self.network.last_block(before, self.last_tap())
+        self.engine.network().last_block(before, self.last_tap())
     }
 
     /// The last block's output averaged over space: `[B, 512]` (ResNet-18) or `[B, 2048]`.

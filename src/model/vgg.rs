@@ -8,10 +8,11 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::engine::Engine;
 use super::layers::{conv, linear, ConvSpec};
-use super::network::{Layer, Network, NetworkBuilder};
+use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
 use super::reference::global_avg_pool;
-use super::{Arch, Backbone, LastBlock, TapKind};
+use super::{Arch, Backbone};
 use crate::kernels::{Activation, Padding, PoolWindow};
 
 /// Sizes of a VGG; [`VggConfig::vgg16`] and [`VggConfig::vgg19`] are the real ones, smaller
@@ -54,7 +55,7 @@ const POOLED_SIDE: usize = 7;
 /// A VGG network with every layer tapped.
 pub struct Vgg {
     config: VggConfig,
-    network: Network,
+    engine: Engine,
 }
 
 impl Vgg {
@@ -108,7 +109,7 @@ impl Vgg {
         net.push_tap(Layer::Linear(fc8), "logits", TapKind::Logits);
         Ok(Self {
             config,
-            network: net.build()?,
+            engine: Engine::build(net)?,
         })
     }
 
@@ -130,13 +131,13 @@ impl Backbone for Vgg {
         self.config.widths[4]
     }
 
-    fn network(&self) -> &Network {
-        &self.network
+    fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Block 5's convolutions and pool5.
     fn last_block(&self) -> Option<LastBlock> {
-        self.network.last_block("pool4", "pool5")
+        self.engine.network().last_block("pool4", "pool5")
     }
 
     /// pool5 averaged over space: `[B, 512]`.

@@ -180,7 +180,7 @@ mod tests {
             "pool",
             TapKind::Pool,
         );
-        let frozen = frozen.build()?;
+        let frozen = crate::model::engine::Engine::build(frozen)?;
         let x = Tensor::randn(0f32, 1.0, (2, 4, 6, 6), &dev)?;
         let expected = global_avg_pool(&frozen.forward_until(&x, Some("pool"))?)?;
         let varmap = VarMap::new();

@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::network::{Layer, Step, TapPoint};
-use super::TapSink;
+use super::network::{Layer, Step, TapPoint, TapSink};
 use crate::kernels::activation::mask_gradient;
 use crate::kernels::Activation;
 use steps::{

@@ -4,6 +4,7 @@
 use candle_core::{Device, Tensor, Var};
 
 use crate::kernels::{Activation, Padding, PoolWindow};
+use crate::model::engine::Engine;
 use crate::model::network::{ConvLayer, Layer, LinearLayer, NetworkBuilder, SqueezeExciteLayer};
 use crate::model::{reference, TapKind};
 
@@ -32,12 +33,12 @@ fn both_ways(layers: Vec<Layer>, x0: &Tensor, case: &str) {
             net.push(layer);
         }
     }
-    let net = net.build().unwrap();
-    let program = net.program().expect("f32 CPU weights make a program");
+    let engine = Engine::build(net).unwrap();
+    let (net, program) = (engine.network(), engine.program().expect("f32 CPU weights"));
     let (fast, slow) = (Var::from_tensor(x0).unwrap(), Var::from_tensor(x0).unwrap());
     let got = program.run(fast.as_tensor(), None).unwrap();
     let last = net.steps().len() - 1;
-    let want = reference::forward(&net, slow.as_tensor(), last, &mut |_, _, _| {}).unwrap();
+    let want = reference::forward(net, slow.as_tensor(), last, &mut |_, _, _| {}).unwrap();
     assert_eq!(got.dims(), want.dims(), "{case}");
     let (diff, scale) = (max_abs(&(&got - &want).unwrap()), max_abs(&want));
     assert!(diff <= 1e-5 * scale.max(1.0), "{case}: {diff} of {scale}");
@@ -189,7 +190,7 @@ fn a_nan_wins_the_max_pool_forward_and_gets_the_gradient() {
     let x = Var::from_tensor(&Tensor::new(&[[rows]], &Device::Cpu).unwrap()).unwrap();
     let mut net = NetworkBuilder::default();
     net.push_tap(Layer::MaxPool(PoolWindow::TWO_BY_TWO), "p", TapKind::Pool);
-    let net = net.build().unwrap();
+    let net = Engine::build(net).unwrap();
     let y = net.forward_until(x.as_tensor(), None).unwrap();
     let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
     assert!(v[0].is_nan(), "{v:?}");
@@ -214,7 +215,7 @@ fn inference_frees_activations_it_no_longer_needs() {
     net.push(Layer::ResidualStart);
     net.extend(layers);
     net.push_tap(Layer::identity_add(), "out", TapKind::Block);
-    let program = net.build().unwrap().program().cloned().unwrap();
+    let program = Engine::build(net).unwrap().program().cloned().unwrap();
     let data: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
     let input = (1, super::Dims::map(4, 8, 8));
     let saved =
