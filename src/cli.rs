@@ -16,6 +16,7 @@ use crate::inference::{
     backbone_or_stand_in, layer_infos, load_model, ranked, ClassScore, LoadedModel, StandIn,
 };
 use crate::labels::find_class;
+use crate::progress::Throttle;
 use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent, CompareRow};
 use crate::train::dataset::ScanOptions;
 use crate::train::head::{Head, HeadKind, TrainOptions};
@@ -816,7 +817,7 @@ fn compare(
         );
     }
     let device = select_device(device)?;
-    let mut last_report = std::time::Instant::now();
+    let mut throttle = Throttle::terminal();
     let mut on_event = |event: CompareEvent| match event {
         CompareEvent::Started {
             model,
@@ -824,8 +825,7 @@ fn compare(
             total,
         } => eprintln!("[{}/{total}] {model}", index + 1),
         CompareEvent::Train(TrainEvent::Features(p)) => {
-            if p.done == p.total || last_report.elapsed().as_secs_f32() > 1.0 {
-                last_report = std::time::Instant::now();
+            if throttle.ready(p.done == p.total) {
                 eprintln!(
                     "  features {}/{} ({} cached), {:.1} images/s",
                     p.done, p.total, p.cached, p.images_per_s
@@ -936,7 +936,7 @@ fn train_head(
     json: bool,
 ) -> anyhow::Result<()> {
     let model = open_model(device, args)?;
-    let mut last_report = std::time::Instant::now();
+    let mut throttle = Throttle::terminal();
     let mut on_event = |event: TrainEvent| match event {
         TrainEvent::Scanned(d) => {
             let counts = d.class_counts();
@@ -962,8 +962,7 @@ fn train_head(
             }
         }
         TrainEvent::Features(p) => {
-            if p.done == p.total || last_report.elapsed().as_secs_f32() > 1.0 {
-                last_report = std::time::Instant::now();
+            if throttle.ready(p.done == p.total) {
                 eprintln!(
                     "features {}/{} ({} cached), {:.1} images/s, ETA {:.0} s",
                     p.done, p.total, p.cached, p.images_per_s, p.eta_s

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod inference;
 pub mod labels;
 pub mod model;
+pub mod progress;
 pub mod train;
 pub mod ui;
 pub mod vision;

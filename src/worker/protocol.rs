@@ -530,7 +530,8 @@ pub enum Event {
         job: JobId,
         summary: DatasetSummary,
     },
-    /// Feature extraction progress (at most ~10 a second, and the last).
+    /// Feature extraction progress (at most ~20 a second, and the last: see
+    /// [`crate::progress::WINDOW_INTERVAL`]).
     TrainFeatures {
         job: JobId,
         done: usize,

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::explain::attack::{attack, AttackSettings};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::inference::{channel_maps, load_model, ranked, top_k, ClassScore, LoadedModel};
+use crate::progress::Throttle;
 use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent};
 use crate::train::dataset::{scan, Dataset, Layout, ScanOptions};
 use crate::train::head::{EpochMetrics, Head, HeadInfo, HeadKind, TrainOptions};
@@ -337,7 +338,7 @@ impl Runner {
             .as_ref()
             .map_or(candle_core::Device::Cpu, |m| m.device.clone());
         let mut current = (String::new(), 0, 0);
-        let mut last_progress: Option<Instant> = None;
+        let mut throttle = Throttle::window();
         let progress = |current: &(String, usize, usize), stage: String, fraction: f32| {
             self.send(Event::CompareProgress {
                 job,
@@ -358,9 +359,7 @@ impl Runner {
                 progress(&current, "loading weights".into(), 0.0);
             }
             CompareEvent::Train(TrainEvent::Features(p)) => {
-                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-                if due || p.done == p.total {
-                    last_progress = Some(Instant::now());
+                if throttle.ready(p.done == p.total) {
                     let stage = format!("features {}/{} ({} cached)", p.done, p.total, p.cached);
                     progress(&current, stage, 0.8 * p.done as f32 / p.total.max(1) as f32);
                 }
@@ -399,16 +398,14 @@ impl Runner {
     ) -> Result<Option<(TrainReport, HeadSummary)>> {
         let model = self.loaded()?;
         let config = self.train_config(request);
-        let mut last_progress: Option<Instant> = None;
+        let mut throttle = Throttle::window();
         let mut on_event = |event: TrainEvent| match event {
             TrainEvent::Scanned(dataset) => self.send(Event::TrainScanned {
                 job,
                 summary: summarise(dataset),
             }),
             TrainEvent::Features(p) => {
-                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-                if due || p.done == p.total {
-                    last_progress = Some(Instant::now());
+                if throttle.ready(p.done == p.total) {
                     self.send(Event::TrainFeatures {
                         job,
                         done: p.done,
