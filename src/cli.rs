@@ -17,10 +17,14 @@ use crate::inference::{
 };
 use crate::labels::find_class;
 use crate::progress::Throttle;
-use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent, CompareRow};
-use crate::train::dataset::ScanOptions;
-use crate::train::head::{Head, HeadKind, TrainOptions};
-use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig, TrainEvent};
+use crate::train::compare::{
+    compare_backbones, compare_observer, CompareEntry, CompareEvent, CompareRow,
+};
+use crate::train::features::default_cache_dir;
+use crate::train::head::Head;
+use crate::train::observe::{observer, TrainEvent};
+use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig};
+use crate::train::TrainRequest;
 use crate::vision::grid::render_grid;
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use crate::vision::preprocess::ResizeMode;
@@ -274,31 +278,27 @@ pub struct HeadArgs {
 }
 
 impl HeadArgs {
-    /// The training configuration these flags describe.
-    pub fn config(&self) -> TrainConfig {
-        let mut config = TrainConfig {
-            scan: ScanOptions {
-                cats_vs_dogs: self.cats_vs_dogs,
-            },
+    /// The training request these flags describe, on the photos of `dir`.
+    pub fn request(&self, dir: &Path) -> TrainRequest {
+        TrainRequest {
+            dir: dir.to_path_buf(),
+            cats_vs_dogs: self.cats_vs_dogs,
             val_fraction: self.val_fraction,
-            ..TrainConfig::default()
-        };
-        config.features.flip = self.flip;
-        if self.no_cache {
-            config.features.cache_dir = None;
-        }
-        config.head = TrainOptions {
-            kind: self.mlp.map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
-                hidden,
-                dropout: 0.5,
-            }),
             epochs: self.epochs,
             lr: self.lr,
             weight_decay: self.weight_decay,
             batch_size: self.batch_size,
             seed: self.seed,
-        };
-        config
+            mlp_hidden: self.mlp,
+            dropout: TrainRequest::DEFAULT_DROPOUT,
+            flip: self.flip,
+            ..TrainRequest::default()
+        }
+    }
+
+    /// Where features are cached (`None` with `--no-cache`).
+    pub fn feature_cache(&self) -> Option<PathBuf> {
+        (!self.no_cache).then(default_cache_dir)
     }
 }
 
@@ -351,8 +351,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             split_out,
             json,
         } => {
-            let mut config = head.config();
-            config.fine_tune = fine_tune.then_some(fine_tune_lr_factor);
+            let request = TrainRequest {
+                fine_tune,
+                fine_tune_lr_factor,
+                output: output.clone(),
+                ..head.request(&dir)
+            };
+            let config = request.config(head.feature_cache());
             train_head(
                 device,
                 &dir,
@@ -368,7 +373,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             models,
             head,
             json,
-        } => compare(device, &dir, &models, &head.config(), json),
+        } => compare(
+            device,
+            &dir,
+            &models,
+            &head.request(&dir).config(head.feature_cache()),
+            json,
+        ),
         Command::Layers { model, json } => layers(device, &model, json),
         Command::Features {
             image,
@@ -818,7 +829,7 @@ fn compare(
     }
     let device = select_device(device)?;
     let mut throttle = Throttle::terminal();
-    let mut on_event = |event: CompareEvent| match event {
+    let on_event = |event: CompareEvent| match event {
         CompareEvent::Started {
             model,
             index,
@@ -839,7 +850,7 @@ fn compare(
         CompareEvent::Finished(entry) => {
             if json {
                 println!("{}", serde_json::to_string(entry).unwrap_or_default());
-            } else if let Some(error) = &entry.error {
+            } else if let Some(error) = entry.error() {
                 eprintln!("  {}: {error}", entry.model);
             }
         }
@@ -850,13 +861,12 @@ fn compare(
         &weights_dir,
         config,
         &device,
-        &mut on_event,
-        &|| false,
+        &mut compare_observer(on_event, || false),
     )?;
     if !json {
         print!("{}", comparison_table(&entries));
     }
-    if entries.iter().all(|e| e.row.is_none()) {
+    if entries.iter().all(|e| e.row().is_none()) {
         anyhow::bail!("no model could be trained");
     }
     Ok(())
@@ -872,8 +882,8 @@ fn comparison_table(entries: &[CompareEntry]) -> String {
         "model", "val acc", "ms/photo", "parameters", "weights", "dim"
     );
     for e in entries {
-        match &e.row {
-            Some(r) => {
+        match &e.result {
+            Ok(r) => {
                 let _ = writeln!(
                     out,
                     "{:<20} {:>8.1}% {:>12.1} {:>10.1}M {:>8.1} MB {:>6}  {}/{}",
@@ -887,17 +897,12 @@ fn comparison_table(entries: &[CompareEntry]) -> String {
                     r.val_photos
                 );
             }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "{:<20} {}",
-                    e.model,
-                    e.error.as_deref().unwrap_or("failed")
-                );
+            Err(error) => {
+                let _ = writeln!(out, "{:<20} {error}", e.model);
             }
         }
     }
-    let rows: Vec<&CompareRow> = entries.iter().filter_map(|e| e.row.as_ref()).collect();
+    let rows: Vec<&CompareRow> = entries.iter().filter_map(CompareEntry::row).collect();
     let slowest = rows
         .iter()
         .map(|r| r.feature_ms_per_image)
@@ -937,7 +942,7 @@ fn train_head(
 ) -> anyhow::Result<()> {
     let model = open_model(device, args)?;
     let mut throttle = Throttle::terminal();
-    let mut on_event = |event: TrainEvent| match event {
+    let on_event = |event: TrainEvent| match event {
         TrainEvent::Scanned(d) => {
             let counts = d.class_counts();
             if json {
@@ -969,7 +974,7 @@ fn train_head(
                 );
             }
         }
-        TrainEvent::Step(..) => {}
+        TrainEvent::Step { .. } => {}
         TrainEvent::Epoch(m) => {
             if json {
                 let mut row = serde_json::to_value(m).unwrap_or_default();
@@ -987,9 +992,10 @@ fn train_head(
             }
         }
     };
-    let outcome = train_on_folder(&model, dir, config, &mut on_event, &|| false)?;
-    let preprocess = format!("{:?}", model.preprocess);
-    let json_path = outcome.head.save(output, model.spec.name, &preprocess)?;
+    let outcome = train_on_folder(&model, dir, config, &mut observer(on_event, || false))?;
+    let json_path = outcome
+        .head
+        .save(output, model.spec.name, &model.preprocess)?;
     if let Some(path) = split_out {
         let side = |indices: &[usize]| -> Vec<serde_json::Value> {
             let items = &outcome.dataset.items;

@@ -20,7 +20,7 @@ use candle_core::{Result, Tensor};
 use serde::Serialize;
 
 /// The architectures cnn-explorer implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
     Vgg16,
