@@ -15,6 +15,7 @@ pub mod inference;
 pub mod kernels;
 pub mod labels;
 pub mod model;
+pub mod progress;
 pub mod train;
 pub mod ui;
 pub mod vision;

@@ -27,7 +27,7 @@ use serde::Serialize;
 pub use network::{BlockConv, LastBlock, Tap, TapKind, TapSink};
 
 /// The architectures cnn-explorer implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
     Vgg16,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::device::DeviceChoice;
+pub use crate::train::TrainRequest;
 use crate::vision::atlas::{Atlas, ChannelStats};
 
 /// Names one job; the UI makes a new one per request and ignores events of jobs it no longer
@@ -172,30 +173,6 @@ pub struct DatasetSummary {
     pub counts: Vec<usize>,
     /// Files left out at the scan (empty, not images), with the reason.
     pub skipped: Vec<(PathBuf, String)>,
-}
-
-/// A head training's settings, as the window sets them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainRequest {
-    pub dir: PathBuf,
-    /// Oxford-IIIT Pet: cat and dog instead of 37 breeds.
-    pub cats_vs_dogs: bool,
-    pub val_fraction: f64,
-    pub epochs: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub batch_size: usize,
-    pub seed: u64,
-    /// A hidden layer of this width with ReLU and dropout; `None`: linear.
-    pub mlp_hidden: Option<usize>,
-    pub dropout: f32,
-    /// Also train on each photo flipped left-right.
-    pub flip: bool,
-    /// Train the backbone's last convolutional block too, at `lr * fine_tune_lr_factor`.
-    pub fine_tune: bool,
-    pub fine_tune_lr_factor: f64,
-    /// Where the head is saved (its description goes next to it as .json).
-    pub output: PathBuf,
 }
 
 /// Compare backbones on a folder: `train`'s head and split with each of `models` (its
@@ -530,7 +507,8 @@ pub enum Event {
         job: JobId,
         summary: DatasetSummary,
     },
-    /// Feature extraction progress (at most ~10 a second, and the last).
+    /// Feature extraction progress (at most ~20 a second, and the last: see
+    /// [`crate::progress::WINDOW_INTERVAL`]).
     TrainFeatures {
         job: JobId,
         done: usize,

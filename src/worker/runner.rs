@@ -23,10 +23,12 @@ use crate::error::{Error, Result};
 use crate::explain::attack::{attack, AttackSettings};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::inference::{channel_maps, load_model, ranked, top_k, ClassScore, LoadedModel};
-use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent};
-use crate::train::dataset::{scan, Dataset, Layout, ScanOptions};
-use crate::train::head::{EpochMetrics, Head, HeadInfo, HeadKind, TrainOptions};
-use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig, TrainEvent};
+use crate::progress::Throttle;
+use crate::train::compare::{compare_backbones, compare_observer, CompareEntry, CompareEvent};
+use crate::train::dataset::{scan, Dataset, ScanOptions};
+use crate::train::head::{EpochMetrics, Head, HeadInfo, HeadKind};
+use crate::train::observe::{observer, TrainEvent};
+use crate::train::pipeline::{classify_with_head, train_on_folder, TrainConfig};
 use crate::vision::atlas::{build_atlas, channel_stats};
 use crate::vision::image_io::{decode_rgb, load_rgb};
 use crate::vision::preprocess::normalize_chw;
@@ -286,34 +288,9 @@ impl Runner {
         }
     }
 
-    /// Trains a head on a folder with the loaded model, saves it and makes it the head in
-    /// use. `None` when cancelled.
-    /// The training set-up `request` asks for.
+    /// The training set-up `request` asks for, with the worker's feature cache.
     fn train_config(&self, request: &TrainRequest) -> TrainConfig {
-        let mut config = TrainConfig {
-            scan: ScanOptions {
-                cats_vs_dogs: request.cats_vs_dogs,
-            },
-            val_fraction: request.val_fraction,
-            head: TrainOptions {
-                kind: request
-                    .mlp_hidden
-                    .map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
-                        hidden,
-                        dropout: request.dropout,
-                    }),
-                epochs: request.epochs,
-                lr: request.lr,
-                weight_decay: request.weight_decay,
-                batch_size: request.batch_size,
-                seed: request.seed,
-            },
-            fine_tune: request.fine_tune.then_some(request.fine_tune_lr_factor),
-            ..TrainConfig::default()
-        };
-        config.features.flip = request.flip;
-        config.features.cache_dir = self.config.feature_cache.clone();
-        config
+        request.config(self.config.feature_cache.clone())
     }
 
     /// Trains the request's head with each of its models on the loaded model's device (the
@@ -337,7 +314,7 @@ impl Runner {
             .as_ref()
             .map_or(candle_core::Device::Cpu, |m| m.device.clone());
         let mut current = (String::new(), 0, 0);
-        let mut last_progress: Option<Instant> = None;
+        let mut throttle = Throttle::window();
         let progress = |current: &(String, usize, usize), stage: String, fraction: f32| {
             self.send(Event::CompareProgress {
                 job,
@@ -348,7 +325,7 @@ impl Runner {
                 fraction,
             })
         };
-        let mut on_event = |event: CompareEvent| match event {
+        let on_event = |event: CompareEvent| match event {
             CompareEvent::Started {
                 model,
                 index,
@@ -358,9 +335,7 @@ impl Runner {
                 progress(&current, "loading weights".into(), 0.0);
             }
             CompareEvent::Train(TrainEvent::Features(p)) => {
-                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-                if due || p.done == p.total {
-                    last_progress = Some(Instant::now());
+                if throttle.ready(p.done == p.total) {
                     let stage = format!("features {}/{} ({} cached)", p.done, p.total, p.cached);
                     progress(&current, stage, 0.8 * p.done as f32 / p.total.max(1) as f32);
                 }
@@ -381,8 +356,7 @@ impl Runner {
             &self.config.weights_dir,
             &config,
             &device,
-            &mut on_event,
-            &|| cancel.is_cancelled(),
+            &mut compare_observer(on_event, || cancel.is_cancelled()),
         ) {
             Ok(entries) => entries,
             Err(Error::Cancelled) => return Ok(None),
@@ -391,6 +365,8 @@ impl Runner {
         Ok(Some(entries.iter().map(comparison_row).collect()))
     }
 
+    /// Trains a head on a folder with the loaded model, saves it and makes it the head in
+    /// use. `None` when cancelled.
     fn train(
         &mut self,
         job: JobId,
@@ -399,16 +375,14 @@ impl Runner {
     ) -> Result<Option<(TrainReport, HeadSummary)>> {
         let model = self.loaded()?;
         let config = self.train_config(request);
-        let mut last_progress: Option<Instant> = None;
-        let mut on_event = |event: TrainEvent| match event {
+        let mut throttle = Throttle::window();
+        let on_event = |event: TrainEvent| match event {
             TrainEvent::Scanned(dataset) => self.send(Event::TrainScanned {
                 job,
                 summary: summarise(dataset),
             }),
             TrainEvent::Features(p) => {
-                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-                if due || p.done == p.total {
-                    last_progress = Some(Instant::now());
+                if throttle.ready(p.done == p.total) {
                     self.send(Event::TrainFeatures {
                         job,
                         done: p.done,
@@ -419,15 +393,14 @@ impl Runner {
                     });
                 }
             }
-            TrainEvent::Step(step, loss) => self.send(Event::TrainStep { job, step, loss }),
+            TrainEvent::Step { step, loss } => self.send(Event::TrainStep { job, step, loss }),
             TrainEvent::Epoch(m) => self.send(Event::TrainEpoch {
                 job,
                 row: epoch_row(m),
             }),
         };
-        let outcome = match train_on_folder(model, &request.dir, &config, &mut on_event, &|| {
-            cancel.is_cancelled()
-        }) {
+        let mut watch = observer(on_event, || cancel.is_cancelled());
+        let outcome = match train_on_folder(model, &request.dir, &config, &mut watch) {
             Ok(outcome) => outcome,
             Err(Error::Cancelled) => return Ok(None),
             Err(e) => return Err(e),
@@ -435,10 +408,9 @@ impl Runner {
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let preprocess = format!("{:?}", model.preprocess);
         outcome
             .head
-            .save(&request.output, model.spec.name, &preprocess)?;
+            .save(&request.output, model.spec.name, &model.preprocess)?;
         // Saved: from here on the run finishes (a late cancel only skips the thumbnails).
         let mut mistakes = Vec::new();
         for m in outcome.mistakes.iter().take(MAX_GALLERY) {
@@ -481,7 +453,7 @@ impl Runner {
             images_per_s: outcome.images_per_s,
             saved_to: request.output.clone(),
         };
-        let info = head.info(model.spec.name, &preprocess);
+        let info = head.info(model.spec.name, &model.preprocess);
         let summary = head_summary(&request.output, &info);
         self.head = Some(ActiveHead {
             head: outcome.head,
@@ -826,10 +798,10 @@ impl Runner {
 
 /// A comparison entry as the window shows it.
 fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
-    match &entry.row {
-        Some(r) => ComparisonRow {
+    match &entry.result {
+        Ok(r) => ComparisonRow {
             model: r.model.clone(),
-            arch: r.arch.clone(),
+            arch: r.arch.to_string(),
             error: None,
             val_accuracy: r.val_accuracy,
             best_epoch: r.best_epoch,
@@ -840,11 +812,11 @@ fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
             weights_bytes: r.weights_bytes,
             embedding_dim: r.embedding_dim,
         },
-        None => ComparisonRow {
+        Err(error) => ComparisonRow {
             model: entry.model.clone(),
             arch: weights::find_model(&entry.model)
                 .map_or_else(|_| String::new(), |m| m.arch.to_string()),
-            error: Some(entry.error.clone().unwrap_or_else(|| "failed".into())),
+            error: Some(error.clone()),
             val_accuracy: 0.0,
             best_epoch: 0,
             train_count: 0,
@@ -950,11 +922,7 @@ fn thumbnail_of(image: &RgbImage, side: u32) -> RgbImage {
 fn summarise(dataset: &Dataset) -> DatasetSummary {
     DatasetSummary {
         root: dataset.root.clone(),
-        layout: match dataset.layout {
-            Layout::ClassFolders => "class folders",
-            Layout::OxfordPets => "Oxford-IIIT Pet",
-        }
-        .to_string(),
+        layout: dataset.layout.to_string(),
         classes: dataset.classes.clone(),
         counts: dataset.class_counts(),
         skipped: dataset
