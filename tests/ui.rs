@@ -1,7 +1,8 @@
 //! The explorer window's flows, headless with egui_kittest, found by role and label: a photo
 //! analysed by the real EfficientNet-Lite0 through the real worker thread, a layer switched, a
 //! channel opened and walked with the keys, dropped files (good and bad), and the first-run
-//! download panel fed by a local HTTP server standing in for the network.
+//! download panel fed by a local HTTP server standing in for the network, and every tab's
+//! settings kept for the next run.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cnn_explorer::ui::settings::Settings;
+use cnn_explorer::ui::settings::{DeviceChoice, Settings};
 use cnn_explorer::ui::{AppOptions, ExplorerApp};
 use cnn_explorer::worker::WorkerConfig;
 use eframe::egui;
@@ -316,12 +317,12 @@ fn the_model_and_device_chosen_in_the_window_are_kept_for_the_next_run() {
     wait_for(&mut h, "the cat's predictions", |h| {
         has_label(h, "1. Egyptian cat")
     });
-    assert_eq!(h.state().settings().device, "auto");
+    assert_eq!(h.state().settings().device, DeviceChoice::Auto);
     h.get_by_label("Device").click();
     h.run_steps(2);
     h.get_by_label("cpu").click();
     wait_for(&mut h, "the model reloaded on the CPU", |h| {
-        h.state().settings().device == "cpu"
+        h.state().settings().device == DeviceChoice::Cpu
             && !h.state().is_busy()
             && h.state().analysis().is_some()
     });
@@ -340,7 +341,7 @@ fn the_model_and_device_chosen_in_the_window_are_kept_for_the_next_run() {
     wait_for(&mut again, "the cat's predictions", |h| {
         has_label(h, "1. Egyptian cat")
     });
-    assert_eq!(again.state().settings().device, "cpu");
+    assert_eq!(again.state().settings().device, DeviceChoice::Cpu);
     assert_eq!(
         again.state().settings().model.as_deref(),
         Some("efficientnet-lite0")
@@ -656,4 +657,58 @@ fn backbones_are_compared_on_the_train_tabs_folder_in_a_table_with_charts() {
     assert!(has_label(&h, "Validation accuracy (%)"));
     assert!(has_label(&h, "Feature time per photo (ms)"));
     assert!(has_label(&h, "11.7 M"), "ResNet-18's parameters");
+}
+
+#[test]
+fn every_tabs_settings_are_saved_and_restored() {
+    use cnn_explorer::ui::settings::{AttackSettings, DreamSettings, TrainSettings};
+    use eframe::App;
+    let weights = tempfile::tempdir().unwrap();
+    let options = || AppOptions {
+        worker: WorkerConfig {
+            weights_dir: weights.path().to_path_buf(),
+            ..WorkerConfig::default()
+        },
+        ..AppOptions::default()
+    };
+    let mut chosen = Settings::default();
+    chosen.explore.tile_size = 128.0;
+    chosen.dream = DreamSettings {
+        size: 112,
+        steps: 50,
+        ..DreamSettings::default()
+    };
+    chosen.attack = AttackSettings {
+        eps: 8.0,
+        target: Some(1),
+        ..AttackSettings::default()
+    };
+    chosen.train = TrainSettings {
+        epochs: 3,
+        mlp: true,
+        ..TrainSettings::default()
+    };
+    let mut h = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_eframe(|cc| {
+            ExplorerApp::with_settings(&cc.egui_ctx, chosen.clone(), options())
+                .expect("the app starts")
+        });
+    h.run_steps(2);
+    assert_eq!(
+        h.state().settings(),
+        chosen,
+        "each tab starts from its saved settings"
+    );
+    let mut storage = MemoryStorage::default();
+    h.state_mut().save(&mut storage);
+    drop(h);
+    let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
+    let again = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_eframe(|cc| {
+            cc.storage = Some(storage);
+            ExplorerApp::new(cc, options()).expect("the app starts")
+        });
+    assert_eq!(again.state().settings(), chosen, "and finds them again");
 }

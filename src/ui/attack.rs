@@ -5,11 +5,62 @@
 
 use eframe::egui::{self, TextureHandle, TextureOptions};
 use egui_plot::{Legend, Line, Plot};
+use serde::{Deserialize, Serialize};
 
 use super::class_picker::ClassPicker;
-use super::widgets::{texture, Jobs, PendingSave};
+use super::command::Commands;
+use super::panel::{Panel, PanelEnv, SideColumn};
+use super::settings::finite_within;
+use super::widgets::{texture, PendingSave};
 use crate::labels::imagenet_label;
 use crate::worker::{AttackRequest, AttackResult, CancelToken, Command, Event, JobId, PhotoSource};
+
+/// An attack's settings as the tab shows them (saved between runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttackSettings {
+    /// The class PGD aims for.
+    pub target: Option<usize>,
+    /// L-infinity budget in 8-bit pixel units.
+    pub eps: f32,
+    /// PGD's step in 8-bit pixel units.
+    pub step: f32,
+    pub max_steps: usize,
+}
+
+impl Default for AttackSettings {
+    fn default() -> Self {
+        Self {
+            // A dog: the lesson's "make the cat a dog".
+            target: Some(207),
+            eps: 4.0,
+            step: 1.0,
+            max_steps: 50,
+        }
+    }
+}
+
+impl AttackSettings {
+    /// Keeps values read from a hand-edited file within the sliders' ranges.
+    pub fn sanitised(self) -> Self {
+        let default = Self::default();
+        Self {
+            target: self
+                .target
+                .filter(|&c| c < crate::labels::imagenet_classes().len()),
+            eps: finite_within(self.eps, default.eps, 1.0..=16.0),
+            step: finite_within(self.step, default.step, 0.25..=4.0),
+            max_steps: self.max_steps.clamp(1, 200),
+        }
+    }
+}
+
+const COLUMN: SideColumn = SideColumn {
+    id: "attack-controls",
+    default_width: 300.0,
+    min_width: 240.0,
+    max_width: 480.0,
+};
 
 struct Running {
     job: JobId,
@@ -18,10 +69,8 @@ struct Running {
 
 /// The Attack tab's state.
 pub struct AttackPanel {
+    settings: AttackSettings,
     picker: ClassPicker,
-    eps: f32,
-    step: f32,
-    max_steps: usize,
     running: Option<Running>,
     /// (step, source probability, target probability).
     history: Vec<[f64; 3]>,
@@ -30,14 +79,12 @@ pub struct AttackPanel {
     save: Option<PendingSave>,
 }
 
-impl Default for AttackPanel {
-    fn default() -> Self {
+impl AttackPanel {
+    /// The tab with saved `settings`.
+    pub fn new(settings: AttackSettings) -> Self {
         Self {
-            // A dog: the lesson's "make the cat a dog".
-            picker: ClassPicker::with_class(207),
-            eps: 4.0,
-            step: 1.0,
-            max_steps: 50,
+            settings,
+            picker: ClassPicker::default(),
             running: None,
             history: Vec::new(),
             result: None,
@@ -45,9 +92,13 @@ impl Default for AttackPanel {
             save: None,
         }
     }
-}
 
-impl AttackPanel {
+    /// The settings as they would be saved.
+    pub fn settings(&self) -> &AttackSettings {
+        &self.settings
+    }
+
+    /// Whether an attack is running.
     pub fn is_running(&self) -> bool {
         self.running.is_some()
     }
@@ -57,19 +108,29 @@ impl AttackPanel {
         self.result.as_ref().map(|(r, _)| r)
     }
 
-    fn start(&mut self, jobs: &mut Jobs, photo: &PhotoSource, target: Option<usize>, fgsm: bool) {
+    fn start(
+        &mut self,
+        photo: &PhotoSource,
+        target: Option<usize>,
+        fgsm: bool,
+        commands: &mut Commands,
+    ) {
         if let Some(r) = &self.running {
             r.cancel.cancel();
         }
         let request = AttackRequest {
             photo: photo.clone(),
             target,
-            eps: self.eps,
-            step: if fgsm { self.eps } else { self.step },
-            max_steps: if fgsm { 1 } else { self.max_steps },
+            eps: self.settings.eps,
+            step: if fgsm {
+                self.settings.eps
+            } else {
+                self.settings.step
+            },
+            max_steps: if fgsm { 1 } else { self.settings.max_steps },
         };
         let cancel = CancelToken::new();
-        let job = jobs.send(|job| Command::Attack {
+        let job = commands.start_job(|job| Command::Attack {
             job,
             cancel: cancel.clone(),
             request,
@@ -79,14 +140,7 @@ impl AttackPanel {
         self.status = "Attacking…".into();
     }
 
-    /// Takes the worker's events for this panel's job; true if it was one.
-    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) -> bool {
-        let Some(job) = self.running.as_ref().map(|r| r.job) else {
-            return false;
-        };
-        if event.job() != job {
-            return false;
-        }
+    fn handle(&mut self, ctx: &egui::Context, event: Event) {
         match event {
             Event::AttackStep {
                 step,
@@ -95,14 +149,11 @@ impl AttackPanel {
                 top_class,
                 ..
             } => {
-                self.history.push([
-                    *step as f64,
-                    f64::from(*source_prob),
-                    f64::from(*target_prob),
-                ]);
+                self.history
+                    .push([step as f64, f64::from(source_prob), f64::from(target_prob)]);
                 self.status = format!(
                     "Step {step}: the network sees {}",
-                    imagenet_label(*top_class)
+                    imagenet_label(top_class)
                 );
             }
             Event::AttackFinished { result, .. } => {
@@ -141,7 +192,7 @@ impl AttackPanel {
                         imagenet_label(result.top_class)
                     )
                 };
-                self.result = Some(((**result).clone(), textures));
+                self.result = Some((*result, textures));
             }
             Event::Cancelled { .. } => {
                 self.running = None;
@@ -151,36 +202,37 @@ impl AttackPanel {
                 self.running = None;
                 self.status = format!("The attack failed: {error}");
             }
-            _ => {}
+            other => tracing::debug!(job = %other.job(), "unexpected event for an attack"),
         }
-        true
     }
 
     /// The settings column.
-    pub fn controls(&mut self, ui: &mut egui::Ui, jobs: &mut Jobs, photo: &PhotoSource) {
+    fn controls(&mut self, ui: &mut egui::Ui, photo: &PhotoSource, commands: &mut Commands) {
         egui::ScrollArea::vertical()
             .id_salt("attack-controls")
             .show(ui, |ui| {
                 ui.label(format!("Photo: {}", photo.name()));
-                self.picker.show(ui, "attack-target", "Target class", 8);
+                let s = &mut self.settings;
+                self.picker
+                    .show(ui, "attack-target", "Target class", 8, &mut s.target);
                 ui.separator();
                 ui.add(
-                    egui::Slider::new(&mut self.eps, 1.0..=16.0)
+                    egui::Slider::new(&mut s.eps, 1.0..=16.0)
                         .step_by(1.0)
                         .text("Budget eps (of 255)"),
                 );
-                ui.add(egui::Slider::new(&mut self.step, 0.25..=4.0).text("Step (of 255)"));
-                ui.add(egui::Slider::new(&mut self.max_steps, 1..=200).text("Max steps"));
+                ui.add(egui::Slider::new(&mut s.step, 0.25..=4.0).text("Step (of 255)"));
+                ui.add(egui::Slider::new(&mut s.max_steps, 1..=200).text("Max steps"));
                 ui.horizontal_wrapped(|ui| {
-                    let target = self.picker.chosen;
+                    let target = self.settings.target;
                     if ui
                         .add_enabled(target.is_some(), egui::Button::new("Attack (PGD)"))
                         .clicked()
                     {
-                        self.start(jobs, photo, target, false);
+                        self.start(photo, target, false, commands);
                     }
                     if ui.button("FGSM (untargeted)").clicked() {
-                        self.start(jobs, photo, None, true);
+                        self.start(photo, None, true, commands);
                     }
                     if let Some(r) = &self.running {
                         if ui.button("Stop").clicked() {
@@ -215,7 +267,7 @@ impl AttackPanel {
     }
 
     /// The three images, the metrics and the curves.
-    pub fn view(&mut self, ui: &mut egui::Ui) {
+    fn images_and_curves(&mut self, ui: &mut egui::Ui) {
         ui.label(&self.status);
         if let Some((r, textures)) = &self.result {
             let width = (ui.available_width() / 3.0 - 12.0).max(64.0);
@@ -259,5 +311,27 @@ impl AttackPanel {
                 p.line(Line::new("source class", source));
                 p.line(Line::new("target class", target));
             });
+    }
+}
+
+impl Panel for AttackPanel {
+    fn columns(&self) -> &'static [SideColumn] {
+        &[COLUMN]
+    }
+
+    fn column(&mut self, _: usize, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
+        self.controls(ui, env.photo, commands);
+    }
+
+    fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, _: &mut Commands) {
+        self.images_and_curves(ui);
+    }
+
+    fn owns(&self, job: JobId) -> bool {
+        self.running.as_ref().is_some_and(|r| r.job == job)
+    }
+
+    fn on_event(&mut self, ctx: &egui::Context, event: Event, _: &mut Commands) {
+        self.handle(ctx, event);
     }
 }

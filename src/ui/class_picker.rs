@@ -4,23 +4,23 @@ use eframe::egui;
 
 use crate::labels::{imagenet_classes, imagenet_label};
 
-/// The picker's state: the search text and the chosen class.
+/// The picker's search text (the chosen class belongs to the panel's settings).
 #[derive(Debug, Clone, Default)]
 pub struct ClassPicker {
     pub query: String,
-    pub chosen: Option<usize>,
 }
 
 impl ClassPicker {
-    pub fn with_class(class: usize) -> Self {
-        Self {
-            query: String::new(),
-            chosen: Some(class),
-        }
-    }
-
-    /// Draws the search box and up to `rows` matches; `id` keeps two pickers apart.
-    pub fn show(&mut self, ui: &mut egui::Ui, id: &str, label: &str, rows: usize) {
+    /// Draws the search box and up to `rows` matches, a click choosing into `chosen`; `id`
+    /// keeps two pickers apart.
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        id: &str,
+        label: &str,
+        rows: usize,
+        chosen: &mut Option<usize>,
+    ) {
         let heading = ui.label(label);
         ui.add(
             egui::TextEdit::singleline(&mut self.query)
@@ -43,15 +43,15 @@ impl ClassPicker {
             .show(ui, |ui| {
                 for &i in matches.iter().take(200) {
                     let text = format!("{i}: {}", imagenet_label(i));
-                    if ui.selectable_label(self.chosen == Some(i), text).clicked() {
-                        self.chosen = Some(i);
+                    if ui.selectable_label(*chosen == Some(i), text).clicked() {
+                        *chosen = Some(i);
                     }
                 }
                 if matches.is_empty() {
                     ui.weak("No class matches.");
                 }
             });
-        match self.chosen {
+        match *chosen {
             Some(c) => ui.label(format!("Chosen: {} ({c})", imagenet_label(c))),
             None => ui.weak("Choose a class."),
         };

@@ -4,13 +4,95 @@
 
 use eframe::egui::{self, TextureHandle, TextureOptions};
 use egui_plot::{Legend, Line, Plot};
+use serde::{Deserialize, Serialize};
 
 use super::class_picker::ClassPicker;
-use super::widgets::{texture, Jobs, PendingSave};
+use super::command::Commands;
+use super::panel::{Panel, PanelEnv, SideColumn};
+use super::settings::finite_within;
+use super::widgets::{texture, PendingSave};
 use crate::labels::imagenet_label;
 use crate::worker::{
     CancelToken, Command, DreamControls, DreamGoal, DreamRequest, Event, JobId, PhotoSource,
     RgbaImage,
+};
+
+/// A dream's settings as the tab shows them (saved between runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DreamSettings {
+    /// The ImageNet class to dream.
+    pub class: Option<usize>,
+    /// Lucid's Fourier parameterisation (else the pixels).
+    pub fourier: bool,
+    /// Start from the photo shown (else from noise).
+    pub from_photo: bool,
+    pub steps: usize,
+    pub learning_rate: f64,
+    /// Image side in pixels: 112, 160 or 224.
+    pub size: u32,
+    /// Largest random shift each step, in pixels.
+    pub jitter: u32,
+    pub seed: u64,
+    /// Total-variation weight at the start (it can change while the dream runs).
+    pub tv_weight: f32,
+    /// Maximise the log-softmax (else the logit).
+    pub log_softmax: bool,
+}
+
+impl Default for DreamSettings {
+    fn default() -> Self {
+        Self {
+            // A zebra.
+            class: Some(340),
+            fourier: true,
+            from_photo: false,
+            steps: 200,
+            learning_rate: 0.1,
+            size: 224,
+            jitter: 8,
+            seed: 0,
+            tv_weight: 0.1,
+            log_softmax: false,
+        }
+    }
+}
+
+impl DreamSettings {
+    /// The sizes the tab offers.
+    pub const SIZES: [u32; 3] = [112, 160, 224];
+
+    /// Keeps values read from a hand-edited file within the sliders' ranges.
+    pub fn sanitised(self) -> Self {
+        let default = Self::default();
+        let learning_rate = if self.learning_rate.is_finite() {
+            self.learning_rate.clamp(0.005, 0.5)
+        } else {
+            default.learning_rate
+        };
+        Self {
+            class: self
+                .class
+                .filter(|&c| c < crate::labels::imagenet_classes().len()),
+            steps: self.steps.clamp(10, 1000),
+            learning_rate,
+            size: if Self::SIZES.contains(&self.size) {
+                self.size
+            } else {
+                default.size
+            },
+            jitter: self.jitter.min(16),
+            tv_weight: finite_within(self.tv_weight, default.tv_weight, 0.0..=10.0),
+            ..self
+        }
+    }
+}
+
+const COLUMN: SideColumn = SideColumn {
+    id: "dream-controls",
+    default_width: 300.0,
+    min_width: 240.0,
+    max_width: 480.0,
 };
 
 struct Running {
@@ -22,18 +104,10 @@ struct Running {
 
 /// The Dream tab's state.
 pub struct DreamPanel {
+    settings: DreamSettings,
     picker: ClassPicker,
-    /// Set by "Dream this channel" in the explorer; cleared by choosing a class.
+    /// Set by "Dream this channel" in the explorer; cleared by "Dream a class instead".
     channel: Option<(String, usize)>,
-    fourier: bool,
-    from_photo: bool,
-    steps: usize,
-    learning_rate: f64,
-    size: u32,
-    jitter: u32,
-    seed: u64,
-    tv_weight: f32,
-    log_softmax: bool,
     running: Option<Running>,
     paused: bool,
     image: Option<RgbaImage>,
@@ -44,20 +118,13 @@ pub struct DreamPanel {
     save: Option<PendingSave>,
 }
 
-impl Default for DreamPanel {
-    fn default() -> Self {
+impl DreamPanel {
+    /// The tab with saved `settings`.
+    pub fn new(settings: DreamSettings) -> Self {
         Self {
-            picker: ClassPicker::with_class(340),
+            settings,
+            picker: ClassPicker::default(),
             channel: None,
-            fourier: true,
-            from_photo: false,
-            steps: 200,
-            learning_rate: 0.1,
-            size: 224,
-            jitter: 8,
-            seed: 0,
-            tv_weight: 0.1,
-            log_softmax: false,
             running: None,
             paused: false,
             image: None,
@@ -67,9 +134,12 @@ impl Default for DreamPanel {
             save: None,
         }
     }
-}
 
-impl DreamPanel {
+    /// The settings as they would be saved.
+    pub fn settings(&self) -> &DreamSettings {
+        &self.settings
+    }
+
     /// Whether a dream is running (or paused).
     pub fn is_running(&self) -> bool {
         self.running.is_some()
@@ -96,31 +166,33 @@ impl DreamPanel {
                 layer: layer.clone(),
                 channel: *channel,
             }),
-            None => self.picker.chosen.map(DreamGoal::Class),
+            None => self.settings.class.map(DreamGoal::Class),
         }
     }
 
     /// Starts a dream with the current settings (stopping any running one).
-    pub fn start(&mut self, jobs: &mut Jobs, photo: &PhotoSource) {
+    pub fn start(&mut self, photo: &PhotoSource, commands: &mut Commands) {
         let Some(goal) = self.goal() else {
             self.status = "Choose a class first.".into();
             return;
         };
         self.stop();
+        let s = &self.settings;
         let request = DreamRequest {
             goal,
-            fourier: self.fourier,
-            start: self.from_photo.then(|| photo.clone()),
-            steps: self.steps,
-            learning_rate: self.learning_rate,
-            size: self.size,
-            jitter: self.jitter,
-            seed: self.seed,
-            log_softmax: self.log_softmax,
+            fourier: s.fourier,
+            start: s.from_photo.then(|| photo.clone()),
+            steps: s.steps,
+            learning_rate: s.learning_rate,
+            size: s.size,
+            jitter: s.jitter,
+            seed: s.seed,
+            log_softmax: s.log_softmax,
         };
         let cancel = CancelToken::new();
-        let controls = DreamControls::new(self.tv_weight);
-        let job = jobs.send(|job| Command::Dream {
+        let controls = DreamControls::new(s.tv_weight);
+        let steps = s.steps;
+        let job = commands.start_job(|job| Command::Dream {
             job,
             cancel: cancel.clone(),
             request,
@@ -130,7 +202,7 @@ impl DreamPanel {
             job,
             cancel,
             controls,
-            steps: self.steps,
+            steps,
         });
         self.paused = false;
         self.history.clear();
@@ -145,14 +217,7 @@ impl DreamPanel {
         }
     }
 
-    /// Takes the worker's events for this panel's job; true if it was one.
-    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) -> bool {
-        let Some(job) = self.running.as_ref().map(|r| r.job) else {
-            return false;
-        };
-        if event.job() != job {
-            return false;
-        }
+    fn handle(&mut self, ctx: &egui::Context, event: Event) {
         match event {
             Event::DreamStep {
                 step,
@@ -163,9 +228,9 @@ impl DreamPanel {
                 ..
             } => {
                 self.history
-                    .push([*step as f64, f64::from(*prob), f64::from(penalty - score)]);
+                    .push([step as f64, f64::from(prob), f64::from(penalty - score)]);
                 if let Some(image) = image {
-                    self.show_image(ctx, image.clone());
+                    self.show_image(ctx, image);
                 }
                 let total = self.running.as_ref().map_or(0, |r| r.steps);
                 self.status = format!("Step {step} of {total}: p = {prob:.3}");
@@ -177,7 +242,7 @@ impl DreamPanel {
                 ms_per_step,
                 ..
             } => {
-                self.show_image(ctx, image.clone());
+                self.show_image(ctx, image);
                 self.running = None;
                 self.status = format!(
                     "Done: {steps} steps, {ms_per_step:.0} ms per step; the final image scores p = {prob:.3}"
@@ -191,9 +256,8 @@ impl DreamPanel {
                 self.running = None;
                 self.status = format!("The dream failed: {error}");
             }
-            _ => {}
+            other => tracing::debug!(job = %other.job(), "unexpected event for a dream"),
         }
-        true
     }
 
     fn show_image(&mut self, ctx: &egui::Context, image: RgbaImage) {
@@ -208,7 +272,7 @@ impl DreamPanel {
     }
 
     /// The settings column.
-    pub fn controls(&mut self, ui: &mut egui::Ui, jobs: &mut Jobs, photo: &PhotoSource) {
+    fn controls(&mut self, ui: &mut egui::Ui, photo: &PhotoSource, commands: &mut Commands) {
         egui::ScrollArea::vertical()
             .id_salt("dream-controls")
             .show(ui, |ui| {
@@ -218,54 +282,53 @@ impl DreamPanel {
                         self.channel = None;
                     }
                 } else {
-                    self.picker.show(ui, "dream-class", "Class", 8);
+                    let class = &mut self.settings.class;
+                    self.picker.show(ui, "dream-class", "Class", 8, class);
                 }
+                let s = &mut self.settings;
                 ui.separator();
                 ui.horizontal(|ui| {
-                    ui.radio_value(&mut self.fourier, true, "Lucid (Fourier)");
-                    ui.radio_value(&mut self.fourier, false, "Pixels");
+                    ui.radio_value(&mut s.fourier, true, "Lucid (Fourier)");
+                    ui.radio_value(&mut s.fourier, false, "Pixels");
                 });
                 ui.horizontal(|ui| {
-                    ui.radio_value(&mut self.from_photo, false, "From noise");
-                    ui.radio_value(&mut self.from_photo, true, "From the photo");
+                    ui.radio_value(&mut s.from_photo, false, "From noise");
+                    ui.radio_value(&mut s.from_photo, true, "From the photo");
                 });
                 ui.add(
-                    egui::Slider::new(&mut self.steps, 10..=1000)
+                    egui::Slider::new(&mut s.steps, 10..=1000)
                         .logarithmic(true)
                         .text("Steps"),
                 );
                 ui.add(
-                    egui::Slider::new(&mut self.learning_rate, 0.005..=0.5)
+                    egui::Slider::new(&mut s.learning_rate, 0.005..=0.5)
                         .logarithmic(true)
                         .text("Learning rate"),
                 );
                 ui.horizontal(|ui| {
                     ui.label("Size");
-                    for s in [112, 160, 224] {
-                        ui.selectable_value(&mut self.size, s, s.to_string());
+                    for size in DreamSettings::SIZES {
+                        ui.selectable_value(&mut s.size, size, size.to_string());
                     }
                 });
-                ui.add(egui::Slider::new(&mut self.jitter, 0..=16).text("Jitter (px)"));
-                ui.add(egui::DragValue::new(&mut self.seed).prefix("seed "));
-                ui.checkbox(
-                    &mut self.log_softmax,
-                    "Maximise log-softmax (not the logit)",
-                );
+                ui.add(egui::Slider::new(&mut s.jitter, 0..=16).text("Jitter (px)"));
+                ui.add(egui::DragValue::new(&mut s.seed).prefix("seed "));
+                ui.checkbox(&mut s.log_softmax, "Maximise log-softmax (not the logit)");
                 let tv = ui.add(
-                    egui::Slider::new(&mut self.tv_weight, 0.0..=10.0)
+                    egui::Slider::new(&mut s.tv_weight, 0.0..=10.0)
                         .logarithmic(true)
                         .text("TV weight"),
                 );
                 if tv.changed() {
                     if let Some(r) = &self.running {
-                        r.controls.set_tv_weight(self.tv_weight);
+                        r.controls.set_tv_weight(s.tv_weight);
                     }
                 }
                 ui.weak("The TV weight acts on a running dream at once.");
                 ui.separator();
                 ui.horizontal_wrapped(|ui| {
                     if ui.button("Start").clicked() {
-                        self.start(jobs, photo);
+                        self.start(photo, commands);
                     }
                     if let Some(r) = &self.running {
                         let label = if self.paused { "Resume" } else { "Pause" };
@@ -300,7 +363,7 @@ impl DreamPanel {
     }
 
     /// The image and the curves.
-    pub fn view(&mut self, ui: &mut egui::Ui) {
+    fn image_and_curves(&mut self, ui: &mut egui::Ui) {
         ui.label(&self.status);
         let plot_height = 150.0;
         let avail = ui.available_size();
@@ -339,5 +402,27 @@ impl DreamPanel {
                     p.line(Line::new("loss (-score + TV)", losses))
                 });
         });
+    }
+}
+
+impl Panel for DreamPanel {
+    fn columns(&self) -> &'static [SideColumn] {
+        &[COLUMN]
+    }
+
+    fn column(&mut self, _: usize, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
+        self.controls(ui, env.photo, commands);
+    }
+
+    fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, _: &mut Commands) {
+        self.image_and_curves(ui);
+    }
+
+    fn owns(&self, job: JobId) -> bool {
+        self.running.as_ref().is_some_and(|r| r.job == job)
+    }
+
+    fn on_event(&mut self, ctx: &egui::Context, event: Event, _: &mut Commands) {
+        self.handle(ctx, event);
     }
 }

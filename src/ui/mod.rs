@@ -1,13 +1,21 @@
 //! The desktop window (egui/eframe). Never imports Candle: it sees models only through the
 //! worker's plain-data protocol (`crate::worker`).
+//!
+//! - [`app`]: the shell (toolbar, worker events, job ids, commands, screenshot);
+//! - [`panel`]: what a tab is, and the one layout they share; [`command`]: how panels ask
+//!   the app for things;
+//! - the tabs: [`explore`], [`dream`], [`attack`], [`train`] (with its backbone comparison);
+//! - [`settings`]: what is saved between runs; [`setup`]: the models screen;
+//! - shared pieces: [`widgets`], [`class_picker`], [`predictions`], [`frame_stats`].
 
 pub mod app;
 pub mod attack;
 pub mod class_picker;
-pub mod compare;
+pub mod command;
 pub mod dream;
-pub mod explorer;
+pub mod explore;
 pub mod frame_stats;
+pub mod panel;
 pub mod predictions;
 pub mod settings;
 pub mod setup;

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use eframe::egui;
 
+use super::command::{AppCommand, Commands};
 use crate::weights::ModelStatus;
 
 /// A download the window is following.
@@ -15,15 +16,6 @@ pub struct DownloadState {
     pub done: u64,
     pub total: Option<u64>,
     pub started: Instant,
-}
-
-/// What the user asked for in the panel.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SetupAction {
-    Download(String),
-    CancelDownload,
-    Use(String),
-    Close,
 }
 
 fn megabytes(bytes: u64) -> String {
@@ -37,8 +29,8 @@ pub fn show(
     download: Option<&DownloadState>,
     first_run: bool,
     weights_dir: &Path,
-) -> Option<SetupAction> {
-    let mut action = None;
+    commands: &mut Commands,
+) {
     ui.vertical(|ui| {
         ui.set_max_width(720.0);
         if first_run {
@@ -51,7 +43,7 @@ pub fn show(
             ui.horizontal(|ui| {
                 ui.heading("Models");
                 if ui.button("Close").clicked() {
-                    action = Some(SetupAction::Close);
+                    commands.push(AppCommand::ShowModels(false));
                 }
             });
         }
@@ -73,14 +65,14 @@ pub fn show(
                     ui.label(&m.source);
                     if m.present {
                         if ui.button(format!("Use {}", m.name)).clicked() {
-                            action = Some(SetupAction::Use(m.name.clone()));
+                            commands.push(AppCommand::UseModel(m.name.clone()));
                         }
                     } else {
                         let busy = download.is_some();
                         let button = ui
                             .add_enabled(!busy, egui::Button::new(format!("Download {}", m.name)));
                         if button.clicked() {
-                            action = Some(SetupAction::Download(m.name.clone()));
+                            commands.push(AppCommand::Download(m.name.clone()));
                         }
                     }
                     ui.end_row();
@@ -106,9 +98,8 @@ pub fn show(
             };
             ui.add(bar.text(text));
             if ui.button("Cancel download").clicked() {
-                action = Some(SetupAction::CancelDownload);
+                commands.push(AppCommand::CancelDownload);
             }
         }
     });
-    action
 }

@@ -1,26 +1,70 @@
-//! Small pieces the panels share: sending a job to the worker, RGBA images as textures, and
-//! saving a PNG through the native dialog without blocking the window.
+//! Small pieces the panels share: RGBA images as textures, native dialogs on threads of
+//! their own (they block while open), saving a PNG, and a busy indicator.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
 
-use crate::worker::{Command, JobId, RgbaImage, Worker};
+use crate::worker::RgbaImage;
 
-/// Hands out job ids and sends commands.
-pub struct Jobs<'a> {
-    pub worker: &'a Worker,
-    pub next: &'a mut u64,
+/// A turning arc that asks for about 30 frames a second while shown (egui's spinner asks for
+/// every frame, which without vsync takes a whole core from the models).
+pub fn busy_indicator(ui: &mut egui::Ui) {
+    let size = ui.spacing().interact_size.y;
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::hover());
+    response
+        .widget_info(|| egui::WidgetInfo::labeled(egui::Role::ProgressIndicator, true, "working"));
+    let t = ui.input(|i| i.time) as f32;
+    let radius = rect.height() * 0.35;
+    let points: Vec<egui::Pos2> = (0..=24)
+        .map(|i| {
+            let angle = t * 6.0 + i as f32 / 24.0 * std::f32::consts::PI * 1.5;
+            rect.center() + radius * egui::vec2(angle.cos(), angle.sin())
+        })
+        .collect();
+    ui.painter().add(egui::Shape::line(
+        points,
+        egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
+    ));
+    ui.ctx().request_repaint_after(Duration::from_millis(33));
 }
 
-impl Jobs<'_> {
-    /// Sends the command `make` builds for a fresh job id; returns the id.
-    pub fn send(&mut self, make: impl FnOnce(JobId) -> Command) -> JobId {
-        *self.next += 1;
-        let job = JobId(*self.next);
-        self.worker.send(make(job));
-        job
+/// A native "open" dialog (file or folder) running on its own thread.
+pub struct PendingPick(mpsc::Receiver<Option<PathBuf>>);
+
+impl PendingPick {
+    /// Runs `pick` (an `rfd` dialog) on its own thread and wakes the window when it returns;
+    /// an error if the thread cannot be started.
+    pub fn start(
+        ctx: &egui::Context,
+        pick: impl FnOnce() -> Option<PathBuf> + Send + 'static,
+    ) -> Result<Self, String> {
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let _ = tx.send(pick());
+                ctx.request_repaint();
+            })
+            .map_err(|e| format!("cannot open the file dialog: {e}"))?;
+        Ok(Self(rx))
+    }
+
+    /// The answer once the dialog is closed (`Ok(None)`: dismissed; an error if the dialog
+    /// went away without one); `pending` is cleared then.
+    pub fn poll_slot(pending: &mut Option<Self>) -> Option<Result<Option<PathBuf>, String>> {
+        let answer = match pending.as_ref()?.0.try_recv() {
+            Ok(picked) => Ok(picked),
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err("the file dialog could not be shown on this desktop".to_string())
+            }
+        };
+        *pending = None;
+        Some(answer)
     }
 }
 

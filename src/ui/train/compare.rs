@@ -7,8 +7,10 @@ use std::collections::BTreeSet;
 use eframe::egui::{self, Color32};
 use egui_plot::{Bar, BarChart, Plot};
 
-use super::widgets::Jobs;
-use crate::worker::{CancelToken, Command, CompareRequest, ComparisonRow, Event, JobId};
+use crate::ui::command::Commands;
+use crate::worker::{
+    CancelToken, Command, CompareRequest, ComparisonRow, Event, JobId, TrainRequest,
+};
 
 /// Progress of the model being compared.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +36,7 @@ pub struct ComparePanel {
 }
 
 impl ComparePanel {
+    /// Whether a comparison is running.
     pub fn is_running(&self) -> bool {
         self.running.is_some()
     }
@@ -43,14 +46,13 @@ impl ComparePanel {
         &self.rows
     }
 
-    /// Handles `event` if it is this panel's; says whether it was.
-    pub fn on_event(&mut self, event: &Event) -> bool {
-        let Some((job, _)) = &self.running else {
-            return false;
-        };
-        if event.job() != *job {
-            return false;
-        }
+    /// Whether `job` is the comparison running.
+    pub fn owns(&self, job: JobId) -> bool {
+        self.running.as_ref().is_some_and(|(j, _)| *j == job)
+    }
+
+    /// Handles an event of the comparison running.
+    pub fn on_event(&mut self, event: Event) {
         match event {
             Event::CompareProgress {
                 model,
@@ -61,23 +63,22 @@ impl ComparePanel {
                 ..
             } => {
                 self.progress = Some(Progress {
-                    model: model.clone(),
-                    index: *index,
-                    total: *total,
-                    stage: stage.clone(),
-                    fraction: *fraction,
+                    model,
+                    index,
+                    total,
+                    stage,
+                    fraction,
                 });
             }
-            Event::CompareRow { row, .. } => self.rows.push(row.clone()),
+            Event::CompareRow { row, .. } => self.rows.push(row),
             Event::CompareFinished { rows, .. } => {
-                self.rows = rows.clone();
+                self.rows = rows;
                 self.finish("Comparison finished.".into());
             }
             Event::Cancelled { .. } => self.finish("Comparison cancelled.".into()),
             Event::Failed { error, .. } => self.finish(format!("Comparison failed: {error}")),
-            _ => {}
+            other => tracing::debug!(job = %other.job(), "unexpected event for a comparison"),
         }
-        true
     }
 
     fn finish(&mut self, status: String) {
@@ -86,6 +87,7 @@ impl ComparePanel {
         self.status = status;
     }
 
+    /// Stops the comparison running.
     pub fn cancel(&mut self) {
         if let Some((_, cancel)) = &self.running {
             cancel.cancel();
@@ -97,9 +99,9 @@ impl ComparePanel {
     pub fn controls(
         &mut self,
         ui: &mut egui::Ui,
-        jobs: &mut Jobs,
         installed: &[String],
-        request: Result<crate::worker::TrainRequest, &str>,
+        request: Result<TrainRequest, &str>,
+        commands: &mut Commands,
     ) {
         if !self.initialised && !installed.is_empty() {
             self.selected = installed.iter().cloned().collect();
@@ -160,7 +162,7 @@ impl ComparePanel {
                 {
                     let cancel = CancelToken::new();
                     let request = CompareRequest { models, train };
-                    let job = jobs.send(|job| Command::Compare {
+                    let job = commands.start_job(|job| Command::Compare {
                         job,
                         cancel: cancel.clone(),
                         request: Box::new(request),

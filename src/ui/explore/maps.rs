@@ -1,6 +1,6 @@
-//! The feature explorer: the list of layers, the selected layer's channels as a grid (drawn
-//! from one atlas texture), and one channel large over the photo with its values on hover.
-//! Keys: ↑/↓ layers, ←/→ channels, Esc back to the grid.
+//! The Explore tab's feature maps: the list of layers, the selected layer's channels as a
+//! grid (drawn from one atlas texture), and one channel large over the photo with its values
+//! on hover. Keys: ↑/↓ layers, ←/→ channels, Esc back to the grid.
 
 use std::collections::HashMap;
 
@@ -8,15 +8,16 @@ use eframe::egui::{
     self, pos2, vec2, Color32, ColorImage, Rect, Sense, TextureHandle, TextureOptions, WidgetInfo,
 };
 
-use super::settings::{ChannelOrder, Settings};
+use super::{ChannelOrder, ExploreSettings};
+use crate::ui::command::{AppCommand, Commands};
 use crate::vision::atlas::colour;
 use crate::worker::{Analysis, LayerMaps};
 
 const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
 
-/// What the explorer shows, and the textures it drew from the current analysis.
+/// Which layer and channel are shown, and the textures drawn from the current analysis.
 #[derive(Default)]
-pub struct ExplorerState {
+pub struct MapsState {
     /// Index of the selected layer in the analysis.
     pub layer: usize,
     /// The channel opened large, if any.
@@ -25,11 +26,9 @@ pub struct ExplorerState {
     atlases: HashMap<usize, TextureHandle>,
     overlay: Option<((usize, usize), TextureHandle)>,
     scroll_to_layer: bool,
-    /// Set when "Dream this channel" was pressed: (layer, channel).
-    pub dream_request: Option<(String, usize)>,
 }
 
-impl ExplorerState {
+impl MapsState {
     /// Switches to a new analysis: uploads its photo, drops the old textures and keeps the
     /// layer (by name: `prefer` first, then the one shown before) and channel where possible.
     pub fn set_analysis(
@@ -137,7 +136,7 @@ pub fn channel_order(layer: &LayerMaps, order: ChannelOrder) -> Vec<usize> {
 /// Ignored while a text field has the keyboard.
 pub fn handle_keys(
     ctx: &egui::Context,
-    state: &mut ExplorerState,
+    state: &mut MapsState,
     analysis: &Analysis,
     order: ChannelOrder,
 ) {
@@ -180,7 +179,7 @@ pub fn handle_keys(
 }
 
 /// The list of layers with their shapes.
-pub fn layer_list(ui: &mut egui::Ui, state: &mut ExplorerState, analysis: &Analysis) {
+pub fn layer_list(ui: &mut egui::Ui, state: &mut MapsState, analysis: &Analysis) {
     egui::ScrollArea::vertical()
         .id_salt("layers")
         .auto_shrink([false, false])
@@ -205,9 +204,10 @@ pub fn layer_list(ui: &mut egui::Ui, state: &mut ExplorerState, analysis: &Analy
 /// The selected layer: its channel grid, or one channel large over the photo.
 pub fn show(
     ui: &mut egui::Ui,
-    state: &mut ExplorerState,
+    state: &mut MapsState,
     analysis: &Analysis,
-    settings: &mut Settings,
+    settings: &mut ExploreSettings,
+    commands: &mut Commands,
 ) {
     let Some(layer) = analysis.layers.get(state.layer) else {
         ui.weak("This model reported no layers.");
@@ -245,6 +245,7 @@ pub fn show(
                 photo.as_ref(),
                 &overlay,
                 settings,
+                commands,
             );
         }
         _ => {
@@ -366,13 +367,14 @@ fn hovered_value(ui: &egui::Ui, rect: Rect, layer: &LayerMaps, c: usize) -> Opti
 #[allow(clippy::too_many_arguments)]
 fn channel_view(
     ui: &mut egui::Ui,
-    state: &mut ExplorerState,
+    state: &mut MapsState,
     layer: &LayerMaps,
     channel: usize,
     ordered: &[usize],
     photo: Option<&TextureHandle>,
     overlay: &TextureHandle,
-    settings: &mut Settings,
+    settings: &mut ExploreSettings,
+    commands: &mut Commands,
 ) {
     let at = ordered.iter().position(|&c| c == channel).unwrap_or(0);
     ui.horizontal(|ui| {
@@ -397,7 +399,10 @@ fn channel_view(
             .on_hover_text("Make an image that excites this channel most")
             .clicked()
         {
-            state.dream_request = Some((layer.name.clone(), channel));
+            commands.push(AppCommand::DreamChannel {
+                layer: layer.name.clone(),
+                channel,
+            });
         }
     });
     let s = layer.stats[channel];

@@ -1,0 +1,292 @@
+//! The "Explore" tab: the photo as the network sees it with its predictions (ImageNet's, or
+//! a trained head's), the list of layers, and the selected layer's feature maps
+//! ([`maps`]). It owns the analysis shown and the job that makes the next one.
+
+pub mod maps;
+
+use eframe::egui;
+use serde::{Deserialize, Serialize};
+
+use self::maps::MapsState;
+use super::command::{AppCommand, Commands, Notice, NoticeKind};
+use super::panel::{Panel, PanelEnv, SideColumn};
+use super::predictions;
+use super::settings::finite_within;
+use super::widgets::busy_indicator;
+use crate::worker::{Analysis, CancelToken, Command, Event, JobId, PhotoSource};
+
+/// The order channels are shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ChannelOrder {
+    /// Channel 0, 1, 2, ...
+    #[default]
+    Index,
+    /// Highest mean activation first.
+    MeanActivation,
+}
+
+impl ChannelOrder {
+    pub const ALL: [Self; 2] = [Self::Index, Self::MeanActivation];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Index => "Channel number",
+            Self::MeanActivation => "Mean activation (highest first)",
+        }
+    }
+}
+
+/// How the explorer looks (saved between runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExploreSettings {
+    pub channel_order: ChannelOrder,
+    /// Side of a channel tile in the grid, in points.
+    pub tile_size: f32,
+    /// Opacity of a channel drawn over the photo, 0 to 1.
+    pub overlay_opacity: f32,
+}
+
+impl Default for ExploreSettings {
+    fn default() -> Self {
+        Self {
+            channel_order: ChannelOrder::Index,
+            tile_size: 72.0,
+            overlay_opacity: 0.6,
+        }
+    }
+}
+
+impl ExploreSettings {
+    /// Keeps values read from a hand-edited file within range.
+    pub fn sanitised(self) -> Self {
+        let default = Self::default();
+        Self {
+            tile_size: finite_within(self.tile_size, default.tile_size, 24.0..=256.0),
+            overlay_opacity: finite_within(
+                self.overlay_opacity,
+                default.overlay_opacity,
+                0.0..=1.0,
+            ),
+            ..self
+        }
+    }
+}
+
+/// A photo on its way through the model.
+struct PhotoJob {
+    job: JobId,
+    cancel: CancelToken,
+    photo: PhotoSource,
+}
+
+const PHOTO_COLUMN: SideColumn = SideColumn {
+    id: "photo",
+    default_width: 300.0,
+    min_width: 220.0,
+    max_width: 520.0,
+};
+
+const LAYERS_COLUMN: SideColumn = SideColumn {
+    id: "layers",
+    default_width: 190.0,
+    min_width: 150.0,
+    max_width: 360.0,
+};
+
+/// The Explore tab's state.
+pub struct ExplorePanel {
+    settings: ExploreSettings,
+    analysis: Option<Analysis>,
+    maps: MapsState,
+    photo_job: Option<PhotoJob>,
+    /// The layer and channel to show once the first analysis arrives (from the command line).
+    preferred_layer: Option<String>,
+    preferred_channel: Option<usize>,
+    /// The predictions show the head's classes (else ImageNet's).
+    show_head: bool,
+}
+
+impl ExplorePanel {
+    /// The tab with saved `settings`, opening `layer` and `channel` first where given.
+    pub fn new(settings: ExploreSettings, layer: Option<String>, channel: Option<usize>) -> Self {
+        Self {
+            settings,
+            analysis: None,
+            maps: MapsState::default(),
+            photo_job: None,
+            preferred_layer: layer,
+            preferred_channel: channel,
+            show_head: false,
+        }
+    }
+
+    /// The settings as they would be saved.
+    pub fn settings(&self) -> &ExploreSettings {
+        &self.settings
+    }
+
+    /// The analysis shown, if any.
+    pub fn analysis(&self) -> Option<&Analysis> {
+        self.analysis.as_ref()
+    }
+
+    /// The photo the model is running on, if one is.
+    pub fn analysing(&self) -> Option<&PhotoSource> {
+        self.photo_job.as_ref().map(|p| &p.photo)
+    }
+
+    /// Whether the selected layer is drawn (what a screenshot waits for).
+    pub fn layer_drawn(&self) -> bool {
+        self.maps.layer_drawn()
+    }
+
+    /// Whether the predictions show the trained head's classes.
+    pub fn shows_head_predictions(&self) -> bool {
+        self.show_head && self.analysis.as_ref().is_some_and(|a| a.head.is_some())
+    }
+
+    /// Shows the head's classes in the predictions from now on.
+    pub fn show_head_predictions(&mut self) {
+        self.show_head = true;
+    }
+
+    /// Stops following the photo on its way, if any.
+    pub fn cancel_analysis(&mut self) {
+        if let Some(old) = self.photo_job.take() {
+            old.cancel.cancel();
+        }
+    }
+
+    /// Runs the model on `photo` (instead of any photo on its way).
+    pub fn analyse(&mut self, photo: PhotoSource, commands: &mut Commands) {
+        self.cancel_analysis();
+        let cancel = CancelToken::new();
+        let job = commands.start_job(|job| Command::Analyse {
+            job,
+            cancel: cancel.clone(),
+            photo: photo.clone(),
+        });
+        self.photo_job = Some(PhotoJob { job, cancel, photo });
+    }
+
+    /// The explorer's keys (↑/↓ layers, ←/→ channels, Esc).
+    pub fn handle_keys(&mut self, ctx: &egui::Context) {
+        if let Some(a) = &self.analysis {
+            maps::handle_keys(ctx, &mut self.maps, a, self.settings.channel_order);
+        }
+    }
+
+    fn show_analysis(&mut self, ctx: &egui::Context, analysis: Analysis) {
+        tracing::info!(
+            photo = %analysis.photo_name,
+            forward_ms = analysis.forward_ms,
+            total_ms = analysis.total_ms,
+            "analysed"
+        );
+        let prefer = self.preferred_layer.take();
+        if let Some(channel) = self.preferred_channel.take() {
+            self.maps.channel = Some(channel);
+        }
+        self.maps
+            .set_analysis(ctx, self.analysis.as_ref(), &analysis, prefer.as_deref());
+        self.analysis = Some(analysis);
+    }
+
+    /// The photo as the network sees it, and the predictions.
+    fn photo_column(&mut self, ui: &mut egui::Ui) {
+        let Some(a) = &self.analysis else {
+            ui.weak("No photo yet.");
+            return;
+        };
+        ui.heading(&a.photo_name);
+        if let Some(photo) = self.maps.photo_texture() {
+            let side = ui.available_width().min(320.0);
+            ui.add(egui::Image::new(photo).fit_to_exact_size(egui::vec2(side, side)))
+                .on_hover_text("What the network sees: resized to 256 and centre-cropped to 224, as in torchvision");
+        }
+        ui.weak(format!(
+            "{}×{} network view of a {}×{} photo",
+            a.network_view.width, a.network_view.height, a.original_width, a.original_height
+        ));
+        ui.add_space(8.0);
+        ui.strong("Predictions");
+        if let Some(h) = &a.head {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.show_head, false, "ImageNet")
+                    .on_hover_text("The network's own 1000 ImageNet classes");
+                ui.selectable_value(&mut self.show_head, true, format!("Head: {}", h.head))
+                    .on_hover_text("The classes of the head trained in the Train tab");
+            });
+        }
+        match &a.head {
+            Some(h) if self.show_head => predictions::show_classes(ui, &h.top, "head class"),
+            _ => predictions::show(ui, &a.top5),
+        }
+        if let Some(note) = &a.head_note {
+            ui.weak(note);
+        }
+    }
+}
+
+impl Panel for ExplorePanel {
+    fn columns(&self) -> &'static [SideColumn] {
+        if self.analysis.is_some() {
+            &[PHOTO_COLUMN, LAYERS_COLUMN]
+        } else {
+            &[PHOTO_COLUMN]
+        }
+    }
+
+    fn column(&mut self, index: usize, ui: &mut egui::Ui, _: &PanelEnv, _: &mut Commands) {
+        match (index, &self.analysis) {
+            (0, _) => self.photo_column(ui),
+            (_, Some(a)) => {
+                ui.strong("Layers");
+                maps::layer_list(ui, &mut self.maps, a);
+            }
+            (_, None) => {}
+        }
+    }
+
+    fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, commands: &mut Commands) {
+        match &self.analysis {
+            Some(a) => maps::show(ui, &mut self.maps, a, &mut self.settings, commands),
+            None => {
+                ui.horizontal(|ui| {
+                    busy_indicator(ui);
+                    ui.label("Working…");
+                });
+            }
+        }
+    }
+
+    fn owns(&self, job: JobId) -> bool {
+        self.photo_job.as_ref().is_some_and(|p| p.job == job)
+    }
+
+    fn on_event(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands) {
+        match event {
+            Event::Analysed { analysis, .. } => {
+                if let Some(done) = self.photo_job.take() {
+                    commands.push(AppCommand::PhotoShown(done.photo));
+                }
+                self.show_analysis(ctx, *analysis);
+                commands.push(AppCommand::ClearNotice(NoticeKind::PhotoFailed));
+            }
+            Event::Cancelled { .. } => self.photo_job = None,
+            Event::Failed { error, .. } => {
+                let name = self
+                    .photo_job
+                    .take()
+                    .map(|p| p.photo.name())
+                    .unwrap_or_default();
+                commands.push(AppCommand::Notify(Notice::new(
+                    NoticeKind::PhotoFailed,
+                    format!("Could not open {name}: {error}"),
+                )));
+            }
+            other => tracing::debug!(job = %other.job(), "unexpected event for a photo"),
+        }
+    }
+}

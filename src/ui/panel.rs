@@ -1,0 +1,88 @@
+//! What every tab of the window is: a [`Panel`] that owns its state, draws its columns and
+//! its view, and handles the worker's events for the jobs it started. The app draws them all
+//! with one layout ([`show`]); the [`Tab`] list drives the toolbar and the tests.
+
+use std::path::Path;
+
+use eframe::egui;
+
+use super::command::Commands;
+use crate::worker::{Event, HeadSummary, JobId, ModelSummary, PhotoSource};
+
+/// The window's tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Explore,
+    Dream,
+    Attack,
+    Train,
+}
+
+impl Tab {
+    pub const ALL: [Self; 4] = [Self::Explore, Self::Dream, Self::Attack, Self::Train];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Explore => "Explore",
+            Self::Dream => "Dream",
+            Self::Attack => "Attack",
+            Self::Train => "Train",
+        }
+    }
+}
+
+/// A resizable column on the left of a tab.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SideColumn {
+    /// egui's id of the column (keeps its width between frames).
+    pub id: &'static str,
+    pub default_width: f32,
+    pub min_width: f32,
+    pub max_width: f32,
+}
+
+/// What the rest of the window tells a panel while it draws.
+#[derive(Clone, Copy)]
+pub struct PanelEnv<'a> {
+    /// The photo shown in Explore (what Dream and Attack start from).
+    pub photo: &'a PhotoSource,
+    /// The loaded model, if any.
+    pub model: Option<&'a ModelSummary>,
+    /// The trained head the predictions panel uses, if any.
+    pub head: Option<&'a HeadSummary>,
+    /// Models whose weights are installed, in catalogue order.
+    pub installed: &'a [String],
+    /// Where trained heads are saved by default.
+    pub heads_dir: &'a Path,
+}
+
+/// One tab of the window.
+pub trait Panel {
+    /// The columns drawn on the left, in order (the view takes the rest).
+    fn columns(&self) -> &'static [SideColumn];
+
+    /// Draws column `index` of [`Self::columns`].
+    fn column(&mut self, index: usize, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands);
+
+    /// Draws the central view.
+    fn view(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands);
+
+    /// Whether `job` is one this panel started and still follows.
+    fn owns(&self, job: JobId) -> bool;
+
+    /// Handles an event of a job it [owns](Self::owns).
+    fn on_event(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands);
+}
+
+/// Draws `panel`: its columns on the left, its view in the centre.
+pub fn show(ui: &mut egui::Ui, panel: &mut dyn Panel, env: &PanelEnv, commands: &mut Commands) {
+    for (index, column) in panel.columns().iter().enumerate() {
+        egui::Panel::left(column.id)
+            .resizable(true)
+            .default_size(column.default_width)
+            .size_range(column.min_width..=column.max_width)
+            .show(ui, |ui| panel.column(index, ui, env, commands));
+    }
+    egui::CentralPanel::default().show(ui, |ui| panel.view(ui, env, commands));
+}

@@ -1,0 +1,500 @@
+//! The "Train" tab: pick a folder of labelled photos, see its classes, set up and train a new
+//! classifier head on the frozen backbone's features with live curves, then inspect it (best
+//! epoch, confusion matrix, per-class accuracy, misclassified photos that open in Explore) and
+//! use it in the predictions panel. Beside it, [`compare`]: the same head with each backbone.
+//! The settings column is drawn in [`controls`], the curves and the report in [`report`].
+
+pub mod compare;
+mod controls;
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui::{self, TextureHandle, TextureOptions};
+use serde::{Deserialize, Serialize};
+
+use self::compare::ComparePanel;
+use super::command::{AppCommand, Commands};
+use super::panel::{Panel, PanelEnv, SideColumn};
+use super::widgets::{texture, PendingPick};
+use crate::worker::{
+    CancelToken, Command, DatasetSummary, EpochRow, Event, JobId, TrainReport, TrainRequest,
+};
+
+/// A head training's settings as the tab shows them (saved between runs; the folder and the
+/// save path are not: they belong to one run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSettings {
+    /// Oxford-IIIT Pet: cat and dog instead of 37 breeds.
+    pub cats_vs_dogs: bool,
+    /// Share of the photos kept for validation, in percent.
+    pub val_percent: f64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// An MLP head (else linear) with `hidden` units and `dropout`.
+    pub mlp: bool,
+    pub hidden: usize,
+    pub dropout: f32,
+    /// Also train on each photo mirrored.
+    pub flip: bool,
+    /// Fine-tune the backbone's last block too, at `fine_tune_factor` times the head's rate.
+    pub fine_tune: bool,
+    pub fine_tune_factor: f64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            cats_vs_dogs: false,
+            val_percent: 20.0,
+            epochs: 10,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            batch_size: 32,
+            seed: 0,
+            mlp: false,
+            hidden: 256,
+            dropout: 0.5,
+            flip: false,
+            fine_tune: false,
+            fine_tune_factor: 0.1,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// Keeps values read from a hand-edited file within the controls' ranges.
+    pub fn sanitised(self) -> Self {
+        let default = Self::default();
+        let within =
+            |v: f64, d: f64, lo: f64, hi: f64| if v.is_finite() { v.clamp(lo, hi) } else { d };
+        Self {
+            val_percent: within(self.val_percent, default.val_percent, 5.0, 50.0),
+            epochs: self.epochs.clamp(1, 1000),
+            lr: within(self.lr, default.lr, 1e-6, 1.0),
+            weight_decay: within(self.weight_decay, default.weight_decay, 0.0, 1.0),
+            batch_size: self.batch_size.clamp(1, 1024),
+            hidden: self.hidden.clamp(2, 4096),
+            dropout: super::settings::finite_within(self.dropout, default.dropout, 0.0..=0.9),
+            fine_tune_factor: within(self.fine_tune_factor, default.fine_tune_factor, 0.001, 1.0),
+            ..self
+        }
+    }
+}
+
+const COLUMN: SideColumn = SideColumn {
+    id: "train-controls",
+    default_width: 330.0,
+    min_width: 260.0,
+    max_width: 520.0,
+};
+
+struct Running {
+    job: JobId,
+    cancel: CancelToken,
+    epochs: usize,
+    fine_tune: bool,
+}
+
+/// Feature extraction progress as last reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FeatureProgress {
+    done: usize,
+    total: usize,
+    cached: usize,
+    images_per_s: f32,
+    eta_s: f32,
+}
+
+struct Finished {
+    report: TrainReport,
+    thumbnails: Vec<TextureHandle>,
+}
+
+/// The Train tab's state.
+pub struct TrainPanel {
+    settings: TrainSettings,
+    folder: String,
+    output: String,
+    /// The save path was typed by the user: choosing another folder keeps it.
+    output_edited: bool,
+    scan_job: Option<JobId>,
+    /// The folder the last scan read (what training will use).
+    scanned_dir: Option<PathBuf>,
+    scanned: Option<DatasetSummary>,
+    scan_error: Option<String>,
+    running: Option<Running>,
+    features: Option<FeatureProgress>,
+    /// (optimiser step, mini-batch loss).
+    steps: Vec<[f64; 2]>,
+    epoch_rows: Vec<EpochRow>,
+    finished: Option<Finished>,
+    status: String,
+    folder_dialog: Option<PendingPick>,
+    head_dialog: Option<PendingPick>,
+    head_job: Option<JobId>,
+    compare: ComparePanel,
+}
+
+impl TrainPanel {
+    /// The tab with saved `settings`.
+    pub fn new(settings: TrainSettings) -> Self {
+        Self {
+            settings,
+            folder: String::new(),
+            output: String::new(),
+            output_edited: false,
+            scan_job: None,
+            scanned_dir: None,
+            scanned: None,
+            scan_error: None,
+            running: None,
+            features: None,
+            steps: Vec::new(),
+            epoch_rows: Vec::new(),
+            finished: None,
+            status: String::new(),
+            folder_dialog: None,
+            head_dialog: None,
+            head_job: None,
+            compare: ComparePanel::default(),
+        }
+    }
+
+    /// The settings as they would be saved.
+    pub fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// Whether a training or a comparison is running.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some() || self.compare.is_running()
+    }
+
+    /// The backbone comparison.
+    pub fn comparison(&self) -> &ComparePanel {
+        &self.compare
+    }
+
+    /// The folder as last scanned.
+    pub fn scanned(&self) -> Option<&DatasetSummary> {
+        self.scanned.as_ref()
+    }
+
+    /// Why the folder cannot be trained on, if it cannot.
+    pub fn scan_error(&self) -> Option<&str> {
+        self.scan_error.as_deref()
+    }
+
+    /// The last finished training.
+    pub fn report(&self) -> Option<&TrainReport> {
+        self.finished.as_ref().map(|f| &f.report)
+    }
+
+    /// Epochs reported so far by the training in progress (or the last one).
+    pub fn epoch_rows(&self) -> &[EpochRow] {
+        &self.epoch_rows
+    }
+
+    /// The status line.
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// Uses `dir` as the training folder and reads its classes.
+    pub fn set_folder(&mut self, dir: &Path, env: &PanelEnv, commands: &mut Commands) {
+        self.folder = dir.display().to_string();
+        if !self.output_edited {
+            self.output = default_output(dir, env).display().to_string();
+        }
+        self.scan(commands);
+    }
+
+    fn scan(&mut self, commands: &mut Commands) {
+        let dir = PathBuf::from(self.folder.trim());
+        let cats_vs_dogs = self.settings.cats_vs_dogs;
+        self.scanned = None;
+        self.scan_error = None;
+        self.scanned_dir = Some(dir.clone());
+        self.scan_job = Some(commands.start_job(|job| Command::ScanFolder {
+            job,
+            dir,
+            cats_vs_dogs,
+        }));
+    }
+
+    /// The folder box no longer names the folder that was read.
+    fn folder_edited(&self) -> bool {
+        self.scanned_dir
+            .as_deref()
+            .is_some_and(|d| d != Path::new(self.folder.trim()))
+    }
+
+    /// Starts training with the settings shown.
+    pub fn start(&mut self, env: &PanelEnv, commands: &mut Commands) {
+        if let Some(r) = self.running.take() {
+            r.cancel.cancel();
+        }
+        let request = self.request(env);
+        if self.output.trim().is_empty() {
+            self.output = request.output.display().to_string();
+        }
+        let cancel = CancelToken::new();
+        let job = commands.start_job(|job| Command::Train {
+            job,
+            cancel: cancel.clone(),
+            request: Box::new(request),
+        });
+        self.running = Some(Running {
+            job,
+            cancel,
+            epochs: self.settings.epochs,
+            fine_tune: self.settings.fine_tune,
+        });
+        self.features = None;
+        self.steps.clear();
+        self.epoch_rows.clear();
+        self.finished = None;
+        self.status = "Reading the folder…".into();
+    }
+
+    /// Training on the scanned folder with the current settings (an empty save path means the
+    /// default one).
+    fn request(&self, env: &PanelEnv) -> TrainRequest {
+        let dir = self
+            .scanned_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.folder.trim()));
+        let output = if self.output.trim().is_empty() {
+            default_output(&dir, env)
+        } else {
+            PathBuf::from(self.output.trim())
+        };
+        let s = &self.settings;
+        TrainRequest {
+            dir,
+            cats_vs_dogs: s.cats_vs_dogs,
+            val_fraction: s.val_percent / 100.0,
+            epochs: s.epochs,
+            lr: s.lr,
+            weight_decay: s.weight_decay,
+            batch_size: s.batch_size,
+            seed: s.seed,
+            mlp_hidden: s.mlp.then_some(s.hidden),
+            dropout: s.dropout,
+            flip: s.flip,
+            fine_tune: s.fine_tune,
+            fine_tune_lr_factor: s.fine_tune_factor,
+            output,
+        }
+    }
+
+    /// Stops the training in progress (features computed so far stay cached).
+    pub fn cancel(&mut self) {
+        if let Some(r) = &self.running {
+            r.cancel.cancel();
+            self.status = "Cancelling…".into();
+        }
+    }
+
+    fn on_scan(&mut self, event: Event) {
+        self.scan_job = None;
+        match event {
+            Event::FolderScanned { summary, .. } => self.scanned = Some(summary),
+            Event::Failed { error, .. } => self.scan_error = Some(error),
+            other => tracing::debug!(job = %other.job(), "unexpected event for a scan"),
+        }
+    }
+
+    fn on_head_loaded(&mut self, event: Event, commands: &mut Commands) {
+        self.head_job = None;
+        match event {
+            Event::HeadLoaded { head, .. } => {
+                self.status = format!(
+                    "Using {} ({} classes, {} features) in the predictions panel.",
+                    head.name,
+                    head.classes.len(),
+                    head.backbone
+                );
+                commands.push(AppCommand::UseHead(head));
+            }
+            Event::Failed { error, .. } => self.status = format!("Could not load: {error}"),
+            other => tracing::debug!(job = %other.job(), "unexpected event for a head"),
+        }
+    }
+
+    fn on_training(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands) {
+        let Some(running) = &self.running else {
+            return;
+        };
+        match event {
+            Event::TrainScanned { summary, .. } => {
+                self.scanned = Some(summary);
+                self.scan_error = None;
+                self.status = "Computing the backbone's features…".into();
+            }
+            Event::TrainFeatures {
+                done,
+                total,
+                cached,
+                images_per_s,
+                eta_s,
+                ..
+            } => {
+                self.features = Some(FeatureProgress {
+                    done,
+                    total,
+                    cached,
+                    images_per_s,
+                    eta_s,
+                });
+                if done == total {
+                    self.status = "Training the head…".into();
+                }
+            }
+            Event::TrainStep { step, loss, .. } => {
+                self.steps.push([step as f64, f64::from(loss)]);
+            }
+            Event::TrainEpoch { row, .. } => {
+                self.status = format!(
+                    "Epoch {}/{}: validation accuracy {:.1}%",
+                    row.epoch,
+                    running.epochs,
+                    row.val_acc * 100.0
+                );
+                self.epoch_rows.push(row);
+            }
+            Event::TrainFinished { report, head, .. } => {
+                self.running = None;
+                let thumbnails = report
+                    .mistakes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        texture(
+                            ctx,
+                            &format!("mistake-{i}"),
+                            &m.thumbnail,
+                            TextureOptions::LINEAR,
+                        )
+                    })
+                    .collect();
+                self.status = format!(
+                    "Done: {:.1}% validation accuracy (epoch {}), saved to {}; the predictions \
+                     panel can now use it.",
+                    report.val_accuracy * 100.0,
+                    report.best_epoch,
+                    report.saved_to.display()
+                );
+                self.epoch_rows = report.epochs.clone();
+                commands.push(AppCommand::UseHead(head));
+                self.finished = Some(Finished {
+                    report: *report,
+                    thumbnails,
+                });
+            }
+            Event::Cancelled { .. } => {
+                self.status = if running.fine_tune {
+                    "Cancelled.".into()
+                } else {
+                    "Cancelled. Features computed so far are cached: the next run starts there."
+                        .into()
+                };
+                self.running = None;
+            }
+            Event::Failed { error, .. } => {
+                self.running = None;
+                self.status = format!("Training failed: {error}");
+            }
+            other => tracing::debug!(job = %other.job(), "unexpected event for a training"),
+        }
+    }
+}
+
+impl Panel for TrainPanel {
+    fn columns(&self) -> &'static [SideColumn] {
+        &[COLUMN]
+    }
+
+    fn column(&mut self, _: usize, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
+        self.controls(ui, env, commands);
+    }
+
+    fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, commands: &mut Commands) {
+        self.results(ui, commands);
+    }
+
+    fn owns(&self, job: JobId) -> bool {
+        self.compare.owns(job)
+            || self.scan_job == Some(job)
+            || self.head_job == Some(job)
+            || self.running.as_ref().is_some_and(|r| r.job == job)
+    }
+
+    fn on_event(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands) {
+        let job = event.job();
+        if self.compare.owns(job) {
+            self.compare.on_event(event);
+        } else if self.scan_job == Some(job) {
+            self.on_scan(event);
+        } else if self.head_job == Some(job) {
+            self.on_head_loaded(event, commands);
+        } else {
+            self.on_training(ctx, event, commands);
+        }
+    }
+}
+
+/// The epoch the training keeps: highest validation accuracy, ties to the lower loss.
+fn best_epoch(rows: &[EpochRow]) -> Option<usize> {
+    rows.iter()
+        .min_by(|a, b| {
+            b.val_acc
+                .total_cmp(&a.val_acc)
+                .then(a.val_loss.total_cmp(&b.val_loss))
+        })
+        .map(|r| r.epoch)
+}
+
+/// Where a head for `dir` goes unless the user says otherwise:
+/// `HEADS/<folder name>-<model>.safetensors`.
+fn default_output(dir: &Path, env: &PanelEnv) -> PathBuf {
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "photos".into());
+    let model = env.model.map_or("model", |m| m.name.as_str());
+    env.heads_dir.join(format!("{folder}-{model}.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize, val_acc: f32, val_loss: f32) -> EpochRow {
+        EpochRow {
+            epoch,
+            train_loss: 0.0,
+            train_acc: 0.0,
+            val_loss,
+            val_acc,
+        }
+    }
+
+    #[test]
+    fn the_best_epoch_has_the_highest_accuracy_then_the_lowest_loss() {
+        assert_eq!(best_epoch(&[]), None);
+        let rows = [
+            row(1, 0.8, 0.5),
+            row(2, 0.9, 0.4),
+            row(3, 0.9, 0.3),
+            row(4, 0.85, 0.1),
+        ];
+        assert_eq!(best_epoch(&rows), Some(3));
+    }
+}
