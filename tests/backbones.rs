@@ -12,6 +12,7 @@ use cnn_explorer::explain::dream::{dream, DreamSettings, DreamTarget};
 use cnn_explorer::inference::{layer_infos, load_model};
 use cnn_explorer::model::Arch;
 use cnn_explorer::train::pipeline::{train_on_folder, TrainConfig};
+use cnn_explorer::train::Silent;
 use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 
 fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bool) {
@@ -68,7 +69,7 @@ fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bo
     config.features.cache_dir = None;
     config.head.epochs = 2;
     config.fine_tune = fine_tune.then_some(0.1);
-    let report = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    let report = train_on_folder(&model, data.path(), &config, &mut Silent).unwrap();
     assert_eq!(report.dataset.classes, ["disc", "square", "stripes"]);
     assert_eq!(report.head.dim, model.backbone.embedding_dim());
     assert_eq!(report.head.block.is_some(), fine_tune);

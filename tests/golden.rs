@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use cnn_explorer::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
 use cnn_explorer::model::resnet::{ResNet, ResNetConfig};
 use cnn_explorer::model::vgg::{Vgg, VggConfig};
-use cnn_explorer::model::{Arch, Backbone};
+use cnn_explorer::model::{reference, Arch, Backbone};
 use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use cnn_explorer::vision::preprocess::{Preprocess, ResizeFilter, ResizeMode};
 use cnn_explorer::weights::loading::{load_backbone, read_tensors, tensors_for};
@@ -62,6 +62,21 @@ fn check_every_tap(model: &dyn Backbone, io: &std::collections::HashMap<String, 
             tap.name
         );
     }
+    // The device-generic path (candle's own ops: CUDA, Metal) matches the fixtures too.
+    let network = model.network();
+    let mut reference_taps = 0;
+    reference::forward(
+        network,
+        &io["input"],
+        network.steps().len() - 1,
+        &mut |name, _, t| {
+            let err = relative_error(t, &io[name]);
+            assert!(err < TOLERANCE, "{name} (candle ops): relative error {err}");
+            reference_taps += 1;
+        },
+    )
+    .unwrap();
+    assert_eq!(reference_taps, taps.len());
     // At 224 the adaptive pool is the identity, at 64 it replicates 2x2 to 7x7: both match.
     let logits = model.forward(&io["input224"]).unwrap();
     let err = relative_error(&logits, &io["logits224"]);
@@ -123,22 +138,37 @@ fn vgg19_matches_pytorch_at_every_tap() {
     check_every_tap(&model, &io);
 }
 
-/// The input gradient of logit 3 of the fixture's first image agrees with PyTorch's.
+/// The input gradient of logit 3 of the fixture's first image agrees with PyTorch's, through
+/// the fast program and through candle's own ops.
 fn check_input_gradient(model: &dyn Backbone, io: &std::collections::HashMap<String, Tensor>) {
-    let x = candle_core::Var::from_tensor(&io["input"].narrow(0, 0, 1).unwrap()).unwrap();
-    let logits = model.forward(x.as_tensor()).unwrap();
-    let grads = logits
-        .narrow(1, 3, 1)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let grad = grads
-        .get(x.as_tensor())
-        .expect("gradient reaches the input");
-    let err = relative_error(grad, &io["grad_logit3"]);
-    assert!(err < TOLERANCE, "input gradient: relative error {err}");
+    let network = model.network();
+    let last = network.steps().len() - 1;
+    type Forward<'a> = &'a dyn Fn(&Tensor) -> Tensor;
+    let paths: [(&str, Forward); 2] = [
+        ("program", &|x| model.forward(x).unwrap()),
+        ("candle ops", &|x| {
+            reference::forward(network, x, last, &mut |_, _, _| {}).unwrap()
+        }),
+    ];
+    for (path, forward) in paths {
+        let x = candle_core::Var::from_tensor(&io["input"].narrow(0, 0, 1).unwrap()).unwrap();
+        let logits = forward(x.as_tensor());
+        let grads = logits
+            .narrow(1, 3, 1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grad = grads
+            .get(x.as_tensor())
+            .expect("gradient reaches the input");
+        let err = relative_error(grad, &io["grad_logit3"]);
+        assert!(
+            err < TOLERANCE,
+            "input gradient ({path}): relative error {err}"
+        );
+    }
 }
 
 #[test]

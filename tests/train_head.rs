@@ -7,11 +7,22 @@ mod common;
 use candle_core::Device;
 use cnn_explorer::inference::load_model;
 use cnn_explorer::train::head::Head;
+use cnn_explorer::train::head::SavedPreprocess;
 use cnn_explorer::train::pipeline::{classify_with_head, train_on_folder, TrainConfig};
+use cnn_explorer::train::{Silent, TrainObserver};
 use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use cnn_explorer::Error;
 
 const PER_CLASS: usize = 40;
+
+/// Asks to stop before anything is computed.
+struct CancelAtOnce;
+
+impl TrainObserver for CancelAtOnce {
+    fn is_cancelled(&self) -> bool {
+        true
+    }
+}
 
 #[test]
 fn head_trains_caches_cancels_and_round_trips() {
@@ -35,7 +46,7 @@ fn head_trains_caches_cancels_and_round_trips() {
     config.head.lr = 3e-3;
     config.head.batch_size = 16;
 
-    let first = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    let first = train_on_folder(&model, data.path(), &config, &mut Silent).unwrap();
     assert_eq!(first.dataset.classes, ["disc", "square", "stripes"]);
     assert_eq!(
         first.dataset.skipped.len(),
@@ -56,7 +67,7 @@ fn head_trains_caches_cancels_and_round_trips() {
     assert_eq!(diagonal + first.mistakes.len(), first.split.val.len());
 
     // Second run: every decodable photo's features come from the cache.
-    let second = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    let second = train_on_folder(&model, data.path(), &config, &mut Silent).unwrap();
     assert_eq!(second.features_from_cache, 3 * PER_CLASS);
     assert_eq!(
         second.features_computed, 2,
@@ -70,7 +81,7 @@ fn head_trains_caches_cancels_and_round_trips() {
     // Cancel.
     let mut no_cache = config.clone();
     no_cache.features.cache_dir = None;
-    let err = train_on_folder(&model, data.path(), &no_cache, &mut |_| {}, &|| true).unwrap_err();
+    let err = train_on_folder(&model, data.path(), &no_cache, &mut CancelAtOnce).unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
 
     // Save, load, predict the same.
@@ -78,10 +89,11 @@ fn head_trains_caches_cancels_and_round_trips() {
     let path = out.path().join("shapes.safetensors");
     first
         .head
-        .save(&path, "efficientnet-lite0", "imagenet 224")
+        .save(&path, "efficientnet-lite0", &model.preprocess)
         .unwrap();
     let (loaded, info) = Head::load(&path).unwrap();
     assert_eq!(info.classes, first.head.classes);
+    assert_eq!(info.preprocess, SavedPreprocess::Settings(model.preprocess));
     assert_eq!(info.backbone, "efficientnet-lite0");
     let photo = load_rgb(&data.path().join("square/000.png"), DEFAULT_MAX_PIXELS).unwrap();
     let before = classify_with_head(&model, &first.head, &[&photo]).unwrap();
@@ -121,7 +133,7 @@ fn fine_tuning_trains_the_last_block_too_and_round_trips() {
     config.head.batch_size = 16;
     config.fine_tune = Some(0.1);
 
-    let outcome = train_on_folder(&model, data.path(), &config, &mut |_| {}, &|| false).unwrap();
+    let outcome = train_on_folder(&model, data.path(), &config, &mut Silent).unwrap();
     assert_eq!(outcome.features_from_cache, 0);
     assert_eq!(
         std::fs::read_dir(cache.path()).unwrap().count(),
@@ -154,7 +166,7 @@ fn fine_tuning_trains_the_last_block_too_and_round_trips() {
     let path = out.path().join("tuned.safetensors");
     outcome
         .head
-        .save(&path, "efficientnet-lite0", "imagenet 224")
+        .save(&path, "efficientnet-lite0", &model.preprocess)
         .unwrap();
     let (loaded, info) = Head::load(&path).unwrap();
     assert_eq!(info.block.as_ref(), Some(block));

@@ -8,12 +8,14 @@
 //! `stem`, `block0` ... `block15` (each block's output), `head` (the last 1x1 convolution,
 //! 960 channels), `pre_logits` (`conv_head` after hard-swish, 1280 features), `logits`.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{global_avg_pool, relu, relu6, Conv, ConvSpec, Linear, Padding};
-use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp};
-use super::{Arch, Backbone, TapKind, TapSink};
+use super::engine::Engine;
+use super::layers::{conv_bn, linear, pointwise_as_linear, ConvSpec};
+use super::network::{Layer, NetworkBuilder, SqueezeExciteLayer, TapKind};
+use super::{Arch, Backbone};
+use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-5;
 const STEM_CHANNELS: usize = 16;
@@ -89,170 +91,150 @@ impl MobileNetV3Config {
     }
 }
 
-/// `x * relu6(x + 3) / 6`, differentiable.
-fn hard_swish(x: &Tensor) -> Result<Tensor> {
-    x.mul(&(relu6(&(x + 3.0)?)? / 6.0)?)
+/// Squeeze-and-excitation `se.conv_reduce` / `se.conv_expand` on `channels` channels.
+fn squeeze_excite(vb: VarBuilder, channels: usize) -> Result<Layer> {
+    let reduced = make_divisible(channels as f64 * 0.25);
+    let none = Activation::Identity;
+    Ok(Layer::SqueezeExcite(SqueezeExciteLayer {
+        reduce: pointwise_as_linear(vb.pp("conv_reduce"), (channels, reduced), none)?,
+        expand: pointwise_as_linear(vb.pp("conv_expand"), (reduced, channels), none)?,
+    }))
 }
 
-/// Squeeze-and-excitation: channels scaled by `hard_sigmoid(expand(relu(reduce(mean))))`.
-struct SqueezeExcite {
-    reduce: Linear,
-    expand: Linear,
+/// How a convolution of a block is activated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    None,
+    Relu,
+    HardSwish,
 }
 
-impl SqueezeExcite {
-    fn load(vb: VarBuilder, channels: usize) -> Result<Self> {
-        let reduced = make_divisible(channels as f64 * 0.25);
-        let layer = |name: &str, i: usize, o: usize| -> Result<Linear> {
-            let w = vb.pp(name).get((o, i, 1, 1), "weight")?.reshape((o, i))?;
-            let b = vb.pp(name).get(o, "bias")?;
-            Ok(Linear::new(w, b))
-        };
-        Ok(Self {
-            reduce: layer("conv_reduce", channels, reduced)?,
-            expand: layer("conv_expand", reduced, channels)?,
-        })
+/// Convolution `name` with batch norm `bn` (in, out, kernel, stride, groups), then `act`:
+/// ReLU fused into the convolution, hard-swish as a layer of its own.
+fn conv_layers(
+    vb: &VarBuilder,
+    (name, bn): (&str, &str),
+    (i, o, k, s, groups): (usize, usize, usize, usize, usize),
+    act: Act,
+) -> Result<Vec<Layer>> {
+    let spec = ConvSpec {
+        in_channels: i,
+        out_channels: o,
+        kernel: k,
+        stride: s,
+        padding: Padding::Symmetric(k / 2),
+        groups,
+    };
+    let fused = if act == Act::Relu {
+        Activation::Relu
+    } else {
+        Activation::Identity
+    };
+    let conv = conv_bn((vb.pp(name), vb.pp(bn)), spec, BN_EPS, fused)?;
+    let mut layers = vec![Layer::Conv(conv)];
+    if act == Act::HardSwish {
+        layers.push(Layer::HardSwish);
     }
-
-    fn program_op(&self) -> Result<ProgramOp> {
-        let (
-            ProgramOp::Linear {
-                weight: reduce_weight,
-                bias: reduce_bias,
-                ..
-            },
-            ProgramOp::Linear {
-                weight: expand_weight,
-                bias: expand_bias,
-                ..
-            },
-        ) = (
-            self.reduce.program_op(Activation::Identity)?,
-            self.expand.program_op(Activation::Identity)?,
-        )
-        else {
-            candle_core::bail!("squeeze-excite layers are not linear");
-        };
-        Ok(ProgramOp::SqueezeExcite {
-            reduce_weight,
-            reduce_bias,
-            expand_weight,
-            expand_bias,
-        })
-    }
+    Ok(layers)
 }
 
-impl Module for SqueezeExcite {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, _, _) = x.dims4()?;
-        let squeezed = x.mean(D::Minus1)?.mean(D::Minus1)?;
-        let hidden = relu(&self.reduce.forward(&squeezed)?)?;
-        let gate = (relu6(&(self.expand.forward(&hidden)? + 3.0)?)? / 6.0)?;
-        x.broadcast_mul(&gate.reshape((b, c, 1, 1))?)
-    }
-}
-
-/// One block: each convolution with batch norm folded in.
-struct Block {
-    expand: Option<Conv>,
-    depthwise: Option<Conv>,
-    se: Option<SqueezeExcite>,
-    project: Conv,
-    /// The activation after the project convolution (only a `cn` block has one).
-    project_activated: bool,
+/// One row of the table, as one block to load.
+#[derive(Debug, Clone, Copy)]
+struct BlockSpec {
+    kind: BlockKind,
+    kernel: usize,
+    stride: usize,
+    expansion: f64,
+    in_c: usize,
+    out_c: usize,
+    se: bool,
     hard_swish: bool,
-    residual: bool,
 }
 
-impl Block {
-    /// `activation(x)` with this block's activation.
-    fn activate(&self, x: &Tensor) -> Result<Tensor> {
-        if self.hard_swish {
-            hard_swish(x)
-        } else {
-            relu(x)
+/// Appends the layers of one block (`vb`) to `net`, its output as tap `tap` of `kind`.
+fn push_block(
+    net: &mut NetworkBuilder,
+    vb: VarBuilder,
+    b: BlockSpec,
+    tap: (String, TapKind),
+) -> Result<()> {
+    let act = if b.hard_swish {
+        Act::HardSwish
+    } else {
+        Act::Relu
+    };
+    let (k, s, in_c, out_c) = (b.kernel, b.stride, b.in_c, b.out_c);
+    let mut layers = Vec::new();
+    match b.kind {
+        BlockKind::DepthwiseSeparable => {
+            layers.extend(conv_layers(
+                &vb,
+                ("conv_dw", "bn1"),
+                (in_c, in_c, k, s, in_c),
+                act,
+            )?);
+            if b.se {
+                layers.push(squeeze_excite(vb.pp("se"), in_c)?);
+            }
+            layers.extend(conv_layers(
+                &vb,
+                ("conv_pw", "bn2"),
+                (in_c, out_c, 1, 1, 1),
+                Act::None,
+            )?);
+        }
+        BlockKind::InvertedResidual => {
+            let mid = make_divisible(in_c as f64 * b.expansion);
+            layers.extend(conv_layers(
+                &vb,
+                ("conv_pw", "bn1"),
+                (in_c, mid, 1, 1, 1),
+                act,
+            )?);
+            layers.extend(conv_layers(
+                &vb,
+                ("conv_dw", "bn2"),
+                (mid, mid, k, s, mid),
+                act,
+            )?);
+            if b.se {
+                layers.push(squeeze_excite(vb.pp("se"), mid)?);
+            }
+            layers.extend(conv_layers(
+                &vb,
+                ("conv_pwl", "bn3"),
+                (mid, out_c, 1, 1, 1),
+                Act::None,
+            )?);
+        }
+        BlockKind::ConvBnAct => {
+            layers.extend(conv_layers(
+                &vb,
+                ("conv", "bn1"),
+                (in_c, out_c, k, s, 1),
+                act,
+            )?);
         }
     }
-
-    /// Appends `conv` (activated when `activated`) to `program`, its output as `tap`.
-    fn push_conv(
-        &self,
-        program: &mut ProgramBuilder,
-        conv: &Conv,
-        activated: bool,
-        tap: Option<&str>,
-    ) -> Result<()> {
-        let activation = if activated && !self.hard_swish {
-            Activation::Relu
-        } else {
-            Activation::Identity
-        };
-        let Some(op) = conv.program_op(activation)? else {
-            candle_core::bail!("an unsupported grouped convolution in MobileNetV3");
-        };
-        if activated && self.hard_swish {
-            program.push(op, None);
-            program.push(ProgramOp::HardSwish, tap);
-        } else {
-            program.push(op, tap);
-        }
-        Ok(())
+    let residual = s == 1 && in_c == out_c && b.kind != BlockKind::ConvBnAct;
+    if residual {
+        net.push(Layer::ResidualStart);
+        layers.push(Layer::identity_add());
     }
-
-    fn program(&self, program: &mut ProgramBuilder, tap: &str) -> Result<()> {
-        if self.residual {
-            program.push(ProgramOp::ResidualStart, None);
-        }
-        if let Some(conv) = &self.expand {
-            self.push_conv(program, conv, true, None)?;
-        }
-        if let Some(conv) = &self.depthwise {
-            self.push_conv(program, conv, true, None)?;
-        }
-        if let Some(se) = &self.se {
-            program.push(se.program_op()?, None);
-        }
-        let project_tap = (!self.residual).then_some(tap);
-        self.push_conv(program, &self.project, self.project_activated, project_tap)?;
-        if self.residual {
-            program.push(ProgramOp::identity_add(), Some(tap));
-        }
-        Ok(())
+    let last = layers.pop();
+    for layer in layers {
+        net.push(layer);
     }
-}
-
-impl Module for Block {
-    fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        let mut x = input.clone();
-        if let Some(conv) = &self.expand {
-            x = self.activate(&conv.forward(&x)?)?;
-        }
-        if let Some(conv) = &self.depthwise {
-            x = self.activate(&conv.forward(&x)?)?;
-        }
-        if let Some(se) = &self.se {
-            x = se.forward(&x)?;
-        }
-        x = self.project.forward(&x)?;
-        if self.project_activated {
-            x = self.activate(&x)?;
-        }
-        if self.residual {
-            x + input
-        } else {
-            Ok(x)
-        }
+    if let Some(last) = last {
+        net.push_tap(last, tap.0, tap.1);
     }
+    Ok(())
 }
 
 /// MobileNetV3-Large with every block tapped.
 pub struct MobileNetV3 {
     config: MobileNetV3Config,
-    stem: Conv,
-    blocks: Vec<Block>,
-    head: Linear,
-    classifier: Linear,
-    program: FrozenProgram,
+    engine: Engine,
 }
 
 impl MobileNetV3 {
@@ -263,156 +245,63 @@ impl MobileNetV3 {
         } else {
             config.channels(STEM_CHANNELS)
         };
-        let stem = Conv::load_with_batch_norm(
-            vb.pp("conv_stem"),
-            vb.pp("bn1"),
-            ConvSpec {
-                in_channels: 3,
-                out_channels: stem_channels,
-                kernel: 3,
-                stride: 2,
-                padding: Padding::Symmetric(1),
-                groups: 1,
-            },
-            BN_EPS,
+        let mut net = NetworkBuilder::default();
+        let mut stem = conv_layers(
+            &vb,
+            ("conv_stem", "bn1"),
+            (3, stem_channels, 3, 2, 1),
+            Act::HardSwish,
         )?;
-        let mut blocks = Vec::new();
+        let stem_act = stem.pop();
+        net.extend(stem);
+        if let Some(layer) = stem_act {
+            net.push_tap(layer, "stem", TapKind::Stem);
+        }
+        let blocks: usize = LARGE.iter().map(|row| row.1).sum();
         let mut in_c = stem_channels;
         let mut index_in_stage = [0usize; 7];
-        for (row, &(kind, repeats, k, first_stride, exp, out, se, hswish)) in
+        for (row, &(kind, repeats, kernel, first_stride, expansion, out, se, hard_swish)) in
             LARGE.iter().enumerate()
         {
             let stage = STAGE_OF_ROW[row];
             let out_c = config.channels(out);
             for r in 0..repeats {
-                let stride = if r == 0 { first_stride } else { 1 };
+                let spec = BlockSpec {
+                    kind,
+                    kernel,
+                    stride: if r == 0 { first_stride } else { 1 },
+                    expansion,
+                    in_c,
+                    out_c,
+                    se,
+                    hard_swish,
+                };
                 let vb_block = vb.pp(format!("blocks.{stage}.{}", index_in_stage[stage]));
+                let i: usize = index_in_stage.iter().sum();
                 index_in_stage[stage] += 1;
-                blocks.push(load_block(
-                    vb_block, kind, k, stride, exp, in_c, out_c, se, hswish,
-                )?);
+                // The last block, a plain convolution, is the head.
+                let tap = if i + 1 == blocks {
+                    ("head".to_string(), TapKind::Head)
+                } else {
+                    (format!("block{i}"), TapKind::Block)
+                };
+                push_block(&mut net, vb_block, spec, tap)?;
                 in_c = out_c;
             }
         }
-        let head_w = vb
-            .pp("conv_head")
-            .get((config.head_features, in_c, 1, 1), "weight")?
-            .reshape((config.head_features, in_c))?;
-        let head_b = vb.pp("conv_head").get(config.head_features, "bias")?;
-        let head = Linear::new(head_w, head_b);
-        let classifier = Linear::load(
-            vb.pp("classifier"),
-            config.head_features,
-            config.num_classes,
-        )?;
-        let mut net = Self {
+        net.push(Layer::GlobalAvgPool);
+        let features = config.head_features;
+        let none = Activation::Identity;
+        let head = pointwise_as_linear(vb.pp("conv_head"), (in_c, features), none)?;
+        net.push(Layer::Linear(head));
+        net.push_tap(Layer::HardSwish, "pre_logits", TapKind::Fc);
+        let classifier = linear(vb.pp("classifier"), (features, config.num_classes), none)?;
+        net.push_tap(Layer::Linear(classifier), "logits", TapKind::Logits);
+        Ok(Self {
             config,
-            stem,
-            blocks,
-            head,
-            classifier,
-            program: FrozenProgram::default(),
-        };
-        net.program = net.build_program()?;
-        Ok(net)
+            engine: Engine::build(net)?,
+        })
     }
-
-    /// The tap name of block `i` (the last one, a plain convolution, is `head`).
-    fn tap_name(&self, i: usize) -> String {
-        if i + 1 == self.blocks.len() {
-            "head".to_string()
-        } else {
-            format!("block{i}")
-        }
-    }
-
-    /// The same layers as [`Backbone::forward_with`], as one fast op.
-    fn build_program(&self) -> Result<FrozenProgram> {
-        let mut program = ProgramBuilder::default();
-        let Some(stem) = self.stem.program_op(Activation::Identity)? else {
-            candle_core::bail!("the stem is not a plain convolution");
-        };
-        program.push(stem, None);
-        program.push(ProgramOp::HardSwish, Some("stem"));
-        for (i, block) in self.blocks.iter().enumerate() {
-            block.program(&mut program, &self.tap_name(i))?;
-        }
-        program.push(ProgramOp::GlobalAvgPool, None);
-        program.push(self.head.program_op(Activation::Identity)?, None);
-        program.push(ProgramOp::HardSwish, Some("pre_logits"));
-        program.push(
-            self.classifier.program_op(Activation::Identity)?,
-            Some("logits"),
-        );
-        Ok(program.build())
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn load_block(
-    vb: VarBuilder,
-    kind: BlockKind,
-    kernel: usize,
-    stride: usize,
-    exp: f64,
-    in_c: usize,
-    out_c: usize,
-    se: bool,
-    hard_swish: bool,
-) -> Result<Block> {
-    let conv = |name: &str, bn: &str, i: usize, o: usize, k: usize, s: usize, groups: usize| {
-        Conv::load_with_batch_norm(
-            vb.pp(name),
-            vb.pp(bn),
-            ConvSpec {
-                in_channels: i,
-                out_channels: o,
-                kernel: k,
-                stride: s,
-                padding: Padding::Symmetric(k / 2),
-                groups,
-            },
-            BN_EPS,
-        )
-    };
-    let residual = stride == 1 && in_c == out_c && kind != BlockKind::ConvBnAct;
-    let block = match kind {
-        BlockKind::DepthwiseSeparable => Block {
-            expand: None,
-            depthwise: Some(conv("conv_dw", "bn1", in_c, in_c, kernel, stride, in_c)?),
-            se: se
-                .then(|| SqueezeExcite::load(vb.pp("se"), in_c))
-                .transpose()?,
-            project: conv("conv_pw", "bn2", in_c, out_c, 1, 1, 1)?,
-            project_activated: false,
-            hard_swish,
-            residual,
-        },
-        BlockKind::InvertedResidual => {
-            let mid = make_divisible(in_c as f64 * exp);
-            Block {
-                expand: Some(conv("conv_pw", "bn1", in_c, mid, 1, 1, 1)?),
-                depthwise: Some(conv("conv_dw", "bn2", mid, mid, kernel, stride, mid)?),
-                se: se
-                    .then(|| SqueezeExcite::load(vb.pp("se"), mid))
-                    .transpose()?,
-                project: conv("conv_pwl", "bn3", mid, out_c, 1, 1, 1)?,
-                project_activated: false,
-                hard_swish,
-                residual,
-            }
-        }
-        BlockKind::ConvBnAct => Block {
-            expand: None,
-            depthwise: None,
-            se: None,
-            project: conv("conv", "bn1", in_c, out_c, kernel, stride, 1)?,
-            project_activated: true,
-            hard_swish,
-            residual,
-        },
-    };
-    Ok(block)
 }
 
 impl Backbone for MobileNetV3 {
@@ -428,28 +317,8 @@ impl Backbone for MobileNetV3 {
         self.config.head_features
     }
 
-    fn program(&self) -> Option<&FrozenProgram> {
-        Some(&self.program)
-    }
-
-    fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
-        let mut x = hard_swish(&self.stem.forward(x)?)?;
-        sink("stem", TapKind::Stem, &x);
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x)?;
-            let kind = if i + 1 == self.blocks.len() {
-                TapKind::Head
-            } else {
-                TapKind::Block
-            };
-            sink(&self.tap_name(i), kind, &x);
-        }
-        let pooled = global_avg_pool(&x)?;
-        let features = hard_swish(&self.head.forward(&pooled)?)?;
-        sink("pre_logits", TapKind::Fc, &features);
-        let logits = self.classifier.forward(&features)?;
-        sink("logits", TapKind::Logits, &logits);
-        Ok(logits)
+    fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// timm's pre-logits: the pooled last features through `conv_head` and hard-swish,

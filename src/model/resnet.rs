@@ -9,13 +9,15 @@
 //! max-pool), `layer1.0` ... `layer4.N` (each residual block's output, after its ReLU; the last
 //! block of a layer is that stage's output), `logits`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::cpu_ops::PoolWindow;
-use super::layers::{global_avg_pool, max_pool3x3s2, relu, Conv, ConvSpec, Linear, Padding};
-use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp, Shortcut};
-use super::{Arch, Backbone, LastBlock, TapKind, TapSink};
+use super::engine::Engine;
+use super::layers::{conv_bn, linear, ConvSpec};
+use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
+use super::reference::global_avg_pool;
+use super::{Arch, Backbone};
+use crate::kernels::{Activation, Padding, PoolWindow};
 
 const BN_EPS: f64 = 1e-5;
 
@@ -70,157 +72,96 @@ impl ResNetConfig {
     }
 }
 
-/// A residual block: its convolutions (each but the last followed by a ReLU), the skip path's
-/// projection where the shape changes, and a ReLU after the sum.
-struct ResidualBlock {
+/// A convolution of `kernel` (padded by half of it) with batch norm `bn{i}` folded in.
+fn spec(in_channels: usize, out_channels: usize, kernel: usize, stride: usize) -> ConvSpec {
+    ConvSpec {
+        in_channels,
+        out_channels,
+        kernel,
+        stride,
+        padding: Padding::Symmetric(kernel / 2),
+        groups: 1,
+    }
+}
+
+/// Appends residual block `name` (`vb`): its convolutions (each but the last followed by a
+/// ReLU), the skip path's projection where the shape changes, and a ReLU after the sum.
+fn push_block(
+    net: &mut NetworkBuilder,
+    vb: VarBuilder,
     name: String,
-    convs: Vec<Conv>,
-    downsample: Option<Conv>,
-}
-
-impl ResidualBlock {
-    fn load(
-        vb: VarBuilder,
-        name: String,
-        config: &ResNetConfig,
-        in_channels: usize,
-        width: usize,
-        stride: usize,
-    ) -> Result<Self> {
-        let out_channels = width * config.expansion();
-        let conv = |i: usize, spec: ConvSpec| {
-            Conv::load_with_batch_norm(
-                vb.pp(format!("conv{i}")),
-                vb.pp(format!("bn{i}")),
-                spec,
-                BN_EPS,
-            )
-        };
-        let spec = |i, o, kernel, stride| ConvSpec {
-            in_channels: i,
-            out_channels: o,
-            kernel,
-            stride,
-            padding: Padding::Symmetric(kernel / 2),
-            groups: 1,
-        };
-        let convs = if config.bottleneck {
-            vec![
-                conv(1, spec(in_channels, width, 1, 1))?,
-                conv(2, spec(width, width, 3, stride))?,
-                conv(3, spec(width, out_channels, 1, 1))?,
-            ]
-        } else {
-            vec![
-                conv(1, spec(in_channels, width, 3, stride))?,
-                conv(2, spec(width, out_channels, 3, 1))?,
-            ]
-        };
-        let downsample = if stride != 1 || in_channels != out_channels {
-            Some(Conv::load_with_batch_norm(
-                vb.pp("downsample.0"),
-                vb.pp("downsample.1"),
-                spec(in_channels, out_channels, 1, stride),
-                BN_EPS,
-            )?)
-        } else {
-            None
-        };
-        Ok(Self {
-            name,
-            convs,
-            downsample,
-        })
+    config: &ResNetConfig,
+    (in_channels, width, stride): (usize, usize, usize),
+) -> Result<()> {
+    let out_channels = width * config.expansion();
+    let conv = |i: usize, spec: ConvSpec, activation| {
+        conv_bn(
+            (vb.pp(format!("conv{i}")), vb.pp(format!("bn{i}"))),
+            spec,
+            BN_EPS,
+            activation,
+        )
+    };
+    let (relu, none) = (Activation::Relu, Activation::Identity);
+    let convs = if config.bottleneck {
+        vec![
+            conv(1, spec(in_channels, width, 1, 1), relu)?,
+            conv(2, spec(width, width, 3, stride), relu)?,
+            conv(3, spec(width, out_channels, 1, 1), none)?,
+        ]
+    } else {
+        vec![
+            conv(1, spec(in_channels, width, 3, stride), relu)?,
+            conv(2, spec(width, out_channels, 3, 1), none)?,
+        ]
+    };
+    let shortcut = if stride != 1 || in_channels != out_channels {
+        let vbs = (vb.pp("downsample.0"), vb.pp("downsample.1"));
+        Some(conv_bn(
+            vbs,
+            spec(in_channels, out_channels, 1, stride),
+            BN_EPS,
+            none,
+        )?)
+    } else {
+        None
+    };
+    net.push(Layer::ResidualStart);
+    for conv in convs {
+        net.push(Layer::Conv(conv));
     }
-
-    /// Appends the block's steps to `program`, its output as its tap.
-    fn program(&self, program: &mut ProgramBuilder) -> Result<()> {
-        program.push(ProgramOp::ResidualStart, None);
-        let last = self.convs.len() - 1;
-        for (i, conv) in self.convs.iter().enumerate() {
-            let activation = if i == last {
-                Activation::Identity
-            } else {
-                Activation::Relu
-            };
-            program.push(conv_op(conv, activation)?, None);
-        }
-        let shortcut = match &self.downsample {
-            None => None,
-            Some(conv) => match conv_op(conv, Activation::Identity)? {
-                ProgramOp::Conv {
-                    weight,
-                    bias,
-                    stride,
-                    ..
-                } => Some(Shortcut {
-                    weight,
-                    bias,
-                    stride,
-                }),
-                _ => candle_core::bail!("{}: the downsample is not a convolution", self.name),
-            },
-        };
-        program.push(
-            ProgramOp::ResidualAdd {
-                shortcut,
-                activation: Activation::Relu,
-            },
-            Some(&self.name),
-        );
-        Ok(())
-    }
-}
-
-/// `conv` as a program step (ResNets have no grouped convolutions).
-fn conv_op(conv: &Conv, activation: Activation) -> Result<ProgramOp> {
-    conv.program_op(activation)?
-        .ok_or_else(|| candle_core::Error::Msg("a grouped convolution in a ResNet".into()))
-}
-
-impl Module for ResidualBlock {
-    fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        let mut x = input.clone();
-        let last = self.convs.len() - 1;
-        for (i, conv) in self.convs.iter().enumerate() {
-            x = conv.forward(&x)?;
-            if i < last {
-                x = relu(&x)?;
-            }
-        }
-        let skip = match &self.downsample {
-            Some(conv) => conv.forward(input)?,
-            None => input.clone(),
-        };
-        relu(&(x + skip)?)
-    }
+    let end = Layer::ResidualAdd {
+        shortcut,
+        activation: relu,
+    };
+    net.push_tap(end, name, TapKind::Block);
+    Ok(())
 }
 
 /// A ResNet with every residual block tapped.
 pub struct ResNet {
     config: ResNetConfig,
-    stem: Conv,
-    blocks: Vec<ResidualBlock>,
-    fc: Linear,
-    program: FrozenProgram,
+    engine: Engine,
+    /// Tap names of the residual blocks, in order.
+    blocks: Vec<String>,
 }
 
 impl ResNet {
     /// Builds the network from torchvision/timm-named parameters.
     pub fn new(vb: VarBuilder, config: ResNetConfig) -> Result<Self> {
-        let stem = Conv::load_with_batch_norm(
-            vb.pp("conv1"),
-            vb.pp("bn1"),
+        let mut net = NetworkBuilder::default();
+        let stem = conv_bn(
+            (vb.pp("conv1"), vb.pp("bn1")),
             ConvSpec {
-                in_channels: 3,
-                out_channels: config.stem,
-                kernel: 7,
-                stride: 2,
                 padding: Padding::Symmetric(3),
-                groups: 1,
+                ..spec(3, config.stem, 7, 2)
             },
             BN_EPS,
+            Activation::Relu,
         )?;
+        net.push_tap(Layer::Conv(stem), "stem", TapKind::Stem);
+        let pool = Layer::MaxPool(PoolWindow::THREE_BY_THREE_STRIDE_TWO);
+        net.push_tap(pool, "pool", TapKind::Pool);
         let mut blocks = Vec::new();
         let mut in_channels = config.stem;
         for (l, (&count, &width)) in config.layers.iter().zip(&config.widths).enumerate() {
@@ -228,43 +169,34 @@ impl ResNet {
                 let stride = if l > 0 && b == 0 { 2 } else { 1 };
                 let name = format!("layer{}.{b}", l + 1);
                 let vb_block = vb.pp(&name);
-                let block =
-                    ResidualBlock::load(vb_block, name, &config, in_channels, width, stride)?;
+                push_block(
+                    &mut net,
+                    vb_block,
+                    name.clone(),
+                    &config,
+                    (in_channels, width, stride),
+                )?;
                 in_channels = width * config.expansion();
-                blocks.push(block);
+                blocks.push(name);
             }
         }
-        let fc = Linear::load(vb.pp("fc"), config.feature_channels(), config.num_classes)?;
-        let mut net = Self {
+        net.push(Layer::GlobalAvgPool);
+        let fc = linear(
+            vb.pp("fc"),
+            (config.feature_channels(), config.num_classes),
+            Activation::Identity,
+        )?;
+        net.push_tap(Layer::Linear(fc), "logits", TapKind::Logits);
+        Ok(Self {
             config,
-            stem,
+            engine: Engine::build(net)?,
             blocks,
-            fc,
-            program: FrozenProgram::default(),
-        };
-        net.program = net.build_program()?;
-        Ok(net)
-    }
-
-    /// The same layers as [`Backbone::forward_with`], as one fast op.
-    fn build_program(&self) -> Result<FrozenProgram> {
-        let mut program = ProgramBuilder::default();
-        program.push(conv_op(&self.stem, Activation::Relu)?, Some("stem"));
-        program.push(
-            ProgramOp::MaxPool(PoolWindow::THREE_BY_THREE_STRIDE_TWO),
-            Some("pool"),
-        );
-        for block in &self.blocks {
-            block.program(&mut program)?;
-        }
-        program.push(ProgramOp::GlobalAvgPool, None);
-        program.push(self.fc.program_op(Activation::Identity)?, Some("logits"));
-        Ok(program.build())
+        })
     }
 
     /// The last block's tap: the features the pool averages.
     fn last_tap(&self) -> &str {
-        self.blocks.last().map_or("pool", |b| b.name.as_str())
+        self.blocks.last().map_or("pool", String::as_str)
     }
 }
 
@@ -281,42 +213,15 @@ impl Backbone for ResNet {
         self.config.feature_channels()
     }
 
-    fn program(&self) -> Option<&FrozenProgram> {
-        Some(&self.program)
-    }
-
-    fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
-        let x = relu(&self.stem.forward(x)?)?;
-        sink("stem", TapKind::Stem, &x);
-        let mut x = max_pool3x3s2(&x)?;
-        sink("pool", TapKind::Pool, &x);
-        for block in &self.blocks {
-            x = block.forward(&x)?;
-            sink(&block.name, TapKind::Block, &x);
-        }
-        let logits = self.fc.forward(&global_avg_pool(&x)?)?;
-        sink("logits", TapKind::Logits, &logits);
-        Ok(logits)
+    fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The last residual block (layer4's last: 3x3 + 3x3 or 1x1 + 3x3 + 1x1, identity skip).
     fn last_block(&self) -> Option<LastBlock> {
         let n = self.blocks.len();
-        let (last, before) = (self.blocks.last()?, self.blocks.get(n.checked_sub(2)?)?);
-        if last.downsample.is_some() {
-            return None;
-        }
-        let convs = last
-            .convs
-            .iter()
-            .map(|conv| conv.block_conv(false).ok().flatten())
-            .collect::<Option<Vec<_>>>()?;
-        Some(LastBlock {
-            input_tap: before.name.clone(),
-            convs,
-            max_pool: false,
-            residual: true,
-        })
+        let before = self.blocks.get(n.checked_sub(2)?)?;
+        self.engine.network().last_block(before, self.last_tap())
     }
 
     /// The last block's output averaged over space: `[B, 512]` (ResNet-18) or `[B, 2048]`.

@@ -5,15 +5,15 @@
 //! (`pre_logits.fc1`, ...) are renamed on load (see `weights::loading`). Taps: `conv1_1` ...
 //! `conv5_3` (after ReLU), `pool1` ... `pool5`, `fc6`, `fc7` (after ReLU), `logits`.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::cpu_ops::PoolWindow;
-use super::layers::{
-    adaptive_avg_pool2d, global_avg_pool, max_pool2x2, relu, Conv, ConvSpec, Linear, Padding,
-};
-use super::program::{Activation, FrozenProgram, ProgramBuilder, ProgramOp};
-use super::{Arch, Backbone, LastBlock, TapKind, TapSink};
+use super::engine::Engine;
+use super::layers::{conv, linear, ConvSpec};
+use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
+use super::reference::global_avg_pool;
+use super::{Arch, Backbone};
+use crate::kernels::{Activation, Padding, PoolWindow};
 
 /// Sizes of a VGG; [`VggConfig::vgg16`] and [`VggConfig::vgg19`] are the real ones, smaller
 /// widths make tiny test models of the same structure.
@@ -52,36 +52,25 @@ impl VggConfig {
 /// The spatial size the classifier expects after `AdaptiveAvgPool2d`.
 const POOLED_SIDE: usize = 7;
 
-struct ConvLayer {
-    name: String,
-    conv: Conv,
-}
-
 /// A VGG network with every layer tapped.
 pub struct Vgg {
     config: VggConfig,
-    /// Per block, its convolutions.
-    blocks: Vec<Vec<ConvLayer>>,
-    fc6: Linear,
-    fc7: Linear,
-    fc8: Linear,
-    program: FrozenProgram,
+    engine: Engine,
 }
 
 impl Vgg {
     /// Builds the network from torchvision-named parameters.
     pub fn new(vb: VarBuilder, config: VggConfig) -> Result<Self> {
         let features = vb.pp("features");
+        let mut net = NetworkBuilder::default();
         let mut index = 0;
         let mut in_channels = 3;
-        let mut blocks = Vec::new();
         for (b, (&convs, &width)) in config
             .convs_per_block
             .iter()
             .zip(&config.widths)
             .enumerate()
         {
-            let mut block = Vec::new();
             for i in 0..convs {
                 let spec = ConvSpec {
                     in_channels,
@@ -91,71 +80,41 @@ impl Vgg {
                     padding: Padding::Symmetric(1),
                     groups: 1,
                 };
-                block.push(ConvLayer {
-                    name: format!("conv{}_{}", b + 1, i + 1),
-                    conv: Conv::load(features.pp(index), spec)?,
-                });
+                let layer = conv(features.pp(index), spec, Activation::Relu)?;
+                net.push_tap(
+                    Layer::Conv(layer),
+                    format!("conv{}_{}", b + 1, i + 1),
+                    TapKind::Conv,
+                );
                 in_channels = width;
                 index += 2; // conv, relu
             }
             index += 1; // max-pool
-            blocks.push(block);
-        }
-        let classifier = vb.pp("classifier");
-        let flat = config.widths[4] * POOLED_SIDE * POOLED_SIDE;
-        let fc6 = Linear::load(classifier.pp(0), flat, config.hidden)?;
-        let fc7 = Linear::load(classifier.pp(3), config.hidden, config.hidden)?;
-        let fc8 = Linear::load(classifier.pp(6), config.hidden, config.num_classes)?;
-        let mut vgg = Self {
-            config,
-            blocks,
-            fc6,
-            fc7,
-            fc8,
-            program: FrozenProgram::default(),
-        };
-        vgg.program = vgg.build_program()?;
-        Ok(vgg)
-    }
-
-    /// The same layers as [`Backbone::forward_with`], as one fast op.
-    fn build_program(&self) -> Result<FrozenProgram> {
-        let mut program = ProgramBuilder::default();
-        for (b, block) in self.blocks.iter().enumerate() {
-            for layer in block {
-                let Some(op) = layer.conv.program_op(Activation::Relu)? else {
-                    return Ok(FrozenProgram::default());
-                };
-                program.push(op, Some(&layer.name));
-            }
-            program.push(
-                ProgramOp::MaxPool(PoolWindow::TWO_BY_TWO),
-                Some(&format!("pool{}", b + 1)),
+            net.push_tap(
+                Layer::MaxPool(PoolWindow::TWO_BY_TWO),
+                format!("pool{}", b + 1),
+                TapKind::Pool,
             );
         }
-        program.push(ProgramOp::AdaptiveAvgPool(POOLED_SIDE), None);
-        program.push(self.fc6.program_op(Activation::Relu)?, Some("fc6"));
-        program.push(self.fc7.program_op(Activation::Relu)?, Some("fc7"));
-        program.push(self.fc8.program_op(Activation::Identity)?, Some("logits"));
-        Ok(program.build())
+        // torchvision pools to 7x7 whatever the input size; at 224 this is the identity.
+        net.push(Layer::AdaptiveAvgPool(POOLED_SIDE));
+        let classifier = vb.pp("classifier");
+        let flat = config.widths[4] * POOLED_SIDE * POOLED_SIDE;
+        let (hidden, classes) = (config.hidden, config.num_classes);
+        let fc6 = linear(classifier.pp(0), (flat, hidden), Activation::Relu)?;
+        let fc7 = linear(classifier.pp(3), (hidden, hidden), Activation::Relu)?;
+        let fc8 = linear(classifier.pp(6), (hidden, classes), Activation::Identity)?;
+        net.push_tap(Layer::Linear(fc6), "fc6", TapKind::Fc);
+        net.push_tap(Layer::Linear(fc7), "fc7", TapKind::Fc);
+        net.push_tap(Layer::Linear(fc8), "logits", TapKind::Logits);
+        Ok(Self {
+            config,
+            engine: Engine::build(net)?,
+        })
     }
 
     pub fn config(&self) -> &VggConfig {
         &self.config
-    }
-
-    /// The convolutional trunk, `[B, 3, H, W]` -> pool5 `[B, 512, H/32, W/32]`.
-    fn features(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
-        let mut x = x.clone();
-        for (b, block) in self.blocks.iter().enumerate() {
-            for layer in block {
-                x = relu(&layer.conv.forward(&x)?)?;
-                sink(&layer.name, TapKind::Conv, &x);
-            }
-            x = max_pool2x2(&x)?;
-            sink(&format!("pool{}", b + 1), TapKind::Pool, &x);
-        }
-        Ok(x)
     }
 }
 
@@ -168,44 +127,21 @@ impl Backbone for Vgg {
         self.config.num_classes
     }
 
-    fn program(&self) -> Option<&FrozenProgram> {
-        Some(&self.program)
-    }
-
     fn embedding_dim(&self) -> usize {
         self.config.widths[4]
     }
 
-    fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
-        let x = self.features(x, sink)?;
-        // torchvision pools to 7x7 whatever the input size; at 224 this is the identity.
-        let x = adaptive_avg_pool2d(&x, POOLED_SIDE)?.flatten_from(1)?;
-        let x = relu(&self.fc6.forward(&x)?)?;
-        sink("fc6", TapKind::Fc, &x);
-        let x = relu(&self.fc7.forward(&x)?)?;
-        sink("fc7", TapKind::Fc, &x);
-        let logits = self.fc8.forward(&x)?;
-        sink("logits", TapKind::Logits, &logits);
-        Ok(logits)
+    fn engine(&self) -> &Engine {
+        &self.engine
     }
 
+    /// Block 5's convolutions and pool5.
     fn last_block(&self) -> Option<LastBlock> {
-        let convs = self
-            .blocks
-            .last()?
-            .iter()
-            .map(|layer| layer.conv.block_conv(false).ok().flatten())
-            .collect::<Option<Vec<_>>>()?;
-        Some(LastBlock {
-            input_tap: format!("pool{}", self.blocks.len() - 1),
-            convs,
-            max_pool: true,
-            residual: false,
-        })
+        self.engine.network().last_block("pool4", "pool5")
     }
 
+    /// pool5 averaged over space: `[B, 512]`.
     fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        let last = format!("pool{}", self.blocks.len());
-        global_avg_pool(&self.forward_until(x, Some(&last))?)
+        global_avg_pool(&self.forward_until(x, Some("pool5"))?)
     }
 }

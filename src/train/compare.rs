@@ -6,12 +6,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::dataset::scan;
-use super::pipeline::{train_on_folder, TrainConfig, TrainEvent};
+use super::observe::{TrainEvent, TrainObserver};
+use super::pipeline::{train_on_folder, TrainConfig};
 use crate::error::{Error, Result};
 use crate::inference::load_model;
+use crate::model::Arch;
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use crate::weights::ModelSpec;
 
@@ -19,10 +21,10 @@ use crate::weights::ModelSpec;
 const TIMING_PHOTOS: usize = 8;
 
 /// One backbone's line of the comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompareRow {
     pub model: String,
-    pub arch: String,
+    pub arch: Arch,
     /// Validation accuracy of the kept head, 0 to 1.
     pub val_accuracy: f32,
     /// The kept epoch (as the training log numbers it).
@@ -44,13 +46,40 @@ pub struct CompareRow {
 }
 
 /// A backbone's result: its row, or why it could not run (weights missing, ...).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// As JSON: `{"model": NAME, "row": {...}}` or `{"model": NAME, "error": "..."}`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CompareEntry {
     pub model: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub row: Option<CompareRow>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub result: std::result::Result<CompareRow, String>,
+}
+
+impl CompareEntry {
+    /// The row, when the model ran.
+    pub fn row(&self) -> Option<&CompareRow> {
+        self.result.as_ref().ok()
+    }
+
+    /// Why the model could not run, when it did not.
+    pub fn error(&self) -> Option<&str> {
+        self.result.as_ref().err().map(String::as_str)
+    }
+}
+
+impl Serialize for CompareEntry {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("model", &self.model)?;
+        match &self.result {
+            Ok(row) => map.serialize_entry("row", row)?,
+            Err(error) => map.serialize_entry("error", error)?,
+        }
+        map.end()
+    }
 }
 
 /// What a comparison reports as it goes.
@@ -68,18 +97,77 @@ pub enum CompareEvent<'a> {
     Finished(&'a CompareEntry),
 }
 
+/// Receives a comparison's events and says whether to stop (as [`TrainObserver`] does for
+/// one training run).
+pub trait CompareObserver {
+    /// One event, as it happens.
+    fn on_event(&mut self, event: CompareEvent<'_>);
+
+    /// Polled before each model and wherever its training run polls: `true` ends the
+    /// comparison with [`Error::Cancelled`] (the default never cancels).
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A comparison observer made of two closures; see [`compare_observer`].
+pub struct FnCompareObserver<E, C> {
+    on_event: E,
+    cancelled: C,
+}
+
+/// A comparison observer calling `on_event` with each event and `cancelled` for the cancel
+/// check.
+pub fn compare_observer<E, C>(on_event: E, cancelled: C) -> FnCompareObserver<E, C>
+where
+    E: FnMut(CompareEvent<'_>),
+    C: Fn() -> bool,
+{
+    FnCompareObserver {
+        on_event,
+        cancelled,
+    }
+}
+
+impl<E, C> CompareObserver for FnCompareObserver<E, C>
+where
+    E: FnMut(CompareEvent<'_>),
+    C: Fn() -> bool,
+{
+    fn on_event(&mut self, event: CompareEvent<'_>) {
+        (self.on_event)(event);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        (self.cancelled)()
+    }
+}
+
+/// One model's training run as seen through the comparison's observer.
+struct TrainOf<'o>(&'o mut dyn CompareObserver);
+
+impl TrainObserver for TrainOf<'_> {
+    fn on_event(&mut self, event: TrainEvent<'_>) {
+        self.0.on_event(CompareEvent::Train(event));
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
 /// Trains `config`'s head on the photos of `dir` with each of `models` on `device`, each from
 /// its weights in `weights_dir`. A folder that cannot be trained on (empty, one class) fails
 /// the whole comparison at once; a model that cannot run (weights missing or broken) gets an
-/// entry with its error and the others go on. Cancel stops between batches and steps.
+/// entry with its error and the others go on. `observer` hears each model start, its
+/// training's events and its entry, and can stop the comparison between batches and steps.
 pub fn compare_backbones(
     models: &[&'static ModelSpec],
     dir: &Path,
     weights_dir: &Path,
     config: &TrainConfig,
     device: &Device,
-    on_event: &mut dyn FnMut(CompareEvent),
-    cancelled: &dyn Fn() -> bool,
+    observer: &mut dyn CompareObserver,
 ) -> Result<Vec<CompareEntry>> {
     // A model named twice runs once.
     let mut seen = std::collections::HashSet::new();
@@ -95,36 +183,38 @@ pub fn compare_backbones(
     let dataset = scan(dir, config.scan)?;
     let mut entries = Vec::with_capacity(models.len());
     for (index, spec) in models.iter().enumerate() {
-        if cancelled() {
+        if observer.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        on_event(CompareEvent::Started {
+        observer.on_event(CompareEvent::Started {
             model: spec.name,
             index,
             total: models.len(),
         });
-        let entry = match compare_one(spec, dir, weights_dir, config, device, on_event, cancelled) {
-            Ok(row) => CompareEntry {
-                model: spec.name.to_string(),
-                row: Some(row),
-                error: None,
-            },
+        let result = match compare_one(
+            spec,
+            dir,
+            weights_dir,
+            config,
+            device,
+            &mut TrainOf(&mut *observer),
+        ) {
             Err(Error::Cancelled) => return Err(Error::Cancelled),
-            Err(e) => CompareEntry {
-                model: spec.name.to_string(),
-                row: None,
-                error: Some(e.to_string()),
-            },
+            result => result.map_err(|e| e.to_string()),
+        };
+        let entry = CompareEntry {
+            model: spec.name.to_string(),
+            result,
         };
         tracing::info!(model = spec.name, ?entry, "compared");
-        on_event(CompareEvent::Finished(&entry));
+        observer.on_event(CompareEvent::Finished(&entry));
         entries.push(entry);
     }
     // Every model saw the same photos; say so if it was not the case (it cannot be, since
     // decoding does not depend on the model, but a reader of the table relies on it).
     let sizes: Vec<(usize, usize)> = entries
         .iter()
-        .filter_map(|e| e.row.as_ref().map(|r| (r.train_photos, r.val_photos)))
+        .filter_map(|e| e.row().map(|r| (r.train_photos, r.val_photos)))
         .collect();
     if sizes.windows(2).any(|w| w[0] != w[1]) {
         tracing::warn!(?sizes, photos = dataset.items.len(), "splits differ");
@@ -138,8 +228,7 @@ fn compare_one(
     weights_dir: &Path,
     config: &TrainConfig,
     device: &Device,
-    on_event: &mut dyn FnMut(CompareEvent),
-    cancelled: &dyn Fn() -> bool,
+    observer: &mut dyn TrainObserver,
 ) -> Result<CompareRow> {
     let path = spec.path_in(weights_dir);
     if !path.is_file() {
@@ -150,13 +239,7 @@ fn compare_one(
     }
     let weights_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let model = load_model(spec.name, Some(&path), device)?;
-    let outcome = train_on_folder(
-        &model,
-        dir,
-        config,
-        &mut |e| on_event(CompareEvent::Train(e)),
-        cancelled,
-    )?;
+    let outcome = train_on_folder(&model, dir, config, observer)?;
     // Time the features on photos of this folder (the first that decode).
     let photos: Vec<_> = outcome
         .split
@@ -185,7 +268,7 @@ fn compare_one(
     times.sort_by(f64::total_cmp);
     Ok(CompareRow {
         model: spec.name.to_string(),
-        arch: spec.arch.to_string(),
+        arch: spec.arch,
         val_accuracy: outcome.val_accuracy,
         best_epoch: outcome
             .head

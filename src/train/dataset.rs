@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -25,15 +25,27 @@ const IMAGE_EXTENSIONS: &[&str] = &[
 ];
 
 /// How the folder was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
+    /// One folder per class.
     ClassFolders,
+    /// Oxford-IIIT Pet's flat `Breed_N.jpg` files.
     OxfordPets,
 }
 
+impl std::fmt::Display for Layout {
+    /// "class folders", "Oxford-IIIT Pet": as a person reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ClassFolders => "class folders",
+            Self::OxfordPets => "Oxford-IIIT Pet",
+        })
+    }
+}
+
 /// Options of [`scan`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanOptions {
     /// Oxford-IIIT Pet only: group the breeds into `cat` and `dog`.
     pub cats_vs_dogs: bool,

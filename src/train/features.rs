@@ -18,6 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::dataset::{Item, Skipped};
+use super::observe::{TrainEvent, TrainObserver};
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
@@ -91,15 +92,15 @@ pub struct Features {
     pub seconds: f64,
 }
 
-/// Computes (or reads back) the features of `items` with `model`. `cancelled` is polled
-/// between batches; a cancelled run returns [`Error::Cancelled`] and keeps what it computed
-/// in the cache.
+/// Computes (or reads back) the features of `items` with `model`, reporting
+/// [`TrainEvent::Features`] to `observer` before the first batch and after each. The observer
+/// is asked between batches whether to stop; a cancelled run returns [`Error::Cancelled`] and
+/// keeps what it computed in the cache.
 pub fn extract(
     model: &LoadedModel,
     items: &[Item],
     options: &FeatureOptions,
-    progress: &mut dyn FnMut(Progress),
-    cancelled: &dyn Fn() -> bool,
+    observer: &mut dyn TrainObserver,
 ) -> Result<Features> {
     let dim = options
         .tap
@@ -155,10 +156,10 @@ pub fn extract(
             },
         }
     };
-    progress(report(&features, features.from_cache));
+    observer.on_event(TrainEvent::Features(report(&features, features.from_cache)));
     let mut outcome = Ok(());
     for batch in todo.chunks(options.batch_size.max(1)) {
-        if cancelled() {
+        if observer.is_cancelled() {
             outcome = Err(Error::Cancelled);
             break;
         }
@@ -212,7 +213,7 @@ pub fn extract(
         }
         features.computed += batch.len();
         let done = features.from_cache + features.computed;
-        progress(report(&features, done));
+        observer.on_event(TrainEvent::Features(report(&features, done)));
     }
     features.seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &cache_path {

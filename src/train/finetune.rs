@@ -134,10 +134,12 @@ impl TrainableBlock {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Module;
-
     use super::*;
-    use crate::model::layers::{global_avg_pool, max_pool2x2, relu, Conv, ConvSpec, Padding};
+    use crate::kernels::{Activation, Padding, PoolWindow};
+    use crate::model::layers::{conv, ConvSpec};
+    use crate::model::network::{Layer, NetworkBuilder};
+    use crate::model::reference::global_avg_pool;
+    use crate::model::{BlockConv, TapKind};
 
     /// The trainable block computes what the frozen layers compute, and its weights get
     /// gradients.
@@ -159,15 +161,28 @@ mod tests {
         );
         weights.insert("bias".to_string(), Tensor::randn(0f32, 0.1, 6, &dev)?);
         let vb = candle_nn::VarBuilder::from_tensors(weights, candle_core::DType::F32, &dev);
-        let conv = Conv::load(vb, spec)?;
+        let layer = conv(vb, spec, Activation::Relu)?;
         let block = LastBlock {
             input_tap: "x".into(),
-            convs: vec![conv.block_conv(false)?.expect("a plain convolution")],
+            convs: vec![BlockConv {
+                weight: layer.weight.clone(),
+                bias: layer.bias.clone(),
+                padding: 1,
+                relu6: false,
+            }],
             max_pool: true,
             residual: false,
         };
+        let mut frozen = NetworkBuilder::default();
+        frozen.push(Layer::Conv(layer));
+        frozen.push_tap(
+            Layer::MaxPool(PoolWindow::TWO_BY_TWO),
+            "pool",
+            TapKind::Pool,
+        );
+        let frozen = crate::model::engine::Engine::build(frozen)?;
         let x = Tensor::randn(0f32, 1.0, (2, 4, 6, 6), &dev)?;
-        let expected = global_avg_pool(&max_pool2x2(&relu(&conv.forward(&x)?)?)?)?;
+        let expected = global_avg_pool(&frozen.forward_until(&x, Some("pool"))?)?;
         let varmap = VarMap::new();
         let trainable = TrainableBlock::new(&block, [4, 6, 6], &varmap)?;
         let got = trainable.forward(&x.flatten_from(1)?)?;

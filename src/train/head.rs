@@ -14,9 +14,11 @@ use candle_nn::{AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::finetune::{BlockInfo, TrainableBlock};
+use super::observe::{TrainEvent, TrainObserver};
 use super::split::SplitMix64;
 use crate::error::{Error, Result};
 use crate::model::LastBlock;
+use crate::vision::preprocess::Preprocess;
 
 /// The head's architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -110,13 +112,36 @@ pub struct HeadInfo {
     pub classes: Vec<String>,
     /// The backbone whose pooled features the head takes (a model name).
     pub backbone: String,
-    /// The preprocessing the features were made with (a description).
-    pub preprocess: String,
+    /// The preprocessing the features were made with.
+    pub preprocess: SavedPreprocess,
     pub metrics: Vec<EpochMetrics>,
     pub best_epoch: usize,
     /// The fine-tuned block, if any (older heads have none).
     #[serde(default)]
     pub block: Option<BlockInfo>,
+}
+
+/// A head's preprocessing as its description records it.
+///
+/// Heads saved before this was structured data hold a free-text description (the `Debug`
+/// text of the settings, or anything a script wrote); they still load, as [`Self::Described`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SavedPreprocess {
+    /// The exact settings (heads saved by this version).
+    Settings(Preprocess),
+    /// A description only (older heads).
+    Described(String),
+}
+
+impl SavedPreprocess {
+    /// The exact settings, where the description holds them.
+    pub fn settings(&self) -> Option<&Preprocess> {
+        match self {
+            Self::Settings(p) => Some(p),
+            Self::Described(_) => None,
+        }
+    }
 }
 
 fn build(kind: HeadKind, dim: usize, classes: usize, vb: VarBuilder) -> Result<Net> {
@@ -199,22 +224,33 @@ fn evaluate(
     Ok((loss, correct as f32 / data.len() as f32, predicted))
 }
 
-/// Trains a head on `dim`-wide features `train`, validating on `val` after each epoch;
-/// with `fine_tune` the examples are the block's inputs and the block trains too. `on_step`
-/// gets each mini-batch's loss, `on_epoch` each epoch's metrics; `cancelled` is polled every
-/// step.
-#[allow(clippy::too_many_arguments)]
+/// What a head trains on: `train` and `val` examples, rows of `dim`-wide pooled features (or,
+/// when fine-tuning, of the block's inputs), labelled with indices into `classes`.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainData<'a> {
+    pub train: &'a Examples,
+    pub val: &'a Examples,
+    /// Width of the pooled features the head itself reads.
+    pub dim: usize,
+    pub classes: &'a [String],
+}
+
+/// Trains a head on `data`, validating on `data.val` after each epoch; with `fine_tune` the
+/// examples are the block's inputs and the block trains too. `observer` gets each optimiser
+/// step ([`TrainEvent::Step`]) and each epoch's metrics ([`TrainEvent::Epoch`]), and is asked
+/// before every step whether to stop.
 pub fn train(
-    train: &Examples,
-    val: &Examples,
-    dim: usize,
-    classes: &[String],
+    data: &TrainData,
     options: &TrainOptions,
     fine_tune: Option<FineTune>,
-    on_step: &mut dyn FnMut(usize, f32),
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
-    cancelled: &dyn Fn() -> bool,
+    observer: &mut dyn TrainObserver,
 ) -> Result<Head> {
+    let TrainData {
+        train,
+        val,
+        dim,
+        classes,
+    } = *data;
     if train.is_empty() {
         return Err(Error::Invalid("no training examples".into()));
     }
@@ -257,7 +293,7 @@ pub fn train(
         rng.shuffle(&mut order);
         let (mut loss_sum, mut correct) = (0f64, 0usize);
         for batch in order.chunks(options.batch_size.max(1)) {
-            if cancelled() {
+            if observer.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             let mut xb = Vec::with_capacity(batch.len() * width);
@@ -279,7 +315,7 @@ pub fn train(
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             correct += predicted.iter().zip(&yb).filter(|(p, y)| p == y).count();
             step += 1;
-            on_step(step, loss);
+            observer.on_event(TrainEvent::Step { step, loss });
         }
         let (val_loss, val_acc, _) = evaluate(&net, block.as_ref(), val, width)?;
         let m = EpochMetrics {
@@ -289,7 +325,7 @@ pub fn train(
             val_loss,
             val_acc,
         };
-        on_epoch(&m);
+        observer.on_event(TrainEvent::Epoch(&m));
         // With no validation set the last epoch is kept; equal accuracies (common on small
         // sets) go to the lower validation loss.
         let better = val_acc > best_acc || (val_acc == best_acc && val_loss < best_loss);
@@ -394,13 +430,13 @@ impl Head {
 
     /// The description saved beside the weights, for features of model `backbone` made with
     /// `preprocess`.
-    pub fn info(&self, backbone: &str, preprocess: &str) -> HeadInfo {
+    pub fn info(&self, backbone: &str, preprocess: &Preprocess) -> HeadInfo {
         HeadInfo {
             kind: self.kind,
             dim: self.dim,
             classes: self.classes.clone(),
             backbone: backbone.to_string(),
-            preprocess: preprocess.to_string(),
+            preprocess: SavedPreprocess::Settings(*preprocess),
             metrics: self.metrics.clone(),
             best_epoch: self.best_epoch,
             block: self.block.clone(),
@@ -409,7 +445,7 @@ impl Head {
 
     /// Saves the weights to `path` (safetensors) and [`HeadInfo`] next to it (`.json`), each
     /// written to a temporary file and renamed, so a crash never leaves half a head.
-    pub fn save(&self, path: &Path, backbone: &str, preprocess: &str) -> Result<PathBuf> {
+    pub fn save(&self, path: &Path, backbone: &str, preprocess: &Preprocess) -> Result<PathBuf> {
         let info = self.info(backbone, preprocess);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -459,5 +495,126 @@ impl Head {
         head.trained_block()
             .map_err(|e| bad(format!("weights do not match the description: {e}")))?;
         Ok((head, info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two classes of 2-wide features, far apart: class 0 around (-1, 0), class 1 around (1, 0).
+    fn separable(n: usize) -> Examples {
+        let mut out = Examples::default();
+        for i in 0..n {
+            let class = (i % 2) as u32;
+            let sign = if class == 0 { -1.0 } else { 1.0 };
+            out.x.extend([sign + 0.01 * i as f32, 0.1 * (i % 3) as f32]);
+            out.y.push(class);
+        }
+        out
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        steps: usize,
+        epochs: Vec<usize>,
+        cancel_after_steps: Option<usize>,
+    }
+
+    impl TrainObserver for Recorder {
+        fn on_event(&mut self, event: TrainEvent<'_>) {
+            match event {
+                TrainEvent::Step { step, loss } => {
+                    assert_eq!(step, self.steps + 1, "steps are numbered from 1");
+                    assert!(loss.is_finite());
+                    self.steps = step;
+                }
+                TrainEvent::Epoch(m) => self.epochs.push(m.epoch),
+                other => panic!("a head alone reports steps and epochs, not {other:?}"),
+            }
+        }
+
+        fn is_cancelled(&self) -> bool {
+            self.cancel_after_steps.is_some_and(|n| self.steps >= n)
+        }
+    }
+
+    fn options() -> TrainOptions {
+        TrainOptions {
+            epochs: 3,
+            lr: 0.05,
+            batch_size: 4,
+            ..TrainOptions::default()
+        }
+    }
+
+    #[test]
+    fn the_observer_hears_every_step_and_epoch_and_can_stop_the_run() {
+        let (train_set, val_set) = (separable(16), separable(6));
+        let classes = ["a".to_string(), "b".to_string()];
+        let data = TrainData {
+            train: &train_set,
+            val: &val_set,
+            dim: 2,
+            classes: &classes,
+        };
+        let mut recorder = Recorder::default();
+        let head = train(&data, &options(), None, &mut recorder).unwrap();
+        assert_eq!(recorder.epochs, [1, 2, 3]);
+        assert_eq!(
+            recorder.steps,
+            3 * 4,
+            "16 examples in batches of 4, 3 epochs"
+        );
+        assert_eq!(head.metrics.len(), 3);
+
+        let mut stopping = Recorder {
+            cancel_after_steps: Some(5),
+            ..Recorder::default()
+        };
+        let err = train(&data, &options(), None, &mut stopping).unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        assert_eq!(stopping.steps, 5, "checked before every step");
+    }
+
+    #[test]
+    fn the_preprocessing_is_saved_as_data_and_old_descriptions_still_load() {
+        let (train_set, val_set) = (separable(8), separable(4));
+        let classes = ["a".to_string(), "b".to_string()];
+        let data = TrainData {
+            train: &train_set,
+            val: &val_set,
+            dim: 2,
+            classes: &classes,
+        };
+        let head = train(&data, &options(), None, &mut super::super::Silent).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.safetensors");
+        let preprocess = Preprocess::imagenet(224);
+        let json_path = head.save(&path, "vgg16", &preprocess).unwrap();
+
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        assert_eq!(saved["preprocess"]["size"], 224);
+        assert_eq!(saved["preprocess"]["mode"], "center-crop");
+        let (_, info) = Head::load(&path).unwrap();
+        assert_eq!(info.preprocess.settings(), Some(&preprocess));
+
+        // A head saved before: the preprocessing as its Debug text.
+        let mut old = saved.clone();
+        old["preprocess"] = format!("{preprocess:?}").into();
+        std::fs::write(&json_path, serde_json::to_string_pretty(&old).unwrap()).unwrap();
+        let (loaded, info) = Head::load(&path).unwrap();
+        assert_eq!(
+            info.preprocess,
+            SavedPreprocess::Described(format!("{preprocess:?}"))
+        );
+        assert_eq!(info.preprocess.settings(), None);
+        assert_eq!(loaded.classes, classes);
+        let x = [-1.0f32, 0.0, 1.0, 0.0];
+        assert_eq!(
+            loaded.probabilities(&x).unwrap(),
+            head.probabilities(&x).unwrap()
+        );
     }
 }

@@ -3,12 +3,19 @@
 //! [`dataset`] reads labelled photos from a folder, [`split`] divides them into training and
 //! validation, [`features`] computes (and caches) the backbone's pooled features, and
 //! [`head`] trains, evaluates, saves and loads the head; [`finetune`] trains the backbone's
-//! last block along with it; [`compare`] runs the same training with several backbones.
+//! last block along with it; [`pipeline`] runs the whole job on a folder and [`compare`] runs
+//! it with several backbones. Every front end describes a run as a [`TrainRequest`] and
+//! follows it through a [`TrainObserver`] ([`observe`]).
 
 pub mod compare;
 pub mod dataset;
 pub mod features;
 pub mod finetune;
 pub mod head;
+pub mod observe;
 pub mod pipeline;
+pub mod request;
 pub mod split;
+
+pub use observe::{Silent, TrainEvent, TrainObserver};
+pub use request::TrainRequest;

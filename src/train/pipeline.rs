@@ -6,13 +6,17 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::dataset::{scan, Dataset, ScanOptions, Skipped};
-use super::features::{extract, FeatureOptions, Progress};
-use super::head::{train, EpochMetrics, Examples, FineTune, Head, TrainOptions};
+use super::features::{extract, FeatureOptions};
+use super::head::{train, Examples, FineTune, Head, TrainData, TrainOptions};
+use super::observe::{TrainEvent, TrainObserver};
 use super::split::{stratified_split, Split};
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
 
-/// Everything a training run is set up with.
+/// Everything a training run is set up with, resolved for the pipeline (front ends describe a
+/// run as a [`super::request::TrainRequest`] and get this from [`TrainRequest::config`]).
+///
+/// [`TrainRequest::config`]: super::request::TrainRequest::config
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub scan: ScanOptions,
@@ -36,17 +40,6 @@ impl Default for TrainConfig {
             fine_tune: None,
         }
     }
-}
-
-/// What a run reports as it goes.
-#[derive(Debug)]
-pub enum TrainEvent<'a> {
-    /// The folder was read: classes and counts, before any computing.
-    Scanned(&'a Dataset),
-    Features(Progress),
-    /// Optimiser step number and its mini-batch loss.
-    Step(usize, f32),
-    Epoch(&'a EpochMetrics),
 }
 
 /// A validation photo the head got wrong.
@@ -76,16 +69,16 @@ pub struct TrainOutcome {
     pub mistakes: Vec<Mistake>,
 }
 
-/// Trains a head for `model` on the photos of `dir`.
+/// Trains a head for `model` on the photos of `dir`, telling `observer` each stage's
+/// [`TrainEvent`]s and stopping with [`Error::Cancelled`] when it asks.
 pub fn train_on_folder(
     model: &LoadedModel,
     dir: &Path,
     config: &TrainConfig,
-    on_event: &mut dyn FnMut(TrainEvent),
-    cancelled: &dyn Fn() -> bool,
+    observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
     let dataset = scan(dir, config.scan)?;
-    on_event(TrainEvent::Scanned(&dataset));
+    observer.on_event(TrainEvent::Scanned(&dataset));
     let mut feature_options = config.features.clone();
     let fine_tune = match config.fine_tune {
         Some(lr_factor) => {
@@ -109,13 +102,7 @@ pub fn train_on_folder(
         }
         None => None,
     };
-    let mut features = extract(
-        model,
-        &dataset.items,
-        &feature_options,
-        &mut |p| on_event(TrainEvent::Features(p)),
-        cancelled,
-    )?;
+    let mut features = extract(model, &dataset.items, &feature_options, observer)?;
     // Split over the photos that decoded, so that both sides stay stratified.
     let usable: Vec<usize> = (0..dataset.items.len())
         .filter(|&i| features.vectors[i].is_some())
@@ -154,25 +141,20 @@ pub fn train_on_folder(
         out
     };
     let (train_set, val_set) = (examples(&split.train, true), examples(&split.val, false));
-    // Both callbacks report through the one `on_event`.
-    let on_event = std::cell::RefCell::new(on_event);
-    let head = train(
-        &train_set,
-        &val_set,
-        model.backbone.embedding_dim(),
-        &dataset.classes,
-        &config.head,
-        fine_tune
-            .as_ref()
-            .map(|(block, input_shape, lr_factor)| FineTune {
-                block,
-                input_shape: *input_shape,
-                lr_factor: *lr_factor,
-            }),
-        &mut |step, loss| (on_event.borrow_mut())(TrainEvent::Step(step, loss)),
-        &mut |m| (on_event.borrow_mut())(TrainEvent::Epoch(m)),
-        cancelled,
-    )?;
+    let data = TrainData {
+        train: &train_set,
+        val: &val_set,
+        dim: model.backbone.embedding_dim(),
+        classes: &dataset.classes,
+    };
+    let fine_tune = fine_tune
+        .as_ref()
+        .map(|(block, input_shape, lr_factor)| FineTune {
+            block,
+            input_shape: *input_shape,
+            lr_factor: *lr_factor,
+        });
+    let head = train(&data, &config.head, fine_tune, observer)?;
     let (val_accuracy, predicted, confusion) = head.evaluate(&val_set)?;
     let mistakes = split
         .val

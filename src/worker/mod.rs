@@ -5,7 +5,7 @@ pub mod protocol;
 pub mod runner;
 
 pub use protocol::{
-    Analysis, AttackRequest, AttackResult, AttackSettings, CancelToken, ClassScore, Command,
+    Analysis, Arch, AttackRequest, AttackResult, AttackSettings, CancelToken, ClassScore, Command,
     CompareFailure, CompareRequest, CompareRow, ComparisonRow, DatasetSummary, DeviceChoice,
     DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, HeadKind,
     HeadPredictions, HeadSummary, JobId, LayerMaps, Layout, Misclassified, ModelSummary,

@@ -12,10 +12,11 @@ pub use crate::device::DeviceChoice;
 pub use crate::explain::attack::AttackSettings;
 pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation};
 pub use crate::inference::ClassScore;
-pub use crate::model::TapKind;
+pub use crate::model::{Arch, TapKind};
 pub use crate::train::compare::CompareRow;
 pub use crate::train::dataset::Layout;
 pub use crate::train::head::{EpochMetrics, HeadKind};
+pub use crate::train::TrainRequest;
 use crate::vision::atlas::{Atlas, ChannelStats};
 
 /// Names one job; the UI makes a new one per request and ignores events of jobs it no longer
@@ -163,30 +164,6 @@ pub struct DatasetSummary {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// A head training's settings, as the window sets them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainRequest {
-    pub dir: PathBuf,
-    /// Oxford-IIIT Pet: cat and dog instead of 37 breeds.
-    pub cats_vs_dogs: bool,
-    pub val_fraction: f64,
-    pub epochs: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub batch_size: usize,
-    pub seed: u64,
-    /// A hidden layer of this width with ReLU and dropout; `None`: linear.
-    pub mlp_hidden: Option<usize>,
-    pub dropout: f32,
-    /// Also train on each photo flipped left-right.
-    pub flip: bool,
-    /// Train the backbone's last convolutional block too, at `lr * fine_tune_lr_factor`.
-    pub fine_tune: bool,
-    pub fine_tune_lr_factor: f64,
-    /// Where the head is saved (its description goes next to it as .json).
-    pub output: PathBuf,
-}
-
 /// Compare backbones on a folder: `train`'s head and split with each of `models` (its
 /// `output` and fine-tuning are not used: nothing is saved).
 #[derive(Debug, Clone, PartialEq)]
@@ -200,7 +177,7 @@ pub struct CompareRequest {
 pub struct CompareFailure {
     pub model: String,
     /// Its architecture, when the catalogue knows the model.
-    pub arch: String,
+    pub arch: Option<Arch>,
     pub error: String,
 }
 
@@ -495,7 +472,8 @@ pub enum Event {
         job: JobId,
         summary: DatasetSummary,
     },
-    /// Feature extraction progress (at most ~10 a second, and the last).
+    /// Feature extraction progress (at most ~20 a second, and the last: see
+    /// [`crate::progress::WINDOW_INTERVAL`]).
     TrainFeatures {
         job: JobId,
         done: usize,

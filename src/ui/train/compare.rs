@@ -214,14 +214,15 @@ impl ComparePanel {
                     let r = match row {
                         Ok(r) => r,
                         Err(failure) => {
-                            ui.label(&failure.model).on_hover_text(&failure.arch);
+                            let arch = failure.arch.map(|a| a.to_string()).unwrap_or_default();
+                            ui.label(&failure.model).on_hover_text(arch);
                             ui.colored_label(ui.visuals().error_fg_color, "failed")
                                 .on_hover_text(&failure.error);
                             ui.end_row();
                             continue;
                         }
                     };
-                    ui.label(&r.model).on_hover_text(&r.arch);
+                    ui.label(&r.model).on_hover_text(r.arch.to_string());
                     let acc = format!("{:.1}% (epoch {})", r.val_accuracy * 100.0, r.best_epoch);
                     if r.val_accuracy == best {
                         ui.strong(acc);

@@ -1,16 +1,16 @@
 //! The worker's training jobs: train a head on a folder (and use it), compare backbones,
 //! load a saved head; and how their results are told to the window.
 
-use std::time::{Duration, Instant};
-
 use image::RgbImage;
 
 use super::{rgba_of, ActiveHead, Runner};
 use crate::error::{Error, Result};
-use crate::train::compare::{compare_backbones, CompareEntry, CompareEvent};
-use crate::train::dataset::{Dataset, ScanOptions};
-use crate::train::head::{Head, HeadInfo, HeadKind, TrainOptions};
-use crate::train::pipeline::{train_on_folder, TrainConfig, TrainEvent};
+use crate::progress::Throttle;
+use crate::train::compare::{compare_backbones, compare_observer, CompareEntry, CompareEvent};
+use crate::train::dataset::Dataset;
+use crate::train::head::{Head, HeadInfo};
+use crate::train::observe::{observer, TrainEvent};
+use crate::train::pipeline::{train_on_folder, TrainConfig};
 use crate::vision::image_io::load_rgb;
 use crate::weights;
 use crate::worker::protocol::{
@@ -22,32 +22,9 @@ use crate::worker::protocol::{
 const MAX_GALLERY: usize = 60;
 
 impl Runner {
-    /// The training set-up `request` asks for.
+    /// The training set-up `request` asks for, with the worker's feature cache.
     pub(super) fn train_config(&self, request: &TrainRequest) -> TrainConfig {
-        let mut config = TrainConfig {
-            scan: ScanOptions {
-                cats_vs_dogs: request.cats_vs_dogs,
-            },
-            val_fraction: request.val_fraction,
-            head: TrainOptions {
-                kind: request
-                    .mlp_hidden
-                    .map_or(HeadKind::Linear, |hidden| HeadKind::Mlp {
-                        hidden,
-                        dropout: request.dropout,
-                    }),
-                epochs: request.epochs,
-                lr: request.lr,
-                weight_decay: request.weight_decay,
-                batch_size: request.batch_size,
-                seed: request.seed,
-            },
-            fine_tune: request.fine_tune.then_some(request.fine_tune_lr_factor),
-            ..TrainConfig::default()
-        };
-        config.features.flip = request.flip;
-        config.features.cache_dir = self.config.feature_cache.clone();
-        config
+        request.config(self.config.feature_cache.clone())
     }
 
     /// Trains the request's head with each of its models on the loaded model's device (the
@@ -71,7 +48,7 @@ impl Runner {
             .as_ref()
             .map_or(candle_core::Device::Cpu, |m| m.device.clone());
         let mut current = (String::new(), 0, 0);
-        let mut last_progress: Option<Instant> = None;
+        let mut throttle = Throttle::window();
         let progress = |current: &(String, usize, usize), stage: String, fraction: f32| {
             self.send(Event::CompareProgress {
                 job,
@@ -82,7 +59,7 @@ impl Runner {
                 fraction,
             })
         };
-        let mut on_event = |event: CompareEvent| match event {
+        let on_event = |event: CompareEvent| match event {
             CompareEvent::Started {
                 model,
                 index,
@@ -92,9 +69,7 @@ impl Runner {
                 progress(&current, "loading weights".into(), 0.0);
             }
             CompareEvent::Train(TrainEvent::Features(p)) => {
-                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-                if due || p.done == p.total {
-                    last_progress = Some(Instant::now());
+                if throttle.ready(p.done == p.total) {
                     let stage = format!("features {}/{} ({} cached)", p.done, p.total, p.cached);
                     progress(&current, stage, 0.8 * p.done as f32 / p.total.max(1) as f32);
                 }
@@ -115,8 +90,7 @@ impl Runner {
             &self.config.weights_dir,
             &config,
             &device,
-            &mut on_event,
-            &|| cancel.is_cancelled(),
+            &mut compare_observer(on_event, || cancel.is_cancelled()),
         ) {
             Ok(entries) => entries,
             Err(Error::Cancelled) => return Ok(None),
@@ -135,16 +109,14 @@ impl Runner {
     ) -> Result<Option<(TrainReport, HeadSummary)>> {
         let model = self.loaded()?;
         let config = self.train_config(request);
-        let mut last_progress: Option<Instant> = None;
-        let mut on_event = |event: TrainEvent| match event {
+        let mut throttle = Throttle::window();
+        let on_event = |event: TrainEvent| match event {
             TrainEvent::Scanned(dataset) => self.send(Event::TrainScanned {
                 job,
                 summary: summarise(dataset),
             }),
             TrainEvent::Features(p) => {
-                let due = last_progress.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-                if due || p.done == p.total {
-                    last_progress = Some(Instant::now());
+                if throttle.ready(p.done == p.total) {
                     self.send(Event::TrainFeatures {
                         job,
                         done: p.done,
@@ -155,15 +127,14 @@ impl Runner {
                     });
                 }
             }
-            TrainEvent::Step(step, loss) => self.send(Event::TrainStep { job, step, loss }),
+            TrainEvent::Step { step, loss } => self.send(Event::TrainStep { job, step, loss }),
             TrainEvent::Epoch(m) => self.send(Event::TrainEpoch {
                 job,
                 row: m.clone(),
             }),
         };
-        let outcome = match train_on_folder(model, &request.dir, &config, &mut on_event, &|| {
-            cancel.is_cancelled()
-        }) {
+        let mut watch = observer(on_event, || cancel.is_cancelled());
+        let outcome = match train_on_folder(model, &request.dir, &config, &mut watch) {
             Ok(outcome) => outcome,
             Err(Error::Cancelled) => return Ok(None),
             Err(e) => return Err(e),
@@ -171,10 +142,9 @@ impl Runner {
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let preprocess = format!("{:?}", model.preprocess);
         outcome
             .head
-            .save(&request.output, model.spec.name, &preprocess)?;
+            .save(&request.output, model.spec.name, &model.preprocess)?;
         // Saved: from here on the run finishes (a late cancel only skips the thumbnails).
         let mut mistakes = Vec::new();
         for m in outcome.mistakes.iter().take(MAX_GALLERY) {
@@ -217,7 +187,7 @@ impl Runner {
             images_per_s: outcome.images_per_s,
             saved_to: request.output.clone(),
         };
-        let info = head.info(model.spec.name, &preprocess);
+        let info = head.info(model.spec.name, &model.preprocess);
         let summary = head_summary(&request.output, &info);
         self.head = Some(ActiveHead {
             head: outcome.head,
@@ -242,15 +212,11 @@ impl Runner {
 
 /// A comparison entry as the window shows it: its row, or why it failed.
 fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
-    match &entry.row {
-        Some(row) => Ok(row.clone()),
-        None => Err(CompareFailure {
-            model: entry.model.clone(),
-            arch: weights::find_model(&entry.model)
-                .map_or_else(|_| String::new(), |m| m.arch.to_string()),
-            error: entry.error.clone().unwrap_or_else(|| "failed".into()),
-        }),
-    }
+    entry.result.clone().map_err(|error| CompareFailure {
+        model: entry.model.clone(),
+        arch: weights::find_model(&entry.model).ok().map(|m| m.arch),
+        error,
+    })
 }
 
 /// `image` shrunk to fit a `side` square, keeping its proportions.

@@ -15,7 +15,11 @@
 
 use rayon::prelude::*;
 
-use super::cpu_ops::{self, multiversion, Geometry};
+use candle_core::Result;
+
+use super::gemm::{matmul_with, Strides};
+use super::geometry::Geometry;
+use super::simd::multiversion;
 
 /// Transformed inputs per tile: a 4x4 tile gives 16 values.
 const TILE: usize = 16;
@@ -26,7 +30,7 @@ const MIN_CHUNK_TILES: usize = 128;
 
 /// Whether a convolution is one this module computes: 3x3 kernel, stride 1, one pixel of
 /// zero padding on every side, and enough channels that the matrix products pay off.
-pub(super) fn applies(g: &Geometry) -> bool {
+pub fn applies(g: &Geometry) -> bool {
     g.k == 3
         && g.stride == 1
         && (g.pad_top, g.pad_left) == (1, 1)
@@ -38,12 +42,7 @@ pub(super) fn applies(g: &Geometry) -> bool {
 /// The kernels `weight` `[K, C, 3, 3]` transformed for [`conv3x3`]: `[16, K, C]`, or, when
 /// `for_input_grad`, those of the input-gradient convolution (kernel flipped, channels
 /// swapped): `[16, C, K]`.
-pub(super) fn transform_kernels(
-    weight: &[f32],
-    k: usize,
-    c: usize,
-    for_input_grad: bool,
-) -> Vec<f32> {
+pub fn transform_kernels(weight: &[f32], k: usize, c: usize, for_input_grad: bool) -> Vec<f32> {
     let (rows, cols) = if for_input_grad { (c, k) } else { (k, c) };
     let mut out = vec![0f32; TILE * rows * cols];
     for ko in 0..k {
@@ -77,7 +76,7 @@ pub(super) fn transform_kernels(
 
 /// What follows the convolution on each output value: `clamp(v + bias[k], low, high)`.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Epilogue<'a> {
+pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     pub low: f32,
     pub high: f32,
@@ -96,15 +95,21 @@ impl Epilogue<'_> {
 /// [`transform_kernels`] (`[16, K, C]`), 3x3, stride 1, pad 1, then `epilogue`; `g` must
 /// satisfy [`applies`] (for an input gradient, `g`'s channels are those of the gradient
 /// convolution).
-pub(super) fn conv3x3(
+pub fn conv3x3(
     g: &Geometry,
     input: &[f32],
     kernels: &[f32],
     epilogue: Epilogue,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     let (c, k, h, w) = (g.c_in, g.c_out, g.h, g.w);
-    debug_assert!(applies(g));
-    debug_assert_eq!(kernels.len(), TILE * k * c);
+    let bias_fits = epilogue.bias.is_none_or(|b| b.len() == k);
+    if !applies(g)
+        || kernels.len() != TILE * k * c
+        || input.len() != g.batch * c * h * w
+        || !bias_fits
+    {
+        candle_core::bail!("a Winograd 3x3 convolution cannot take {g:?}");
+    }
     let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
     // Chunks of whole tile rows, of at least MIN_CHUNK_TILES tiles, evened out, and as
     // many per image as a multiple of the threads so that none waits for a last one.
@@ -124,7 +129,7 @@ pub(super) fn conv3x3(
     let plane = h * w;
     let mut out = vec![0f32; g.batch * k * plane];
     let dst = SharedOut(out.as_mut_ptr(), out.len());
-    let run_chunk = |(b, i0): (usize, usize)| {
+    let run_chunk = |(b, i0): (usize, usize)| -> Result<()> {
         let mut scratch = Scratch::take(
             TILE * c * rows_per_chunk * tiles_w,
             TILE * k * rows_per_chunk * tiles_w,
@@ -153,22 +158,18 @@ pub(super) fn conv3x3(
         // Products per transformed position: m[xi] [K, n] = U[xi] [K, C] @ V[xi] [C, n].
         let m = &mut m[..TILE * k * n];
         let product = |(xi, m): (usize, &mut [f32])| {
-            cpu_ops::matmul_with(
+            matmul_with(
                 gemm::Parallelism::None,
                 (k, n, c),
-                m,
-                n,
-                &kernels[xi * k * c..(xi + 1) * k * c],
-                (c, 1),
-                &v[xi * c * n..(xi + 1) * c * n],
-                n,
-                1,
+                (m, Strides::rows(n)),
+                (&kernels[xi * k * c..(xi + 1) * k * c], Strides::rows(c)),
+                (&v[xi * c * n..(xi + 1) * c * n], Strides::rows(n)),
             )
         };
         if share_products {
-            m.par_chunks_mut(k * n).enumerate().for_each(product);
+            m.par_chunks_mut(k * n).enumerate().try_for_each(product)?;
         } else {
-            m.chunks_mut(k * n).enumerate().for_each(product);
+            m.chunks_mut(k * n).enumerate().try_for_each(product)?;
         }
         // Back to pixels, straight into this chunk's output rows.
         let (y0, y1) = (2 * i0, (2 * i1).min(h));
@@ -193,13 +194,14 @@ pub(super) fn conv3x3(
                 );
             }
         }
+        Ok(())
     };
     if share_products {
-        chunks.into_iter().for_each(run_chunk);
+        chunks.into_iter().try_for_each(run_chunk)?;
     } else {
-        chunks.into_par_iter().for_each(run_chunk);
+        chunks.into_par_iter().try_for_each(run_chunk)?;
     }
-    out
+    Ok(out)
 }
 
 /// A raw view of the output that chunks write disjoint parts of in parallel.
@@ -396,7 +398,7 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::Padding;
+    use crate::kernels::geometry::Padding;
 
     /// Calls `f(output, input, weight)` with the flat indices of every multiply-add of a
     /// direct 3x3/1/1 convolution `[b, c, h, w]` -> `[b, k, h, w]`.
@@ -479,7 +481,8 @@ mod tests {
             let wt = noise(k * c * 9, 2);
             let g = Geometry::new((b, c, h, w), k, 3, 1, Padding::Symmetric(1)).unwrap();
             assert!(applies(&g));
-            let got = conv3x3(&g, &x, &transform_kernels(&wt, k, c, false), Epilogue::NONE);
+            let got =
+                conv3x3(&g, &x, &transform_kernels(&wt, k, c, false), Epilogue::NONE).unwrap();
             let want = direct(&x, &wt, (b, c, h, w), k);
             assert!(
                 relative_error(&got, &want) < 1e-6,
@@ -493,7 +496,7 @@ mod tests {
                 low: 0.0,
                 high: 2.0,
             };
-            let got = conv3x3(&g, &x, &transform_kernels(&wt, k, c, false), epilogue);
+            let got = conv3x3(&g, &x, &transform_kernels(&wt, k, c, false), epilogue).unwrap();
             let plane = h * w;
             let want: Vec<f64> = want
                 .iter()
@@ -514,7 +517,8 @@ mod tests {
                 &dy,
                 &transform_kernels(&wt, k, c, true),
                 Epilogue::NONE,
-            );
+            )
+            .unwrap();
             let mut want = vec![0f64; b * c * h * w];
             each_tap((b, c, h, w), k, |o, i, t| {
                 want[i] += dy[o] as f64 * wt[t] as f64

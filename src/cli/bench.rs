@@ -1,0 +1,72 @@
+//! `bench`: forward passes and dream steps timed per model.
+
+use crate::bench::{bench_backbone, BenchPlan};
+use crate::device::{describe_device, select_device, DeviceChoice};
+use crate::inference::{backbone_or_stand_in, StandIn};
+use crate::weights::{find_model, CATALOGUE};
+
+/// `bench`: the median time of each measurement, at 224 and 112 pixels.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Model to time (default: every model; absent weights are replaced by random ones).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Timed calls per measurement (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Untimed calls first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// A JSON list of the measurements.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// Times each model on `device`.
+    pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
+        let device = select_device(device)?;
+        eprintln!("device: {}", describe_device(&device));
+        let specs = match &self.model {
+            Some(name) => vec![find_model(name)?],
+            None => CATALOGUE.iter().collect(),
+        };
+        let plan = BenchPlan {
+            warmup: self.warmup,
+            runs: self.runs,
+        };
+        let mut records = Vec::new();
+        for spec in specs {
+            let (backbone, real) = backbone_or_stand_in(spec, None, &device, StandIn::Random)?;
+            if !real {
+                eprintln!(
+                    "{}: weights absent, timing random weights of the same shapes",
+                    spec.name
+                );
+            }
+            let mut rows = Vec::new();
+            for size in [224, 112] {
+                rows.extend(bench_backbone(
+                    spec.name,
+                    backbone.as_ref(),
+                    &device,
+                    size,
+                    plan,
+                )?);
+            }
+            if !self.json {
+                for r in &rows {
+                    println!(
+                        "{:<20} {:<11} {:>4}  {:>9.1} ms",
+                        r.model, r.what, r.size, r.median_ms
+                    );
+                }
+            }
+            records.extend(rows);
+        }
+        if self.json {
+            super::print_json_pretty(&records)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,304 @@
+//! `dream` and `attack`: gradients to the input, written out as PNGs.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use super::ModelArgs;
+use crate::device::DeviceChoice;
+use crate::explain::attack::{attack, AttackSettings};
+use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
+use crate::labels::{find_class, imagenet_label};
+use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
+
+/// A class named by the user, by name or index.
+fn class_of(name: &str) -> anyhow::Result<usize> {
+    find_class(name).with_context(|| {
+        format!("no ImageNet class matches '{name}' (give a name or an index 0-999)")
+    })
+}
+
+/// `dream`: gradient ascent on an image until the network sees a class.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DreamArgs {
+    /// ImageNet class, by name ("zebra") or index ("340").
+    #[arg(long = "class", value_name = "NAME|INDEX")]
+    pub class: String,
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Total-variation weight, 0 to 10 (higher: smoother).
+    #[arg(long, default_value_t = 0.1)]
+    pub tv: f32,
+    /// Image side in pixels, 32 to 512.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Adam's learning rate (default: 0.1 for fourier, 0.02 for pixels).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Largest random shift per step, in pixels.
+    #[arg(long, default_value_t = 8)]
+    pub jitter: u32,
+    /// fourier (Lucid-style, the default) or pixels (the notebook's).
+    #[arg(long, default_value = "fourier", value_parser = parse_parameterisation)]
+    pub mode: Parameterisation,
+    /// Start from this photo instead of noise.
+    #[arg(long, value_name = "IMAGE")]
+    pub from: Option<PathBuf>,
+    /// Where to write the PNG (default: dream-CLASS.png here).
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// One JSON object: the class, its probability, the steps and the PNG's path.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_parameterisation(s: &str) -> Result<Parameterisation, String> {
+    match s {
+        "fourier" | "lucid" => Ok(Parameterisation::Fourier),
+        "pixels" | "pixel" => Ok(Parameterisation::Pixels),
+        _ => Err(format!("unknown dream mode '{s}' (fourier or pixels)")),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct DreamJson<'a> {
+    model: &'a str,
+    class: usize,
+    label: String,
+    prob: f32,
+    steps: usize,
+    ms_per_step: f64,
+    size: u32,
+    output: String,
+}
+
+impl DreamArgs {
+    /// The dream's settings these flags describe.
+    fn settings(&self) -> anyhow::Result<DreamSettings> {
+        let mut settings = DreamSettings::new(DreamTarget::Class(class_of(&self.class)?));
+        settings.steps = self.steps;
+        settings.tv_weight = self.tv;
+        settings.size = self.size;
+        settings.seed = self.seed;
+        settings.jitter = self.jitter;
+        settings.parameterisation = self.mode;
+        settings.learning_rate = self.lr.unwrap_or(match self.mode {
+            Parameterisation::Fourier => 0.1,
+            Parameterisation::Pixels => 0.02,
+        });
+        if let Some(photo) = &self.from {
+            settings.start = DreamStart::Photo(load_rgb(photo, DEFAULT_MAX_PIXELS)?);
+        }
+        Ok(settings)
+    }
+
+    /// Dreams, printing every 20th step, and writes the PNG.
+    pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
+        let settings = self.settings()?;
+        let model = self.model.open(device)?;
+        let DreamTarget::Class(class) = settings.target else {
+            bail!("the command line dreams classes");
+        };
+        let label = imagenet_label(class);
+        let output = self.output.clone().unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "dream-{}.png",
+                label.replace([' ', '/', '\\'], "_")
+            ))
+        });
+        let outcome = dream(
+            &model,
+            &settings,
+            &|| settings.tv_weight,
+            &|| false,
+            &mut |f| {
+                if !self.json && (f.step % 20 == 0 || f.step == 1) {
+                    eprintln!(
+                        "step {:>4}: p({label}) = {:.3}, score {:.2}, tv {:.3}",
+                        f.step, f.prob, f.score, f.penalty
+                    );
+                }
+            },
+        )?
+        .context("the dream was cancelled")?;
+        outcome
+            .image
+            .save(&output)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        if self.json {
+            return super::print_json(&DreamJson {
+                model: model.spec.name,
+                class,
+                label,
+                prob: outcome.prob,
+                steps: outcome.steps,
+                ms_per_step: outcome.ms_per_step,
+                size: settings.size,
+                output: output.display().to_string(),
+            });
+        }
+        println!(
+            "{}: p({label}) = {:.3} after {} steps ({:.0} ms/step); wrote {}",
+            model.spec.name,
+            outcome.prob,
+            outcome.steps,
+            outcome.ms_per_step,
+            output.display()
+        );
+        Ok(())
+    }
+}
+
+/// `attack`: PGD towards a target class, or one untargeted FGSM step.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttackArgs {
+    pub image: PathBuf,
+    /// Target class, by name or index (required unless --fgsm).
+    #[arg(long, value_name = "NAME|INDEX", required_unless_present = "fgsm")]
+    pub target: Option<String>,
+    /// L-infinity budget in 8-bit pixel units: 4 means 4/255.
+    #[arg(long, default_value_t = 4.0)]
+    pub eps: f32,
+    /// Step size in 8-bit pixel units.
+    #[arg(long, default_value_t = 1.0)]
+    pub step: f32,
+    /// Steps at most (the attack stops when it succeeds).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// One untargeted FGSM step of size --eps instead.
+    #[arg(long, conflicts_with = "target")]
+    pub fgsm: bool,
+    /// Where to write the PNG (default: IMAGE-STEM_adversarial.png here).
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// One JSON object: the classes before and after, the steps, the distances.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct AttackJson<'a> {
+    image: String,
+    model: &'a str,
+    source: usize,
+    source_label: String,
+    target: Option<usize>,
+    target_label: Option<String>,
+    top: usize,
+    top_label: String,
+    success: bool,
+    /// Probability of the target (untargeted: of the best other class) on the saved PNG.
+    prob: f32,
+    source_prob: f32,
+    steps: usize,
+    ms_per_step: f64,
+    eps: f32,
+    linf: u8,
+    l2: f64,
+    psnr_db: Option<f64>,
+    output: String,
+}
+
+impl AttackArgs {
+    /// The attack's settings these flags describe.
+    fn settings(&self) -> anyhow::Result<AttackSettings> {
+        let target = match (&self.target, self.fgsm) {
+            (_, true) => None,
+            (Some(t), false) => Some(class_of(t)?),
+            (None, false) => bail!("give --target CLASS, or --fgsm"),
+        };
+        Ok(AttackSettings {
+            target,
+            eps: self.eps,
+            step: if self.fgsm { self.eps } else { self.step },
+            max_steps: if self.fgsm { 1 } else { self.steps },
+        })
+    }
+
+    /// Attacks, printing each step, writes the PNG, and fails when the attack did not
+    /// succeed.
+    pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
+        let settings = self.settings()?;
+        let model = self.model.open(device)?;
+        let photo = load_rgb(&self.image, DEFAULT_MAX_PIXELS)?;
+        let outcome = attack(&model, &photo, &settings, &|| false, &mut |p| {
+            if !self.json {
+                eprintln!(
+                    "step {:>3}: source {:.3}, target {:.3}, top: {}",
+                    p.step,
+                    p.source_prob,
+                    p.target_prob,
+                    imagenet_label(p.top_class)
+                );
+            }
+        })?
+        .context("the attack was cancelled")?;
+        let output = self.output.clone().unwrap_or_else(|| {
+            let stem = self
+                .image
+                .file_stem()
+                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+            PathBuf::from(format!("{stem}_adversarial.png"))
+        });
+        outcome
+            .adversarial
+            .save(&output)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        let label = imagenet_label;
+        if self.json {
+            super::print_json(&AttackJson {
+                image: self.image.display().to_string(),
+                model: model.spec.name,
+                source: outcome.source,
+                source_label: label(outcome.source),
+                target: outcome.target,
+                target_label: outcome.target.map(label),
+                top: outcome.last.top_class,
+                top_label: label(outcome.last.top_class),
+                success: outcome.success,
+                prob: outcome.last.target_prob,
+                source_prob: outcome.last.source_prob,
+                steps: outcome.steps,
+                ms_per_step: outcome.ms_per_step,
+                eps: settings.eps,
+                linf: outcome.linf,
+                l2: outcome.l2,
+                psnr_db: outcome.psnr_db.is_finite().then_some(outcome.psnr_db),
+                output: output.display().to_string(),
+            })?;
+        } else {
+            println!(
+                "{}: {} -> {} ({}) after {} steps ({:.0} ms/step): L-inf {}/255, L2 {:.3}, \
+                 PSNR {:.1} dB; wrote {}",
+                self.image.display(),
+                label(outcome.source),
+                label(outcome.last.top_class),
+                if outcome.success {
+                    "success"
+                } else {
+                    "not reached"
+                },
+                outcome.steps,
+                outcome.ms_per_step,
+                outcome.linf,
+                outcome.l2,
+                outcome.psnr_db,
+                output.display()
+            );
+        }
+        if !outcome.success {
+            bail!(
+                "the attack did not succeed within {} steps at eps {}/255",
+                settings.max_steps,
+                settings.eps
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,195 @@
+//! The command line: a thin layer over the library, one clap [`Args`](clap::Args) struct per
+//! command, each with its own `run`. A command prints text for people, or JSON (`--json`) for
+//! scripts; the JSON shapes are documented in the README and kept stable.
+//!
+//! | module | commands |
+//! |---|---|
+//! | [`catalogue`] | `models`, `fetch` |
+//! | [`predict`] | `predict` (ImageNet classes, or a trained head's) |
+//! | [`train`] | `train-head`, and the head flags `compare` shares |
+//! | [`compare`] | `compare` |
+//! | [`inspect`] | `layers`, `features` |
+//! | [`explain`] | `dream`, `attack` |
+//! | [`bench`](mod@bench) | `bench` |
+
+pub mod bench;
+pub mod catalogue;
+pub mod compare;
+pub mod explain;
+pub mod inspect;
+pub mod predict;
+pub mod train;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::device::{describe_device, select_device, DeviceChoice};
+use crate::inference::{load_model, LoadedModel};
+use crate::weights::{self, best_present_model};
+
+/// See inside a pretrained CNN (VGG, ResNet, EfficientNet-Lite0, MobileNetV3) and use it for
+/// transfer learning. Without a command, opens the app window.
+#[derive(Debug, Parser)]
+#[command(name = "cnn-explorer", version, about)]
+pub struct Cli {
+    /// Compute device: auto (CUDA, then Metal, then CPU), cpu, cuda or metal. In the window it
+    /// overrides the device chosen last time.
+    #[arg(long, global = true)]
+    pub device: Option<DeviceChoice>,
+
+    #[command(flatten)]
+    pub window: WindowArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options of the window (no command).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WindowArgs {
+    /// A photo to open at start (default: the bundled cat).
+    pub photo: Option<PathBuf>,
+    /// Model to start with (default: the one chosen last time, else the best installed).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Layer to show first, e.g. conv3_1 or block5.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Tab to show first: explore, dream, attack or train.
+    #[arg(long, default_value = "explore", value_parser = parse_tab)]
+    pub tab: crate::ui::app::Tab,
+    /// Channel of that layer to open large over the photo.
+    #[arg(long, requires = "layer")]
+    pub channel: Option<usize>,
+    /// Once the photo, its feature maps and predictions are drawn, save the window as this
+    /// PNG and quit (exit status 1 if that cannot happen within 2 minutes).
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+}
+
+/// The commands; each variant's struct parses its flags and runs it.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the models with their size, source and whether their weights are present.
+    Models(catalogue::ModelsArgs),
+    /// Download a model's weights into the weights folder.
+    Fetch(catalogue::FetchArgs),
+    /// Classify images: the top-K ImageNet classes of each.
+    Predict(predict::PredictArgs),
+    /// Train a classifier head on a folder of photos (class sub-folders, Oxford-IIIT Pet's
+    /// images/Breed_1.jpg, or Cats-vs-Dogs' PetImages) over the frozen backbone's features.
+    TrainHead(train::TrainHeadArgs),
+    /// Train the same head on the same split of DIR with several backbones and compare them:
+    /// validation accuracy, feature time per photo, parameters, weights size.
+    Compare(compare::CompareArgs),
+    /// List every layer (tap) of a model with its shape for one 224x224 image.
+    Layers(inspect::LayersArgs),
+    /// Render one layer's channels for an image as a grid PNG, with per-channel means.
+    Features(inspect::FeaturesArgs),
+    /// Dream a class: gradient ascent from noise until the network sees it; writes a PNG.
+    Dream(explain::DreamArgs),
+    /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
+    /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
+    Attack(explain::AttackArgs),
+    /// Time forward passes and dream steps (forward + gradient to the input) per model.
+    Bench(bench::BenchArgs),
+}
+
+impl Command {
+    /// Runs the command on `device`.
+    pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
+        match self {
+            Self::Models(args) => args.run(),
+            Self::Fetch(args) => args.run(),
+            Self::Predict(args) => args.run(device),
+            Self::TrainHead(args) => args.run(device),
+            Self::Compare(args) => args.run(device),
+            Self::Layers(args) => args.run(device),
+            Self::Features(args) => args.run(device),
+            Self::Dream(args) => args.run(device),
+            Self::Attack(args) => args.run(device),
+            Self::Bench(args) => args.run(device),
+        }
+    }
+}
+
+/// Runs a parsed command; `None` (no command) is the caller's to handle (it opens the window).
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(command) => command.run(cli.device.unwrap_or_default()),
+        None => Ok(()),
+    }
+}
+
+/// Which model to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Model name (see `models`; default: the best one whose weights are present).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Weights file to use instead of the weights folder's.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// Loads the model these flags name, or the best present one, on `device`.
+    pub fn open(&self, device: DeviceChoice) -> anyhow::Result<LoadedModel> {
+        let device = select_device(device)?;
+        eprintln!("device: {}", describe_device(&device));
+        let name = match (&self.model, &self.weights) {
+            (Some(name), _) => name.clone(),
+            (None, Some(_)) => bail!("--weights needs --model to say which architecture it holds"),
+            (None, None) => match best_present_model(&weights::weights_dir()) {
+                Some(spec) => spec.name.to_string(),
+                None => bail!(
+                    "no model weights found in {}; download one with `cnn-explorer fetch \
+                     efficientnet-lite0` (19 MB) or `cnn-explorer fetch vgg16` (553 MB)",
+                    weights::weights_dir().display()
+                ),
+            },
+        };
+        Ok(load_model(&name, self.weights.as_deref(), &device)?)
+    }
+}
+
+/// Prints `value` as one line of JSON; a value that cannot be written is an error, never an
+/// empty line.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string(value).context("could not write the result as JSON")?
+    );
+    Ok(())
+}
+
+/// Prints `value` as indented JSON (the list commands).
+pub fn print_json_pretty(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).context("could not write the result as JSON")?
+    );
+    Ok(())
+}
+
+/// `value` as a JSON object with `"event": event` added (the lines of `train-head --json`).
+pub fn json_event(event: &str, value: &impl serde::Serialize) -> anyhow::Result<serde_json::Value> {
+    let mut row = serde_json::to_value(value).context("could not write the result as JSON")?;
+    match row.as_object_mut() {
+        Some(object) => {
+            object.insert("event".into(), event.into());
+            Ok(row)
+        }
+        None => bail!("the {event} record is not a JSON object"),
+    }
+}
+
+fn parse_tab(s: &str) -> Result<crate::ui::app::Tab, String> {
+    use crate::ui::app::Tab;
+    Tab::ALL
+        .into_iter()
+        .find(|t| t.label().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("unknown tab '{s}' (explore, dream, attack or train)"))
+}

@@ -1,0 +1,274 @@
+//! `train-head`, and the head flags it shares with `compare`: the flags fill the one
+//! [`TrainRequest`] the window's Train tab fills too, and a [`TrainLog`] follows the run as
+//! the worker's observer does, throttled by [`Throttle`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::ModelArgs;
+use crate::device::DeviceChoice;
+use crate::progress::Throttle;
+use crate::train::features::default_cache_dir;
+use crate::train::pipeline::{train_on_folder, TrainOutcome};
+use crate::train::{TrainEvent, TrainObserver, TrainRequest};
+
+/// How a head trains (`train-head`, `compare`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HeadArgs {
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Share of each class kept for validation.
+    #[arg(long = "val", default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Seed of the split, the initial weights and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A hidden layer of this width (with ReLU and dropout) instead of a linear head.
+    #[arg(long)]
+    pub mlp: Option<usize>,
+    /// Also train on each photo flipped left-right.
+    #[arg(long)]
+    pub flip: bool,
+    /// Oxford-IIIT Pet: two classes, cat and dog, instead of 37 breeds.
+    #[arg(long)]
+    pub cats_vs_dogs: bool,
+    /// Compute every feature again, without reading or writing the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl HeadArgs {
+    /// The training request these flags describe, on the photos of `dir`.
+    pub fn request(&self, dir: &Path) -> TrainRequest {
+        TrainRequest {
+            dir: dir.to_path_buf(),
+            cats_vs_dogs: self.cats_vs_dogs,
+            val_fraction: self.val_fraction,
+            epochs: self.epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            mlp_hidden: self.mlp,
+            dropout: TrainRequest::DEFAULT_DROPOUT,
+            flip: self.flip,
+            ..TrainRequest::default()
+        }
+    }
+
+    /// Where features are cached (`None` with `--no-cache`).
+    pub fn feature_cache(&self) -> Option<PathBuf> {
+        (!self.no_cache).then(default_cache_dir)
+    }
+}
+
+/// `train-head`: train, save, report.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainHeadArgs {
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub head: HeadArgs,
+    /// Also train the backbone's last convolutional block (VGG: conv5_1-3; ResNet: layer4's
+    /// last block; EfficientNet-Lite0: the head convolution; MobileNetV3 has none), from its
+    /// pretrained weights; its inputs are not cached.
+    #[arg(long)]
+    pub fine_tune: bool,
+    /// The block's learning rate as a fraction of the head's.
+    #[arg(long, default_value_t = 0.1)]
+    pub fine_tune_lr_factor: f64,
+    /// Where to save the head (its description goes next to it as .json).
+    #[arg(short, long, default_value = "head.safetensors")]
+    pub output: PathBuf,
+    /// Also write the split as JSON (classes, and each side's paths with their class), e.g.
+    /// to train the same split elsewhere.
+    #[arg(long)]
+    pub split_out: Option<PathBuf>,
+    /// One JSON object per line: the dataset, each epoch, the result.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainHeadArgs {
+    /// The training request these flags describe.
+    pub fn request(&self) -> TrainRequest {
+        TrainRequest {
+            fine_tune: self.fine_tune,
+            fine_tune_lr_factor: self.fine_tune_lr_factor,
+            output: self.output.clone(),
+            ..self.head.request(&self.dir)
+        }
+    }
+
+    /// Trains the head, saves it (and the split, if asked) and prints the result.
+    pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
+        let model = self.model.open(device)?;
+        let request = self.request();
+        let config = request.config(self.head.feature_cache());
+        let mut log = TrainLog::new(self.json);
+        let outcome = train_on_folder(&model, &request.dir, &config, &mut log);
+        log.check()?;
+        let outcome = outcome?;
+        let json_path = outcome
+            .head
+            .save(&request.output, model.spec.name, &model.preprocess)?;
+        if let Some(path) = &self.split_out {
+            write_split(&outcome, path)?;
+        }
+        let best = &outcome.head.metrics[outcome.head.best_epoch];
+        if self.json {
+            return super::print_json(&serde_json::json!({
+                "event": "done",
+                "val_acc": outcome.val_accuracy,
+                "best_epoch": best.epoch,
+                "train": outcome.split.train.len(),
+                "val": outcome.split.val.len(),
+                "failed": outcome.failed.len(),
+                "skipped": outcome.dataset.skipped.len(),
+                "features_from_cache": outcome.features_from_cache,
+                "features_computed": outcome.features_computed,
+                "images_per_s": outcome.images_per_s,
+                "confusion": outcome.confusion,
+                "head": request.output,
+            }));
+        }
+        for f in &outcome.failed {
+            eprintln!("skipped {}: {}", f.path.display(), f.reason);
+        }
+        println!(
+            "best epoch {}: validation accuracy {:.1}% ({} train, {} validation photos; {} \
+             unreadable skipped; features: {} computed at {:.1} images/s, {} from the cache)",
+            best.epoch,
+            outcome.val_accuracy * 100.0,
+            outcome.split.train.len(),
+            outcome.split.val.len(),
+            outcome.failed.len() + outcome.dataset.skipped.len(),
+            outcome.features_computed,
+            outcome.images_per_s,
+            outcome.features_from_cache
+        );
+        println!(
+            "saved {} and {}",
+            request.output.display(),
+            json_path.display()
+        );
+        Ok(())
+    }
+}
+
+/// Writes the split of `outcome` as JSON to `path`.
+fn write_split(outcome: &TrainOutcome, path: &Path) -> anyhow::Result<()> {
+    let side = |indices: &[usize]| -> Vec<serde_json::Value> {
+        let items = &outcome.dataset.items;
+        indices
+            .iter()
+            .map(|&i| serde_json::json!({"path": items[i].path, "class": items[i].class}))
+            .collect()
+    };
+    let split = serde_json::json!({
+        "classes": outcome.dataset.classes,
+        "train": side(&outcome.split.train),
+        "val": side(&outcome.split.val),
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&split)?)
+        .with_context(|| format!("could not write the split to {}", path.display()))
+}
+
+/// The command line's training observer: the dataset and each epoch on stdout (text or JSON
+/// lines), feature progress on stderr at most once a second.
+///
+/// A JSON line that cannot be written stops the run (the observer cancels it); [`Self::check`]
+/// then returns that error in place of the cancellation.
+pub struct TrainLog {
+    json: bool,
+    throttle: Throttle,
+    failed: Option<anyhow::Error>,
+}
+
+impl TrainLog {
+    /// A log printing text, or JSON lines with `json`.
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            throttle: Throttle::terminal(),
+            failed: None,
+        }
+    }
+
+    /// The error that stopped the run, if printing one of its events failed.
+    pub fn check(&mut self) -> anyhow::Result<()> {
+        self.failed.take().map_or(Ok(()), Err)
+    }
+
+    fn print(&mut self, event: TrainEvent<'_>) -> anyhow::Result<()> {
+        match event {
+            TrainEvent::Scanned(d) => {
+                let counts = d.class_counts();
+                if self.json {
+                    return super::print_json(&serde_json::json!({
+                        "event": "dataset", "root": d.root, "layout": d.layout,
+                        "classes": d.classes, "counts": counts, "skipped": d.skipped.len(),
+                    }));
+                }
+                println!(
+                    "{} ({}): {} photos",
+                    d.root.display(),
+                    d.layout,
+                    d.items.len()
+                );
+                for (name, n) in d.classes.iter().zip(&counts) {
+                    println!("  {name:<30} {n:>6}");
+                }
+                if !d.skipped.is_empty() {
+                    println!("  skipped {} files (not images or empty)", d.skipped.len());
+                }
+            }
+            TrainEvent::Features(p) => {
+                if self.throttle.ready(p.done == p.total) {
+                    eprintln!(
+                        "features {}/{} ({} cached), {:.1} images/s, ETA {:.0} s",
+                        p.done, p.total, p.cached, p.images_per_s, p.eta_s
+                    );
+                }
+            }
+            TrainEvent::Step { .. } => {}
+            TrainEvent::Epoch(m) => {
+                if self.json {
+                    return super::print_json(&super::json_event("epoch", m)?);
+                }
+                println!(
+                    "epoch {:>3}: train loss {:.4} acc {:.1}%  val loss {:.4} acc {:.1}%",
+                    m.epoch,
+                    m.train_loss,
+                    m.train_acc * 100.0,
+                    m.val_loss,
+                    m.val_acc * 100.0
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TrainObserver for TrainLog {
+    fn on_event(&mut self, event: TrainEvent<'_>) {
+        if self.failed.is_none() {
+            if let Err(e) = self.print(event) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.failed.is_some()
+    }
+}

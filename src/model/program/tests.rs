@@ -1,0 +1,267 @@
+//! Every kind of step, run by the program (our kernels) and by the reference path (candle's own
+//! ops) on the same one- or two-layer networks: values and input gradients agree.
+
+use candle_core::{Device, Tensor, Var};
+
+use crate::kernels::{Activation, Padding, PoolWindow};
+use crate::model::engine::Engine;
+use crate::model::network::{ConvLayer, Layer, LinearLayer, NetworkBuilder, SqueezeExciteLayer};
+use crate::model::{reference, TapKind};
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn randn(shape: &[usize], std: f32) -> Tensor {
+    Tensor::randn(0f32, std, shape, &Device::Cpu).unwrap()
+}
+
+/// Runs `layers` (the last one's output as the result) on `x0` both ways and compares the
+/// outputs and the input gradients of `sum(output * upstream)`.
+fn both_ways(layers: Vec<Layer>, x0: &Tensor, case: &str) {
+    let mut net = NetworkBuilder::default();
+    let n = layers.len();
+    for (i, layer) in layers.into_iter().enumerate() {
+        if i + 1 == n {
+            net.push_tap(layer, "out", TapKind::Logits);
+        } else {
+            net.push(layer);
+        }
+    }
+    let engine = Engine::build(net).unwrap();
+    let (net, program) = (engine.network(), engine.program().expect("f32 CPU weights"));
+    let (fast, slow) = (Var::from_tensor(x0).unwrap(), Var::from_tensor(x0).unwrap());
+    let got = program.run(fast.as_tensor(), None).unwrap();
+    let last = net.steps().len() - 1;
+    let want = reference::forward(net, slow.as_tensor(), last, &mut |_, _, _| {}).unwrap();
+    assert_eq!(got.dims(), want.dims(), "{case}");
+    let (diff, scale) = (max_abs(&(&got - &want).unwrap()), max_abs(&want));
+    assert!(diff <= 1e-5 * scale.max(1.0), "{case}: {diff} of {scale}");
+
+    let upstream = randn(want.dims(), 1.0);
+    let grad = |y: &Tensor, x: &Var| {
+        let grads = (y * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        grads.get(x.as_tensor()).expect("a gradient").clone()
+    };
+    let (g_got, g_want) = (grad(&got, &fast), grad(&want, &slow));
+    let (diff, scale) = (max_abs(&(&g_got - &g_want).unwrap()), max_abs(&g_want));
+    assert!(scale > 0.0, "{case}: no gradient");
+    assert!(
+        diff <= 1e-5 * scale.max(1.0),
+        "{case} gradient: {diff} of {scale}"
+    );
+
+    // Without gradients the program keeps only what it needs and gives the same values.
+    let plain = program.run(x0, None).unwrap();
+    assert_eq!(
+        max_abs(&(&plain - &got).unwrap()),
+        0.0,
+        "{case}: no-grad run"
+    );
+}
+
+fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, padding: Padding) -> ConvLayer {
+    let depthwise = false;
+    let weight = randn(&[c_out, c_in, k, k], 0.3);
+    let bias = randn(&[c_out], 0.1);
+    ConvLayer::new(
+        weight,
+        bias,
+        (stride, padding),
+        depthwise,
+        Activation::Identity,
+    )
+    .unwrap()
+}
+
+fn depthwise(c: usize, k: usize, stride: usize, padding: Padding) -> ConvLayer {
+    let weight = randn(&[c, 1, k, k], 0.3);
+    let bias = randn(&[c], 0.1);
+    ConvLayer::new(weight, bias, (stride, padding), true, Activation::Relu6).unwrap()
+}
+
+#[test]
+fn convolutions_agree_with_candle() {
+    let x = randn(&[2, 4, 13, 11], 1.0);
+    let sym = Padding::Symmetric;
+    for (k, stride, padding) in [
+        (3, 1, sym(1)),
+        (3, 2, sym(0)),
+        (1, 1, sym(0)),
+        (1, 2, sym(0)),
+        (5, 2, sym(2)),
+        (7, 2, sym(3)),
+        (3, 2, Padding::TfSame),
+        (5, 1, Padding::TfSame),
+    ] {
+        let case = format!("k{k} s{stride} {padding:?}");
+        let mut dense = conv(4, 6, k, stride, padding);
+        dense.activation = Activation::Relu;
+        both_ways(vec![Layer::Conv(dense)], &x, &case);
+        both_ways(
+            vec![Layer::Conv(depthwise(4, k, stride, padding))],
+            &x,
+            &format!("dw {case}"),
+        );
+    }
+    // Winograd: 3x3/1/1 with at least 16 channels each way, odd and even sizes.
+    for side in [9, 12] {
+        let x = randn(&[2, 16, side, side + 1], 1.0);
+        let mut layer = conv(16, 24, 3, 1, sym(1));
+        layer.activation = Activation::Relu;
+        both_ways(vec![Layer::Conv(layer)], &x, &format!("winograd {side}"));
+    }
+}
+
+#[test]
+fn pools_and_linear_layers_agree_with_candle() {
+    let x = randn(&[2, 3, 7, 8], 1.0);
+    both_ways(
+        vec![Layer::MaxPool(PoolWindow::TWO_BY_TWO)],
+        &x,
+        "2x2 pool, odd rows",
+    );
+    let pool3 = Layer::MaxPool(PoolWindow::THREE_BY_THREE_STRIDE_TWO);
+    both_ways(vec![pool3], &randn(&[2, 3, 6, 5], 1.0), "3x3/2 pool");
+    both_ways(vec![Layer::AdaptiveAvgPool(3)], &x, "adaptive 7x8 -> 3x3");
+    both_ways(
+        vec![Layer::AdaptiveAvgPool(7)],
+        &randn(&[1, 2, 2, 2], 1.0),
+        "adaptive up",
+    );
+    let fc = |i: usize, o: usize, activation| {
+        LinearLayer::new(randn(&[o, i], 0.3), randn(&[o], 0.1), activation).unwrap()
+    };
+    let layers = vec![
+        Layer::GlobalAvgPool,
+        Layer::Linear(fc(3, 5, Activation::Relu)),
+        Layer::Linear(fc(5, 4, Activation::Identity)),
+    ];
+    both_ways(layers, &x, "pool + linear");
+    // A linear layer on a flattened map.
+    let layers = vec![
+        Layer::AdaptiveAvgPool(2),
+        Layer::Linear(fc(12, 4, Activation::Relu6)),
+    ];
+    both_ways(layers, &x, "flatten + linear");
+}
+
+#[test]
+fn residuals_hard_swish_and_squeeze_excite_agree_with_candle() {
+    let x = randn(&[2, 8, 9, 9], 1.0);
+    let linear = |i: usize, o: usize| {
+        LinearLayer::new(randn(&[o, i], 0.3), randn(&[o], 0.1), Activation::Identity).unwrap()
+    };
+    let layers = vec![
+        Layer::ResidualStart,
+        Layer::Conv(conv(8, 8, 3, 1, Padding::Symmetric(1))),
+        Layer::HardSwish,
+        Layer::SqueezeExcite(SqueezeExciteLayer {
+            reduce: linear(8, 4),
+            expand: linear(4, 8),
+        }),
+        Layer::identity_add(),
+    ];
+    both_ways(layers, &x, "identity residual");
+    let layers = vec![
+        Layer::ResidualStart,
+        Layer::Conv(conv(8, 12, 3, 2, Padding::Symmetric(1))),
+        Layer::ResidualAdd {
+            shortcut: Some(conv(8, 12, 1, 2, Padding::Symmetric(0))),
+            activation: Activation::Relu,
+        },
+    ];
+    both_ways(layers, &x, "projected residual");
+}
+
+#[test]
+fn a_nan_wins_the_max_pool_forward_and_gets_the_gradient() {
+    let rows = [[1f32, f32::NAN], [3., 2.]];
+    let x = Var::from_tensor(&Tensor::new(&[[rows]], &Device::Cpu).unwrap()).unwrap();
+    let mut net = NetworkBuilder::default();
+    net.push_tap(Layer::MaxPool(PoolWindow::TWO_BY_TWO), "p", TapKind::Pool);
+    let net = Engine::build(net).unwrap();
+    let y = net.forward_until(x.as_tensor(), None).unwrap();
+    let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(v[0].is_nan(), "{v:?}");
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let g: Vec<f32> = g
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(g, vec![0.0, 1.0, 0.0, 0.0]);
+}
+
+#[test]
+fn inference_frees_activations_it_no_longer_needs() {
+    let x = randn(&[1, 4, 8, 8], 1.0);
+    let layers: Vec<Layer> = (0..4)
+        .map(|_| Layer::Conv(conv(4, 4, 3, 1, Padding::Symmetric(1))))
+        .collect();
+    let mut net = NetworkBuilder::default();
+    net.push(Layer::ResidualStart);
+    net.extend(layers);
+    net.push_tap(Layer::identity_add(), "out", TapKind::Block);
+    let program = Engine::build(net).unwrap().program().cloned().unwrap();
+    let data: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let input = (1, super::Dims::map(4, 8, 8));
+    let saved =
+        super::run_forward(&program, &data, input, 5, false, &mut |_, _, _| Ok(())).unwrap();
+    let alive = saved.outputs.iter().filter(|o| o.is_some()).count();
+    assert_eq!(alive, 1, "only the result is left");
+    let saved = super::run_forward(&program, &data, input, 5, true, &mut |_, _, _| Ok(())).unwrap();
+    assert!(saved.outputs.iter().all(Option::is_some));
+}
+
+#[test]
+fn adaptive_pool_matches_pytorch_bins() {
+    // 3x3 -> 2x2: bins rows {0,1},{1,2}; the mean of [[0,1,2],[3,4,5],[6,7,8]] bins.
+    let x = Tensor::arange(0f32, 9., &Device::Cpu)
+        .unwrap()
+        .reshape((1, 1, 3, 3))
+        .unwrap();
+    let y = reference::adaptive_avg_pool2d(&x, 2).unwrap();
+    let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(v, vec![2.0, 3.0, 5.0, 6.0]);
+}
+
+#[test]
+fn candles_max_pool_gradient_is_corrected_to_one_per_window() {
+    let rows = [
+        [1f32, 5., 0., 0.],
+        [2., 3., 0., 0.],
+        [0., 0., 9., 9.],
+        [0., 0., 9., 1.],
+    ];
+    let x = Var::from_tensor(&Tensor::new(&[[rows]], &Device::Cpu).unwrap()).unwrap();
+    let y = reference::max_pool2x2(x.as_tensor()).unwrap();
+    let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(v, vec![5.0, 0.0, 0.0, 9.0]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let g: Vec<f32> = g
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    // One maximum gets all of the gradient; k tied maxima 1/k each.
+    assert_eq!((g[1], g[0]), (1.0, 0.0));
+    for i in [10, 11, 14] {
+        assert!((g[i] - 1.0 / 3.0).abs() < 1e-6, "{g:?}");
+    }
+    assert!((g.iter().sum::<f32>() - 4.0).abs() < 1e-5);
+}
