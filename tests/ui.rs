@@ -683,10 +683,11 @@ fn every_tabs_settings_are_saved_and_restored() {
         ..AttackSettings::default()
     };
     chosen.train = TrainSettings {
-        epochs: 3,
-        mlp: true,
+        hidden: 64,
         ..TrainSettings::default()
     };
+    chosen.train.head.epochs = 3;
+    chosen.train.head.mlp_hidden = Some(64);
     let mut h = Harness::builder()
         .with_size([1400.0, 900.0])
         .build_eframe(|cc| {

@@ -9,7 +9,7 @@ use super::TrainPanel;
 use crate::ui::command::Commands;
 use crate::ui::panel::PanelEnv;
 use crate::ui::widgets::PendingPick;
-use crate::worker::{Command, HeadKind, HeadSummary, Layout};
+use crate::worker::{Command, HeadKind, HeadSummary};
 
 /// What the Train tab says when the native dialog cannot be shown.
 const NO_DIALOG: &str = "The file dialog could not be shown on this desktop: type the path.";
@@ -111,7 +111,7 @@ impl TrainPanel {
         });
         if ui
             .checkbox(
-                &mut self.settings.cats_vs_dogs,
+                &mut self.settings.head.cats_vs_dogs,
                 "Oxford-IIIT Pet: cat vs dog",
             )
             .on_hover_text("Group Oxford-IIIT Pet's 37 breeds into cat (capitalised names) and dog")
@@ -131,7 +131,7 @@ impl TrainPanel {
             ui.label(format!(
                 "{total} photos in {} classes ({})",
                 s.classes.len(),
-                layout_name(s.layout)
+                s.layout
             ));
             egui::ScrollArea::vertical()
                 .id_salt("class-counts")
@@ -168,31 +168,43 @@ impl TrainPanel {
         ui.add_enabled_ui(idle, |ui| {
             ui.strong("Head");
             ui.horizontal(|ui| {
-                ui.radio_value(&mut self.settings.mlp, false, "Linear");
-                ui.radio_value(&mut self.settings.mlp, true, "MLP");
+                let mut mlp = self.settings.head.mlp_hidden.is_some();
+                ui.radio_value(&mut mlp, false, "Linear");
+                ui.radio_value(&mut mlp, true, "MLP");
+                self.settings.head.mlp_hidden = mlp.then_some(self.settings.hidden);
             });
             egui::Grid::new("train-settings")
                 .num_columns(2)
                 .show(ui, |ui| {
-                    if self.settings.mlp {
+                    if self.settings.head.mlp_hidden.is_some() {
                         ui.label("Hidden units");
-                        ui.add(egui::DragValue::new(&mut self.settings.hidden).range(2..=4096));
+                        let hidden =
+                            egui::DragValue::new(&mut self.settings.hidden).range(2..=4096);
+                        if ui.add(hidden).changed() {
+                            self.settings.head.mlp_hidden = Some(self.settings.hidden);
+                        }
                         ui.end_row();
                         ui.label("Dropout");
-                        ui.add(egui::Slider::new(&mut self.settings.dropout, 0.0..=0.9));
+                        ui.add(egui::Slider::new(
+                            &mut self.settings.head.dropout,
+                            0.0..=0.9,
+                        ));
                         ui.end_row();
                     }
                     ui.label("Epochs");
-                    ui.add(egui::DragValue::new(&mut self.settings.epochs).range(1..=1000));
+                    ui.add(egui::DragValue::new(&mut self.settings.head.epochs).range(1..=1000));
                     ui.end_row();
                     ui.label("Validation");
                     ui.add(
-                        egui::Slider::new(&mut self.settings.val_percent, 5.0..=50.0).suffix(" %"),
+                        egui::Slider::new(&mut self.settings.head.val_fraction, 0.05..=0.5)
+                            .custom_formatter(|v, _| format!("{:.0}", v * 100.0))
+                            .custom_parser(|t| t.trim().parse::<f64>().ok().map(|v| v / 100.0))
+                            .suffix(" %"),
                     );
                     ui.end_row();
                     ui.label("Learning rate");
                     ui.add(
-                        egui::DragValue::new(&mut self.settings.lr)
+                        egui::DragValue::new(&mut self.settings.head.lr)
                             .range(1e-6..=1.0)
                             .speed(1e-5)
                             .custom_formatter(|v, _| format!("{v:.0e}")),
@@ -200,24 +212,26 @@ impl TrainPanel {
                     ui.end_row();
                     ui.label("Weight decay");
                     ui.add(
-                        egui::DragValue::new(&mut self.settings.weight_decay)
+                        egui::DragValue::new(&mut self.settings.head.weight_decay)
                             .range(0.0..=1.0)
                             .speed(1e-5)
                             .custom_formatter(|v, _| format!("{v:.0e}")),
                     );
                     ui.end_row();
                     ui.label("Batch size");
-                    ui.add(egui::DragValue::new(&mut self.settings.batch_size).range(1..=1024));
+                    ui.add(
+                        egui::DragValue::new(&mut self.settings.head.batch_size).range(1..=1024),
+                    );
                     ui.end_row();
                     ui.label("Seed");
-                    ui.add(egui::DragValue::new(&mut self.settings.seed));
+                    ui.add(egui::DragValue::new(&mut self.settings.head.seed));
                     ui.end_row();
                 });
-            ui.checkbox(&mut self.settings.flip, "Flip augmentation")
+            ui.checkbox(&mut self.settings.head.flip, "Flip augmentation")
                 .on_hover_text("Also train on each photo mirrored left-right");
             let block = env.model.map(|m| m.last_block.clone());
             if let Some(None) = block {
-                self.settings.fine_tune = false;
+                self.settings.head.fine_tune = false;
             }
             let can_fine_tune = !matches!(block, Some(None));
             let hover = match &block {
@@ -234,15 +248,18 @@ impl TrainPanel {
             };
             ui.add_enabled(
                 can_fine_tune,
-                egui::Checkbox::new(&mut self.settings.fine_tune, "Fine-tune the last block"),
+                egui::Checkbox::new(
+                    &mut self.settings.head.fine_tune,
+                    "Fine-tune the last block",
+                ),
             )
             .on_hover_text(hover.as_str())
             .on_disabled_hover_text(hover.as_str());
-            if self.settings.fine_tune {
+            if self.settings.head.fine_tune {
                 ui.horizontal(|ui| {
                     ui.label("Block learning rate ×");
                     ui.add(
-                        egui::DragValue::new(&mut self.settings.fine_tune_factor)
+                        egui::DragValue::new(&mut self.settings.head.fine_tune_lr_factor)
                             .range(0.001..=1.0)
                             .speed(0.005),
                     );
@@ -351,14 +368,6 @@ impl TrainPanel {
         if let Some(path) = head {
             self.head_job = Some(commands.start_job(|job| Command::LoadHead { job, path }));
         }
-    }
-}
-
-/// How a folder was read, in words.
-fn layout_name(layout: Layout) -> &'static str {
-    match layout {
-        Layout::ClassFolders => "class folders",
-        Layout::OxfordPets => "Oxford-IIIT Pet",
     }
 }
 

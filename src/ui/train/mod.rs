@@ -21,47 +21,25 @@ use crate::worker::{
     CancelToken, Command, DatasetSummary, EpochMetrics, Event, JobId, TrainReport, TrainRequest,
 };
 
-/// A head training's settings as the tab shows them (saved between runs; the folder and the
-/// save path are not: they belong to one run).
+/// The Train tab's settings (saved between runs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainSettings {
-    /// Oxford-IIIT Pet: cat and dog instead of 37 breeds.
-    pub cats_vs_dogs: bool,
-    /// Share of the photos kept for validation, in percent.
-    pub val_percent: f64,
-    pub epochs: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub batch_size: usize,
-    pub seed: u64,
-    /// An MLP head (else linear) with `hidden` units and `dropout`.
-    pub mlp: bool,
+    /// The head and how it learns, as the library takes them; the folder and the save path
+    /// belong to one run and are filled in when it starts (they stay empty here).
+    pub head: TrainRequest,
+    /// The MLP's hidden width, kept while a linear head is chosen.
     pub hidden: usize,
-    pub dropout: f32,
-    /// Also train on each photo mirrored.
-    pub flip: bool,
-    /// Fine-tune the backbone's last block too, at `fine_tune_factor` times the head's rate.
-    pub fine_tune: bool,
-    pub fine_tune_factor: f64,
 }
 
 impl Default for TrainSettings {
     fn default() -> Self {
         Self {
-            cats_vs_dogs: false,
-            val_percent: 20.0,
-            epochs: 10,
-            lr: 1e-3,
-            weight_decay: 1e-4,
-            batch_size: 32,
-            seed: 0,
-            mlp: false,
-            hidden: 256,
-            dropout: 0.5,
-            flip: false,
-            fine_tune: false,
-            fine_tune_factor: 0.1,
+            head: TrainRequest {
+                output: PathBuf::new(),
+                ..TrainRequest::default()
+            },
+            hidden: TrainRequest::DEFAULT_HIDDEN,
         }
     }
 }
@@ -69,19 +47,31 @@ impl Default for TrainSettings {
 impl TrainSettings {
     /// Keeps values read from a hand-edited file within the controls' ranges.
     pub fn sanitised(self) -> Self {
-        let default = Self::default();
+        let default = Self::default().head;
         let within =
             |v: f64, d: f64, lo: f64, hi: f64| if v.is_finite() { v.clamp(lo, hi) } else { d };
+        let h = self.head;
+        let hidden = self.hidden.clamp(2, 4096);
         Self {
-            val_percent: within(self.val_percent, default.val_percent, 5.0, 50.0),
-            epochs: self.epochs.clamp(1, 1000),
-            lr: within(self.lr, default.lr, 1e-6, 1.0),
-            weight_decay: within(self.weight_decay, default.weight_decay, 0.0, 1.0),
-            batch_size: self.batch_size.clamp(1, 1024),
-            hidden: self.hidden.clamp(2, 4096),
-            dropout: super::settings::finite_within(self.dropout, default.dropout, 0.0..=0.9),
-            fine_tune_factor: within(self.fine_tune_factor, default.fine_tune_factor, 0.001, 1.0),
-            ..self
+            head: TrainRequest {
+                dir: PathBuf::new(),
+                output: PathBuf::new(),
+                val_fraction: within(h.val_fraction, default.val_fraction, 0.05, 0.5),
+                epochs: h.epochs.clamp(1, 1000),
+                lr: within(h.lr, default.lr, 1e-6, 1.0),
+                weight_decay: within(h.weight_decay, default.weight_decay, 0.0, 1.0),
+                batch_size: h.batch_size.clamp(1, 1024),
+                mlp_hidden: h.mlp_hidden.map(|_| hidden),
+                dropout: super::settings::finite_within(h.dropout, default.dropout, 0.0..=0.9),
+                fine_tune_lr_factor: within(
+                    h.fine_tune_lr_factor,
+                    default.fine_tune_lr_factor,
+                    0.001,
+                    1.0,
+                ),
+                ..h
+            },
+            hidden,
         }
     }
 }
@@ -216,7 +206,7 @@ impl TrainPanel {
 
     fn scan(&mut self, commands: &mut Commands) {
         let dir = PathBuf::from(self.folder.trim());
-        let cats_vs_dogs = self.settings.cats_vs_dogs;
+        let cats_vs_dogs = self.settings.head.cats_vs_dogs;
         self.scanned = None;
         self.scan_error = None;
         self.scanned_dir = Some(dir.clone());
@@ -252,8 +242,8 @@ impl TrainPanel {
         self.running = Some(Running {
             job,
             cancel,
-            epochs: self.settings.epochs,
-            fine_tune: self.settings.fine_tune,
+            epochs: self.settings.head.epochs,
+            fine_tune: self.settings.head.fine_tune,
         });
         self.features = None;
         self.steps.clear();
@@ -274,22 +264,10 @@ impl TrainPanel {
         } else {
             PathBuf::from(self.output.trim())
         };
-        let s = &self.settings;
         TrainRequest {
             dir,
-            cats_vs_dogs: s.cats_vs_dogs,
-            val_fraction: s.val_percent / 100.0,
-            epochs: s.epochs,
-            lr: s.lr,
-            weight_decay: s.weight_decay,
-            batch_size: s.batch_size,
-            seed: s.seed,
-            mlp_hidden: s.mlp.then_some(s.hidden),
-            dropout: s.dropout,
-            flip: s.flip,
-            fine_tune: s.fine_tune,
-            fine_tune_lr_factor: s.fine_tune_factor,
             output,
+            ..self.settings.head.clone()
         }
     }
 
