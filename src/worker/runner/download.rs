@@ -1,10 +1,10 @@
 //! The worker's downloads: each on a thread of its own (a slow network never holds up the
-//! models), with at most ~10 progress events a second.
+//! models), with at most ~20 progress events a second.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use super::Runner;
+use crate::progress::Throttle;
 use crate::weights::{self, download};
 use crate::worker::protocol::{CancelToken, Event, JobId};
 
@@ -31,15 +31,13 @@ impl Runner {
                         })
                     }
                 };
-                let last_report = Mutex::new(None::<Instant>);
+                let throttle = Mutex::new(Throttle::window());
                 let progress_send = send.clone();
                 let control = download::DownloadControl {
-                    // At most ~10 progress events a second, and always the last one.
+                    // At most ~20 progress events a second, and always the last one.
                     progress: Arc::new(move |done, total| {
-                        let mut last = last_report.lock().unwrap_or_else(|e| e.into_inner());
-                        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-                        if due || Some(done) == total {
-                            *last = Some(Instant::now());
+                        let mut throttle = throttle.lock().unwrap_or_else(|e| e.into_inner());
+                        if throttle.ready(Some(done) == total) {
                             progress_send(Event::DownloadProgress { job, done, total });
                         }
                     }),

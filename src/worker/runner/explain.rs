@@ -1,19 +1,20 @@
 //! The worker's explanation jobs: dream (a class or a channel, live controls, a frame at
-//! most every 50 ms) and attack a photo.
+//! most every [`crate::progress::WINDOW_INTERVAL`]) and attack a photo.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{decode_photo, rgba_of, Runner};
 use crate::error::Result;
 use crate::explain::attack::attack;
 use crate::explain::dream::{dream, DreamStart};
+use crate::progress::Throttle;
 use crate::vision::difference::amplified_difference;
 use crate::worker::protocol::{
     AttackRequest, AttackResult, CancelToken, DreamControls, DreamRequest, Event, JobId,
 };
 
 impl Runner {
-    /// Runs a dream, sending a step event each step (an image at most every 50 ms); waits
+    /// Runs a dream, sending a step event each step (an image at most ~20 times a second); waits
     /// while paused. `None` when cancelled before its first step.
     pub(super) fn dream(
         &self,
@@ -28,7 +29,7 @@ impl Runner {
             settings.start = DreamStart::Photo(decode_photo(photo, self.config.max_pixels)?);
         }
         settings.tv_weight = controls.tv_weight();
-        let mut last_image: Option<Instant> = None;
+        let mut previews = Throttle::window();
         let stop = || {
             while controls.is_paused() && !cancel.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(20));
@@ -41,11 +42,7 @@ impl Runner {
             &|| controls.tv_weight(),
             &stop,
             &mut |frame| {
-                let due = last_image.is_none_or(|t| t.elapsed() >= Duration::from_millis(50))
-                    || frame.step == settings.steps;
-                if due {
-                    last_image = Some(Instant::now());
-                }
+                let due = previews.ready(frame.step == settings.steps);
                 self.send(Event::DreamStep {
                     job,
                     step: frame.step,
