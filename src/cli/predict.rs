@@ -100,7 +100,8 @@ impl PredictArgs {
         let (head, info) = Head::load(head_path)?;
         let mut args = self.model.clone();
         args.model.get_or_insert(info.backbone.clone());
-        let model = args.open(device)?;
+        let mut model = args.open(device)?;
+        model.preprocess.mode = self.resize;
         classify_each(
             &self.images,
             |img| {
