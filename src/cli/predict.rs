@@ -16,6 +16,7 @@ use crate::vision::preprocess::ResizeMode;
 /// `predict`: classify each image, a bad file reported and skipped.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PredictArgs {
+    /// The photos to classify.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     #[command(flatten)]

@@ -91,6 +91,7 @@ impl HeadArgs {
 /// `train-head`: train, save, report.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainHeadArgs {
+    /// The folder of labelled photos: class sub-folders, Oxford-IIIT Pet or PetImages.
     pub dir: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
