@@ -24,6 +24,8 @@ const TIMING_PHOTOS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompareRow {
     pub model: String,
+    /// As its display name in JSON (`"VGG-16"`).
+    #[serde(with = "crate::model::arch_display_name")]
     pub arch: Arch,
     /// Validation accuracy of the kept head, 0 to 1.
     pub val_accuracy: f32,
@@ -311,6 +313,8 @@ mod tests {
         let json = serde_json::to_value(&ran).unwrap();
         assert_eq!(json["model"], "vgg16");
         assert_eq!(json["row"]["embedding_dim"], 512);
+        // The architecture as people read it, as `compare --json` always printed it.
+        assert_eq!(json["row"]["arch"], "VGG-16");
         assert!(json.get("error").is_none());
         let back: CompareRow = serde_json::from_value(json["row"].clone()).unwrap();
         assert_eq!(back, row);
