@@ -59,15 +59,7 @@ impl Default for TrainOptions {
     }
 }
 
-/// One epoch's numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub train_loss: f32,
-    pub train_acc: f32,
-    pub val_loss: f32,
-    pub val_acc: f32,
-}
+pub use super::observe::EpochMetrics;
 
 /// Features as rows: `x` `[n, dim]` with labels `y`.
 #[derive(Debug, Clone, Default)]
