@@ -475,3 +475,107 @@ fn compare_trains_each_backbone_on_the_same_split_and_reports_missing_weights() 
     assert!(!o.status.success());
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+#[test]
+fn train_head_saves_a_head_that_predict_uses_with_the_resize_mode_asked_for() {
+    let weights = common::efficientnet_weights();
+    let data = tempfile::tempdir().unwrap();
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("stripes", 2)],
+        8,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let head = out.path().join("shapes.safetensors");
+    let head_arg = head.to_str().unwrap();
+    let mut args = vec![
+        "train-head",
+        data.path().to_str().unwrap(),
+        "--model",
+        "efficientnet-lite0",
+        "--epochs",
+        "3",
+        "--mlp",
+        "16",
+        "--dropout",
+        "0.2",
+        "--no-cache",
+        "--json",
+        "-o",
+        head_arg,
+    ];
+    let o = cnn_explorer(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = rows.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["dataset", "epoch", "epoch", "epoch", "done"]);
+    assert_eq!(rows[0]["layout"], "class-folders");
+    assert_eq!(rows[4]["head"], head_arg);
+
+    // The window's dropout is a flag here too, and the preprocessing is saved as data.
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(head.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(info["kind"]["kind"], "mlp");
+    assert_eq!(info["kind"]["hidden"], 16);
+    assert!((info["kind"]["dropout"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    assert_eq!(info["preprocess"]["size"], 224);
+    assert_eq!(info["preprocess"]["mode"], "center-crop");
+
+    // --dropout belongs to an MLP head.
+    args.retain(|a| !["--mlp", "16"].contains(a));
+    assert!(!cnn_explorer(&args).status.success());
+
+    // predict --head honours --resize: "whole" gives what the library gives the whole photo.
+    let top_probs = |resize: &str| -> Vec<f64> {
+        let o = cnn_explorer(&[
+            "predict",
+            "--head",
+            head_arg,
+            "--resize",
+            resize,
+            "--top",
+            "3",
+            "--json",
+            cat_photo().to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(row["model"], "efficientnet-lite0");
+        row["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["prob"].as_f64().unwrap())
+            .collect()
+    };
+    let (crop, whole) = (top_probs("crop"), top_probs("whole"));
+    let mut model = cnn_explorer::inference::load_model(
+        "efficientnet-lite0",
+        Some(&weights),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    model.preprocess.mode = cnn_explorer::vision::preprocess::ResizeMode::Whole;
+    let (loaded, _) = cnn_explorer::train::head::Head::load(&head).unwrap();
+    let photo = cnn_explorer::vision::image_io::load_rgb(
+        &cat_photo(),
+        cnn_explorer::vision::image_io::DEFAULT_MAX_PIXELS,
+    )
+    .unwrap();
+    let mut expected =
+        cnn_explorer::train::pipeline::classify_with_head(&model, &loaded, &[&photo])
+            .unwrap()
+            .remove(0);
+    expected.sort_by(|a, b| b.total_cmp(a));
+    for (got, want) in whole.iter().zip(&expected) {
+        assert!(
+            (got - f64::from(*want)).abs() < 1e-5,
+            "{whole:?} vs {expected:?}"
+        );
+    }
+    assert_ne!(crop, whole, "the resize mode changes what the head sees");
+}

@@ -18,6 +18,7 @@ use crate::weights::{self, ModelSpec};
 /// `compare`: each model's row as it finishes, then the table and the charts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
+    /// The folder of labelled photos (as for train-head).
     pub dir: PathBuf,
     /// Models to compare, comma-separated (default: every model whose weights are in the
     /// weights folder).

@@ -156,6 +156,7 @@ impl DreamArgs {
 /// `attack`: PGD towards a target class, or one untargeted FGSM step.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AttackArgs {
+    /// The photo to attack.
     pub image: PathBuf,
     /// Target class, by name or index (required unless --fgsm).
     #[arg(long, value_name = "NAME|INDEX", required_unless_present = "fgsm")]

@@ -50,6 +50,7 @@ impl LayersArgs {
 /// `features`: one layer's channels as a grid PNG, with their means.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FeaturesArgs {
+    /// The photo to run through the model.
     pub image: PathBuf,
     /// Layer name (see `layers`), e.g. conv3_1 or block7.
     #[arg(long)]

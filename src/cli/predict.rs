@@ -16,6 +16,7 @@ use crate::vision::preprocess::ResizeMode;
 /// `predict`: classify each image, a bad file reported and skipped.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PredictArgs {
+    /// The photos to classify.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     #[command(flatten)]
@@ -100,7 +101,8 @@ impl PredictArgs {
         let (head, info) = Head::load(head_path)?;
         let mut args = self.model.clone();
         args.model.get_or_insert(info.backbone.clone());
-        let model = args.open(device)?;
+        let mut model = args.open(device)?;
+        model.preprocess.mode = self.resize;
         classify_each(
             &self.images,
             |img| {

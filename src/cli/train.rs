@@ -34,6 +34,14 @@ pub struct HeadArgs {
     /// A hidden layer of this width (with ReLU and dropout) instead of a linear head.
     #[arg(long)]
     pub mlp: Option<usize>,
+    /// The hidden layer's dropout probability (with --mlp).
+    #[arg(
+        long,
+        default_value_t = TrainRequest::DEFAULT_DROPOUT,
+        requires = "mlp",
+        value_parser = parse_dropout
+    )]
+    pub dropout: f32,
     /// Also train on each photo flipped left-right.
     #[arg(long)]
     pub flip: bool,
@@ -43,6 +51,16 @@ pub struct HeadArgs {
     /// Compute every feature again, without reading or writing the cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+/// A dropout probability, 0 (none) up to but not including 1.
+fn parse_dropout(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "'{s}' is not a dropout probability (0 up to 1, 1 excluded)"
+        )),
+    }
 }
 
 impl HeadArgs {
@@ -58,7 +76,7 @@ impl HeadArgs {
             batch_size: self.batch_size,
             seed: self.seed,
             mlp_hidden: self.mlp,
-            dropout: TrainRequest::DEFAULT_DROPOUT,
+            dropout: self.dropout,
             flip: self.flip,
             ..TrainRequest::default()
         }
@@ -73,6 +91,7 @@ impl HeadArgs {
 /// `train-head`: train, save, report.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainHeadArgs {
+    /// The folder of labelled photos: class sub-folders, Oxford-IIIT Pet or PetImages.
     pub dir: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,

@@ -51,6 +51,37 @@ impl fmt::Display for Arch {
     }
 }
 
+impl Arch {
+    /// Every architecture, in catalogue order.
+    pub const ALL: [Arch; 6] = [
+        Self::Vgg16,
+        Self::Vgg19,
+        Self::EfficientNetLite0,
+        Self::ResNet18,
+        Self::ResNet50,
+        Self::MobileNetV3Large,
+    ];
+}
+
+/// Serde for an [`Arch`] as its display name (`"VGG-16"`), where a report shows it to people.
+pub mod arch_display_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Arch;
+
+    pub fn serialize<S: Serializer>(arch: &Arch, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(arch)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arch, D::Error> {
+        let name = String::deserialize(d)?;
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.to_string() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("no architecture named {name}")))
+    }
+}
+
 /// A pretrained classification CNN.
 pub trait Backbone: Send + Sync {
     fn arch(&self) -> Arch;

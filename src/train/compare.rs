@@ -24,6 +24,8 @@ const TIMING_PHOTOS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompareRow {
     pub model: String,
+    /// As its display name in JSON (`"VGG-16"`).
+    #[serde(with = "crate::model::arch_display_name")]
     pub arch: Arch,
     /// Validation accuracy of the kept head, 0 to 1.
     pub val_accuracy: f32,
@@ -283,4 +285,51 @@ fn compare_one(
         weights_bytes,
         embedding_dim: model.backbone.embedding_dim(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_written_as_its_row_or_its_error() {
+        let row = CompareRow {
+            model: "vgg16".into(),
+            arch: Arch::Vgg16,
+            val_accuracy: 0.5,
+            best_epoch: 2,
+            train_photos: 8,
+            val_photos: 2,
+            feature_ms_per_image: 3.0,
+            images_per_s: 10.0,
+            parameters: 138_357_544,
+            weights_bytes: 1,
+            embedding_dim: 512,
+        };
+        let ran = CompareEntry {
+            model: "vgg16".into(),
+            result: Ok(row.clone()),
+        };
+        let json = serde_json::to_value(&ran).unwrap();
+        assert_eq!(json["model"], "vgg16");
+        assert_eq!(json["row"]["embedding_dim"], 512);
+        // The architecture as people read it, as `compare --json` always printed it.
+        assert_eq!(json["row"]["arch"], "VGG-16");
+        assert!(json.get("error").is_none());
+        let back: CompareRow = serde_json::from_value(json["row"].clone()).unwrap();
+        assert_eq!(back, row);
+        assert_eq!(ran.row(), Some(&row));
+
+        let failed = CompareEntry {
+            model: "resnet18".into(),
+            result: Err("no weights".into()),
+        };
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"model": "resnet18", "error": "no weights"})
+        );
+        assert_eq!(failed.error(), Some("no weights"));
+        assert_eq!(failed.row(), None);
+    }
 }

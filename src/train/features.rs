@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use image::RgbImage;
 use rayon::prelude::*;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::dataset::{Item, Skipped};
@@ -63,18 +62,7 @@ pub fn default_cache_dir() -> PathBuf {
     base.join("cnn-explorer").join("features")
 }
 
-/// How far extraction is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Progress {
-    pub done: usize,
-    pub total: usize,
-    /// Read from the cache (counted in `done`).
-    pub cached: usize,
-    /// Photos computed per second so far.
-    pub images_per_s: f32,
-    /// Seconds left at that rate.
-    pub eta_s: f32,
-}
+pub use super::observe::Progress;
 
 /// The features of a dataset: `vectors[i]` (and `flipped[i]` with augmentation) for
 /// `items[i]`, `None` where the photo could not be used.

@@ -101,6 +101,7 @@ impl TrainableBlock {
         Ok(Self { info, convs })
     }
 
+    /// How the block is laid out (what its head's description saves).
     pub fn info(&self) -> &BlockInfo {
         &self.info
     }

@@ -24,18 +24,25 @@ use crate::vision::preprocess::Preprocess;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum HeadKind {
+    /// `Linear(D, classes)`.
     Linear,
+    /// `Linear(D, hidden) -> ReLU -> Dropout(dropout) -> Linear(hidden, classes)`.
     Mlp { hidden: usize, dropout: f32 },
 }
 
 /// Training settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
     pub kind: HeadKind,
+    /// Passes over the training examples (at least one runs).
     pub epochs: usize,
+    /// AdamW's learning rate.
     pub lr: f64,
+    /// AdamW's weight decay.
     pub weight_decay: f64,
+    /// Examples per optimiser step.
     pub batch_size: usize,
+    /// Seed of the initial weights and the shuffling.
     pub seed: u64,
 }
 
@@ -52,15 +59,7 @@ impl Default for TrainOptions {
     }
 }
 
-/// One epoch's numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub train_loss: f32,
-    pub train_acc: f32,
-    pub val_loss: f32,
-    pub val_acc: f32,
-}
+pub use super::observe::EpochMetrics;
 
 /// Features as rows: `x` `[n, dim]` with labels `y`.
 #[derive(Debug, Clone, Default)]
@@ -70,10 +69,12 @@ pub struct Examples {
 }
 
 impl Examples {
+    /// How many examples (rows).
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
@@ -97,6 +98,7 @@ pub struct Head {
 /// Fine-tuning settings for [`train`]: the examples are then `block`'s inputs.
 #[derive(Debug, Clone, Copy)]
 pub struct FineTune<'a> {
+    /// The backbone's last block, with its pretrained weights.
     pub block: &'a LastBlock,
     /// `[C, H, W]` of the block's input.
     pub input_shape: [usize; 3],

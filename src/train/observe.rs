@@ -7,9 +7,32 @@
 //! window; each throttles what it shows with [`crate::progress::Throttle`], so the run itself
 //! reports everything.
 
+use serde::{Deserialize, Serialize};
+
 use super::dataset::Dataset;
-use super::features::Progress;
-use super::head::EpochMetrics;
+
+/// How far extraction is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    /// Read from the cache (counted in `done`).
+    pub cached: usize,
+    /// Photos computed per second so far.
+    pub images_per_s: f32,
+    /// Seconds left at that rate.
+    pub eta_s: f32,
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub train_acc: f32,
+    pub val_loss: f32,
+    pub val_acc: f32,
+}
 
 /// What a training run reports as it goes, in this order: `Scanned` once, `Features` from the
 /// first batch to the last, then `Step`s with an `Epoch` after each epoch's steps.
