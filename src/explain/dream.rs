@@ -143,13 +143,29 @@ fn dct_matrix(size: usize) -> Vec<f32> {
     m
 }
 
+/// Lucid's image basis: a cosine spectrum scaled by 1/frequency, in a decorrelated colour
+/// space, squashed by a sigmoid.
+struct FourierBasis {
+    /// The DCT `[S, S]` and its transpose.
+    dct: Tensor,
+    dct_t: Tensor,
+    /// The 1/frequency scale `[S, S]`.
+    scale: Tensor,
+    /// The colour mix `[3, 3]`.
+    mix: Tensor,
+}
+
+/// How the trainable parameters become pixels.
+enum Basis {
+    /// The parameters are the pixels (kept in [0, 1]).
+    Pixels,
+    Fourier(FourierBasis),
+}
+
 /// The image `[1, 3, S, S]` in [0, 1] as a function of trainable parameters.
 struct ImageParam {
-    kind: Parameterisation,
+    basis: Basis,
     param: Var,
-    /// Fourier only: the DCT `[S, S]`, its transpose, the 1/frequency scale `[S, S]` and the
-    /// colour mix `[3, 3]`.
-    dct: Option<(Tensor, Tensor, Tensor, Tensor)>,
     size: usize,
 }
 
@@ -185,9 +201,8 @@ impl ImageParam {
                     }
                 };
                 Ok(Self {
-                    kind,
+                    basis: Basis::Pixels,
                     param: Var::from_tensor(&init)?,
-                    dct: None,
                     size,
                 })
             }
@@ -243,9 +258,13 @@ impl ImageParam {
                     }
                 };
                 Ok(Self {
-                    kind,
+                    basis: Basis::Fourier(FourierBasis {
+                        dct: d,
+                        dct_t: dt,
+                        scale,
+                        mix,
+                    }),
                     param: Var::from_tensor(&init)?,
-                    dct: Some((d, dt, scale, mix)),
                     size,
                 })
             }
@@ -255,24 +274,26 @@ impl ImageParam {
     /// The image in [0, 1], `[1, 3, S, S]`, as a differentiable function of the parameters.
     fn image(&self) -> Result<Tensor> {
         let p = self.param.as_tensor();
-        match (&self.kind, &self.dct) {
-            (Parameterisation::Fourier, Some((d, dt, scale, mix))) => {
+        match &self.basis {
+            Basis::Fourier(f) => {
                 let s = self.size;
-                let spatial = dt
-                    .broadcast_matmul(&p.broadcast_mul(scale)?)?
-                    .broadcast_matmul(d)?;
-                let rgb = mix
+                let spatial = f
+                    .dct_t
+                    .broadcast_matmul(&p.broadcast_mul(&f.scale)?)?
+                    .broadcast_matmul(&f.dct)?;
+                let rgb = f
+                    .mix
                     .matmul(&spatial.reshape((3, s * s))?)?
                     .reshape((1, 3, s, s))?;
                 Ok((rgb.neg()?.exp()? + 1.0)?.recip()?)
             }
-            _ => Ok(p.clone()),
+            Basis::Pixels => Ok(p.clone()),
         }
     }
 
     /// Keeps pixel parameters within [0, 1] after an update (Fourier ones need nothing).
     fn project(&self) -> Result<()> {
-        if self.kind == Parameterisation::Pixels {
+        if matches!(self.basis, Basis::Pixels) {
             self.param.set(&self.param.as_tensor().clamp(0f32, 1f32)?)?;
         }
         Ok(())

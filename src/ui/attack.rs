@@ -9,7 +9,7 @@ use egui_plot::{Legend, Line, Plot};
 use super::class_picker::ClassPicker;
 use super::command::Commands;
 use super::panel::{Panel, PanelEnv, SideColumn};
-use super::settings::finite_within;
+use super::widgets::finite_within;
 use super::widgets::{texture, PendingSave};
 use crate::labels::imagenet_label;
 use crate::worker::{

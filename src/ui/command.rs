@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::panel::Tab;
+use super::tab::Tab;
 use crate::device::DeviceChoice;
 use crate::worker::{Command, HeadSummary, JobId, PhotoSource};
 

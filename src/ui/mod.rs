@@ -19,6 +19,7 @@ pub mod panel;
 pub mod predictions;
 pub mod settings;
 pub mod setup;
+pub mod tab;
 pub mod train;
 pub mod widgets;
 

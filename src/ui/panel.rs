@@ -7,30 +7,8 @@ use std::path::Path;
 use eframe::egui;
 
 use super::command::Commands;
+pub use super::tab::Tab;
 use crate::worker::{Event, HeadSummary, JobId, ModelSummary, PhotoSource};
-
-/// The window's tabs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Tab {
-    #[default]
-    Explore,
-    Dream,
-    Attack,
-    Train,
-}
-
-impl Tab {
-    pub const ALL: [Self; 4] = [Self::Explore, Self::Dream, Self::Attack, Self::Train];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Explore => "Explore",
-            Self::Dream => "Dream",
-            Self::Attack => "Attack",
-            Self::Train => "Train",
-        }
-    }
-}
 
 /// A resizable column on the left of a tab.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -98,12 +98,6 @@ mod device_name {
     }
 }
 
-/// `value` if finite, else `default`, then within `range`.
-pub fn finite_within(value: f32, default: f32, range: std::ops::RangeInclusive<f32>) -> f32 {
-    let v = if value.is_finite() { value } else { default };
-    v.clamp(*range.start(), *range.end())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,3 +163,9 @@ pub fn save_png(image: &RgbaImage, path: &std::path::Path) -> Result<(), String>
         .save(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+/// `value` if finite, else `default`, then within `range`.
+pub fn finite_within(value: f32, default: f32, range: std::ops::RangeInclusive<f32>) -> f32 {
+    let v = if value.is_finite() { value } else { default };
+    v.clamp(*range.start(), *range.end())
+}

@@ -11,8 +11,8 @@ use self::maps::MapsState;
 use super::command::{AppCommand, Commands, Notice, NoticeKind};
 use super::panel::{Panel, PanelEnv, SideColumn};
 use super::predictions;
-use super::settings::finite_within;
 use super::widgets::busy_indicator;
+use super::widgets::finite_within;
 use crate::worker::{Analysis, CancelToken, Command, Event, JobId, PhotoSource};
 
 /// The order channels are shown in.

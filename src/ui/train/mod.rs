@@ -62,7 +62,7 @@ impl TrainSettings {
                 weight_decay: within(h.weight_decay, default.weight_decay, 0.0, 1.0),
                 batch_size: h.batch_size.clamp(1, 1024),
                 mlp_hidden: h.mlp_hidden.map(|_| hidden),
-                dropout: super::settings::finite_within(h.dropout, default.dropout, 0.0..=0.9),
+                dropout: super::widgets::finite_within(h.dropout, default.dropout, 0.0..=0.9),
                 fine_tune_lr_factor: within(
                     h.fine_tune_lr_factor,
                     default.fine_tune_lr_factor,
