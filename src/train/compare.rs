@@ -9,7 +9,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::scan;
-use super::observe::{TrainEvent, TrainObserver};
+use super::observe::{FnObserver, TrainEvent, TrainObserver};
 use super::pipeline::{train_on_folder, TrainConfig};
 use crate::error::{Error, Result};
 use crate::inference::load_model;
@@ -112,26 +112,20 @@ pub trait CompareObserver {
     }
 }
 
-/// A comparison observer made of two closures; see [`compare_observer`].
-pub struct FnCompareObserver<E, C> {
-    on_event: E,
-    cancelled: C,
-}
-
 /// A comparison observer calling `on_event` with each event and `cancelled` for the cancel
-/// check.
-pub fn compare_observer<E, C>(on_event: E, cancelled: C) -> FnCompareObserver<E, C>
+/// check (the same closure pair as a training run's [`observer`](super::observe::observer)).
+pub fn compare_observer<E, C>(on_event: E, cancelled: C) -> FnObserver<E, C>
 where
     E: FnMut(CompareEvent<'_>),
     C: Fn() -> bool,
 {
-    FnCompareObserver {
+    FnObserver {
         on_event,
         cancelled,
     }
 }
 
-impl<E, C> CompareObserver for FnCompareObserver<E, C>
+impl<E, C> CompareObserver for FnObserver<E, C>
 where
     E: FnMut(CompareEvent<'_>),
     C: Fn() -> bool,

@@ -70,10 +70,10 @@ pub struct Silent;
 impl TrainObserver for Silent {}
 
 /// An observer made of two closures, one for events and one for the cancel check; see
-/// [`observer`].
+/// [`observer`] (a training run's) and [`super::compare::compare_observer`] (a comparison's).
 pub struct FnObserver<E, C> {
-    on_event: E,
-    cancelled: C,
+    pub(super) on_event: E,
+    pub(super) cancelled: C,
 }
 
 /// An observer calling `on_event` with each event and `cancelled` for the cancel check.
