@@ -45,6 +45,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// An output that would overwrite an input or something other than a regular file, or
+    /// that could not be written.
+    #[error("output {path}: {reason}")]
+    Output { path: PathBuf, reason: String },
+
     /// The user cancelled the job.
     #[error("cancelled")]
     Cancelled,

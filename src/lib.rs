@@ -16,6 +16,7 @@ pub mod inference;
 pub mod kernels;
 pub mod labels;
 pub mod model;
+pub mod output;
 pub mod progress;
 pub mod train;
 pub mod ui;

@@ -579,3 +579,102 @@ fn train_head_saves_a_head_that_predict_uses_with_the_resize_mode_asked_for() {
     }
     assert_ne!(crop, whole, "the resize mode changes what the head sees");
 }
+
+/// An output that is an input, a folder or a device is refused before any work, and the
+/// user's files are left exactly as they were.
+#[test]
+fn outputs_never_overwrite_inputs_folders_or_devices() {
+    common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("v.png");
+    std::fs::copy(cat_photo(), &photo).unwrap();
+    let before = std::fs::read(&photo).unwrap();
+    let photo_arg = photo.to_str().unwrap();
+    let m = ["--model", "efficientnet-lite0"];
+    let attack = cnn_explorer(
+        &[
+            &["attack", photo_arg, "--target", "207", "-o", photo_arg][..],
+            &m,
+        ]
+        .concat(),
+    );
+    assert_clean_failure(&attack, "is an input");
+    let features = cnn_explorer(
+        &[
+            &["features", photo_arg, "--layer", "block3", "-o", photo_arg][..],
+            &m,
+        ]
+        .concat(),
+    );
+    assert_clean_failure(&features, "is an input");
+    // The same file through another name.
+    let other = dir.path().join(".").join("v.png");
+    let o = cnn_explorer(
+        &[
+            &["attack", photo_arg, "--fgsm", "-o", other.to_str().unwrap()][..],
+            &m,
+        ]
+        .concat(),
+    );
+    assert_clean_failure(&o, "is an input");
+    assert_eq!(
+        std::fs::read(&photo).unwrap(),
+        before,
+        "the photo was changed"
+    );
+
+    // A folder as the dream's output is refused before the steps run.
+    let folder = dir.path().to_str().unwrap();
+    let o = cnn_explorer(
+        &[
+            &["dream", "--class", "zebra", "--steps", "500", "-o", folder][..],
+            &m,
+        ]
+        .concat(),
+    );
+    assert_clean_failure(&o, "not a regular file");
+    assert!(!stderr(&o).contains("step  500"), "the steps ran first");
+
+    // train-head refuses a head or split path that is one of the folder's photos, and a
+    // device node as its output.
+    let data = tempfile::tempdir().unwrap();
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("stripes", 2)],
+        4,
+    );
+    let first = data.path().join("disc").join("000.png");
+    let kept = std::fs::read(&first).unwrap();
+    let data_arg = data.path().to_str().unwrap();
+    let out = dir.path().join("head.safetensors");
+    let train = |extra: &[&str]| {
+        let args = [
+            &["train-head", data_arg, "--epochs", "1", "--no-cache"][..],
+            &m,
+            extra,
+        ]
+        .concat();
+        cnn_explorer(&args)
+    };
+    let o = train(&[
+        "--split-out",
+        first.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "is an input");
+    #[cfg(unix)]
+    {
+        let o = train(&["-o", "/dev/null"]);
+        assert_clean_failure(&o, "not a regular file");
+        use std::os::unix::fs::FileTypeExt;
+        let null = std::fs::metadata("/dev/null").unwrap().file_type();
+        assert!(null.is_char_device(), "/dev/null was replaced");
+    }
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        kept,
+        "a training photo was changed"
+    );
+    assert!(!out.exists());
+}

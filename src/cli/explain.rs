@@ -9,6 +9,7 @@ use crate::device::DeviceChoice;
 use crate::explain::attack::{attack, AttackSettings};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::labels::{find_class, imagenet_label};
+use crate::output::{check_output, save_png};
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 
 /// A class named by the user, by name or index.
@@ -110,6 +111,8 @@ impl DreamArgs {
                 label.replace([' ', '/', '\\'], "_")
             ))
         });
+        // Refused before the steps run, not after.
+        check_output(&output, &[])?;
         let outcome = dream(
             &model,
             &settings,
@@ -125,10 +128,11 @@ impl DreamArgs {
             },
         )?
         .context("the dream was cancelled")?;
-        outcome
-            .image
-            .save(&output)
-            .with_context(|| format!("cannot write {}", output.display()))?;
+        save_png(
+            &output,
+            &[],
+            &image::DynamicImage::ImageRgb8(outcome.image.clone()),
+        )?;
         if self.json {
             return super::print_json(&DreamJson {
                 model: model.spec.name,
@@ -222,11 +226,25 @@ impl AttackArgs {
         })
     }
 
+    /// The adversarial PNG's path: `-o`, else `STEM_adversarial.png`.
+    fn output_path(&self) -> PathBuf {
+        self.output.clone().unwrap_or_else(|| {
+            let stem = self
+                .image
+                .file_stem()
+                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+            PathBuf::from(format!("{stem}_adversarial.png"))
+        })
+    }
+
     /// Attacks, printing each step, writes the PNG, and fails when the attack did not
     /// succeed.
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
         let settings = self.settings()?;
         let model = self.model.open(device)?;
+        let output = self.output_path();
+        // The photo is never replaced by its adversarial copy; refused before the attack runs.
+        check_output(&output, &[&self.image])?;
         let photo = load_rgb(&self.image, DEFAULT_MAX_PIXELS)?;
         let outcome = attack(&model, &photo, &settings, &|| false, &mut |p| {
             if !self.json {
@@ -240,17 +258,11 @@ impl AttackArgs {
             }
         })?
         .context("the attack was cancelled")?;
-        let output = self.output.clone().unwrap_or_else(|| {
-            let stem = self
-                .image
-                .file_stem()
-                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-            PathBuf::from(format!("{stem}_adversarial.png"))
-        });
-        outcome
-            .adversarial
-            .save(&output)
-            .with_context(|| format!("cannot write {}", output.display()))?;
+        save_png(
+            &output,
+            &[&self.image],
+            &image::DynamicImage::ImageRgb8(outcome.adversarial.clone()),
+        )?;
         let label = imagenet_label;
         if self.json {
             super::print_json(&AttackJson {

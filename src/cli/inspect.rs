@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use super::ModelArgs;
 use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::inference::{backbone_or_stand_in, layer_infos, StandIn};
@@ -90,9 +88,9 @@ impl FeaturesArgs {
                 .unwrap_or("image");
             PathBuf::from(format!("{stem}_{layer}.png"))
         });
-        render_grid(&maps, 48)
-            .save(&output)
-            .with_context(|| format!("cannot write {}", output.display()))?;
+        // The photo is never replaced by its grid.
+        let grid = image::DynamicImage::ImageRgb8(render_grid(&maps, 48));
+        crate::output::save_png(&output, &[&self.image], &grid)?;
         let means = maps.channel_means();
         if self.json {
             return super::print_json(&FeaturesJson {

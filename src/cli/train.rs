@@ -2,15 +2,18 @@
 //! [`TrainRequest`] the window's Train tab fills too, and a [`TrainLog`] follows the run as
 //! the worker's observer does, throttled by [`Throttle`].
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::ModelArgs;
 use crate::device::DeviceChoice;
+use crate::output::{check_output, write_atomic};
 use crate::progress::Throttle;
+use crate::train::dataset::scan;
 use crate::train::features::default_cache_dir;
-use crate::train::pipeline::{train_on_folder, TrainOutcome};
+use crate::train::pipeline::{train_on_folder, TrainConfig, TrainOutcome};
 use crate::train::{TrainEvent, TrainObserver, TrainRequest};
 
 /// How a head trains (`train-head`, `compare`).
@@ -128,11 +131,27 @@ impl TrainHeadArgs {
         }
     }
 
+    /// Refuses, before any work, a head, description or split path that is one of the
+    /// folder's photos or not a regular file.
+    fn check_outputs(&self, request: &TrainRequest, config: &TrainConfig) -> anyhow::Result<()> {
+        let dataset = scan(&request.dir, config.scan)?;
+        let photos: Vec<&Path> = dataset.items.iter().map(|i| i.path.as_path()).collect();
+        let json = request.output.with_extension("json");
+        for path in [Some(&request.output), Some(&json), self.split_out.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            check_output(path, &photos)?;
+        }
+        Ok(())
+    }
+
     /// Trains the head, saves it (and the split, if asked) and prints the result.
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
-        let model = self.model.open(device)?;
         let request = self.request();
         let config = request.config(self.head.feature_cache());
+        self.check_outputs(&request, &config)?;
+        let model = self.model.open(device)?;
         let mut log = TrainLog::new(self.json);
         let outcome = train_on_folder(&model, &request.dir, &config, &mut log);
         log.check()?;
@@ -198,7 +217,10 @@ fn write_split(outcome: &TrainOutcome, path: &Path) -> anyhow::Result<()> {
         "train": side(&outcome.split.train),
         "val": side(&outcome.split.val),
     });
-    std::fs::write(path, serde_json::to_string_pretty(&split)?)
+    let text = serde_json::to_string_pretty(&split)?;
+    let items = &outcome.dataset.items;
+    let photos: Vec<&Path> = items.iter().map(|i| i.path.as_path()).collect();
+    write_atomic(path, &photos, |w| Ok(w.write_all(text.as_bytes())?))
         .with_context(|| format!("could not write the split to {}", path.display()))
 }
 

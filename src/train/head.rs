@@ -459,13 +459,27 @@ impl Head {
                 path.display()
             )));
         }
+        // Never renamed over a folder, FIFO or device (as root, `-o /dev/null` would replace it).
+        crate::output::check_output(path, &[])?;
+        crate::output::check_output(&json_path, &[])?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        candle_core::safetensors::save(&self.weights, &tmp)?;
-        let json = serde_json::to_string_pretty(&info).map_err(std::io::Error::other)?;
         let tmp_json = json_path.with_extension(format!("jsontmp{}", std::process::id()));
-        std::fs::write(&tmp_json, json)?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::rename(&tmp_json, &json_path)?;
+        let written = (|| -> Result<()> {
+            candle_core::safetensors::save(&self.weights, &tmp)?;
+            let json = serde_json::to_string_pretty(&info).map_err(std::io::Error::other)?;
+            std::fs::write(&tmp_json, json)?;
+            std::fs::rename(&tmp, path)?;
+            std::fs::rename(&tmp_json, &json_path)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(&tmp_json);
+            return Err(Error::Output {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            });
+        }
         Ok(json_path)
     }
 

@@ -152,16 +152,15 @@ impl PendingSave {
     }
 }
 
-/// Writes `image` as a PNG at `path`.
+/// Writes `image` as a PNG at `path` (through a temp file; folders and devices refused).
 pub fn save_png(image: &RgbaImage, path: &std::path::Path) -> Result<(), String> {
     let buffer =
         image::RgbaImage::from_raw(image.width as u32, image.height as u32, image.rgba.clone())
             .ok_or_else(|| "the image has the wrong number of pixels".to_string())?;
     // RGB: the alpha channel is always opaque, and RGB PNGs load everywhere.
-    image::DynamicImage::ImageRgba8(buffer)
-        .to_rgb8()
-        .save(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let rgb = image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(buffer).to_rgb8());
+    // Atomic: a full disk never leaves a truncated PNG where a good one was.
+    crate::output::save_png(path, &[], &rgb).map_err(|e| e.to_string())
 }
 
 /// `value` if finite, else `default`, then within `range`.

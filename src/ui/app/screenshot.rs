@@ -129,7 +129,6 @@ fn save_png(image: &ColorImage, path: &std::path::Path) -> Result<(), String> {
         .collect();
     let buffer = image::RgbaImage::from_raw(w as u32, h as u32, rgba)
         .ok_or_else(|| "the screenshot has the wrong number of pixels".to_string())?;
-    buffer
-        .save(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let png = image::DynamicImage::ImageRgba8(buffer);
+    crate::output::save_png(path, &[], &png).map_err(|e| e.to_string())
 }

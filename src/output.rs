@@ -1,0 +1,164 @@
+//! Writing what the user asked for without losing what they have.
+//!
+//! An output is refused when it is one of the job's inputs (the same file by any path: a
+//! second name, a symlink) or exists as something other than a regular file (a folder, a
+//! FIFO, a device). It is written to a hidden temp file beside the target, flushed to disk and
+//! renamed over it only once complete, so a full disk or a crash leaves the previous file as
+//! it was, and no temp file behind.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+fn refuse(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Output {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (fs::metadata(a), fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+    }
+}
+
+/// Refuses `output` when it is one of `inputs`, or exists and is not a regular file.
+pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
+    if output.as_os_str().is_empty() {
+        return Err(refuse(output, "an empty output path"));
+    }
+    if let Some(input) = inputs.iter().find(|input| same_file(output, input)) {
+        return Err(refuse(
+            output,
+            format!(
+                "is an input of this job ({}); choose another output",
+                input.display()
+            ),
+        ));
+    }
+    match fs::metadata(output) {
+        Ok(meta) if !meta.is_file() => Err(refuse(
+            output,
+            "exists and is not a regular file (a folder, FIFO or device); choose a file path",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The hidden temp file `.NAME.PID.tmp` beside `output`.
+fn temp_beside(output: &Path) -> Result<PathBuf> {
+    let name = output
+        .file_name()
+        .ok_or_else(|| refuse(output, "has no file name"))?;
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".{}.tmp", std::process::id()));
+    Ok(output.with_file_name(temp))
+}
+
+/// Writes `output` through `write` into a temp file beside it, renamed over it once complete;
+/// `output` is first checked with [`check_output`] against `inputs`. On any failure the temp
+/// file is removed and an existing `output` is left untouched.
+pub fn write_atomic(
+    output: &Path,
+    inputs: &[&Path],
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+) -> Result<()> {
+    check_output(output, inputs)?;
+    let temp = temp_beside(output)?;
+    let io = |e: std::io::Error| refuse(output, e.to_string());
+    let result = (|| {
+        let mut file = BufWriter::new(File::create(&temp).map_err(io)?);
+        write(&mut file)?;
+        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&temp, output).map_err(io)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Saves `image` as a PNG at `output` (see [`write_atomic`]).
+pub fn save_png(output: &Path, inputs: &[&Path], image: &image::DynamicImage) -> Result<()> {
+    write_atomic(output, inputs, |w| {
+        image
+            .write_to(&mut *w, image::ImageFormat::Png)
+            .map_err(|e| refuse(output, e.to_string()))?;
+        w.flush().map_err(|e| refuse(output, e.to_string()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png() -> image::DynamicImage {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(4, 3, image::Rgb([9, 8, 7])))
+    }
+
+    #[test]
+    fn an_input_is_never_an_output_by_any_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("v.png");
+        fs::write(&photo, b"the user's photo").unwrap();
+        let err = save_png(&photo, &[&photo], &png()).unwrap_err();
+        assert!(err.to_string().contains("is an input"), "{err}");
+        // Through another path to the same file, and through a symlink.
+        let other = dir.path().join(".").join("v.png");
+        assert!(save_png(&other, &[&photo], &png()).is_err());
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.png");
+            std::os::unix::fs::symlink(&photo, &link).unwrap();
+            assert!(save_png(&link, &[&photo], &png()).is_err());
+        }
+        assert_eq!(fs::read(&photo).unwrap(), b"the user's photo");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            if cfg!(unix) { 2 } else { 1 }
+        );
+    }
+
+    #[test]
+    fn folders_and_fifos_are_refused_and_files_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = save_png(dir.path(), &[], &png()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join("fifo.png");
+            let status = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if status.is_ok_and(|s| s.success()) {
+                assert!(save_png(&fifo, &[], &png()).is_err());
+            }
+        }
+        let out = dir.path().join("out.png");
+        fs::write(&out, b"old").unwrap();
+        save_png(&out, &[], &png()).unwrap();
+        assert_eq!(image::open(&out).unwrap().width(), 4);
+        // A failing writer leaves the old file and no temp file.
+        let err = write_atomic(&out, &[], |_| Err(Error::Invalid("disk full".into())));
+        assert!(err.is_err());
+        assert_eq!(image::open(&out).unwrap().width(), 4);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert!(names
+            .iter()
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+    }
+}
