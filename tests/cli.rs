@@ -678,3 +678,53 @@ fn outputs_never_overwrite_inputs_folders_or_devices() {
     );
     assert!(!out.exists());
 }
+
+/// A folder whose path is not UTF-8 trains and reports as JSON (the path written lossily),
+/// without a panic.
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_folder_path_is_reported_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    common::efficientnet_weights();
+    let base = tempfile::tempdir().unwrap();
+    let data = base
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"photos-\xff"));
+    common::shapes::make_dataset(&data, &[("disc", 0), ("square", 1), ("stripes", 2)], 4);
+    let split = base.path().join("split.json");
+    let head = base
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"head-\xfe.safetensors"));
+    let o = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .arg("train-head")
+        .arg(&data)
+        .args([
+            "--model",
+            "efficientnet-lite0",
+            "--epochs",
+            "1",
+            "--no-cache",
+            "--json",
+        ])
+        .arg("--split-out")
+        .arg(&split)
+        .arg("-o")
+        .arg(&head)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows[0]["root"].as_str().unwrap().contains("photos-"));
+    assert!(rows.last().unwrap()["head"]
+        .as_str()
+        .unwrap()
+        .contains("head-"));
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&split).unwrap()).unwrap();
+    assert!(!split["train"].as_array().unwrap().is_empty());
+}

@@ -55,7 +55,7 @@ struct PredictionJson<'a> {
 struct HeadPredictionJson<'a> {
     image: String,
     model: &'a str,
-    head: &'a Path,
+    head: String,
     top: &'a [ClassScore],
 }
 
@@ -116,7 +116,7 @@ impl PredictArgs {
                     return super::print_json(&HeadPredictionJson {
                         image: path.display().to_string(),
                         model: model.spec.name,
-                        head: head_path,
+                        head: head_path.display().to_string(),
                         top: scores,
                     });
                 }

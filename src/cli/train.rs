@@ -176,7 +176,7 @@ impl TrainHeadArgs {
                 "features_computed": outcome.features_computed,
                 "images_per_s": outcome.images_per_s,
                 "confusion": outcome.confusion,
-                "head": request.output,
+                "head": request.output.to_string_lossy(),
             }));
         }
         for f in &outcome.failed {
@@ -209,7 +209,7 @@ fn write_split(outcome: &TrainOutcome, path: &Path) -> anyhow::Result<()> {
         let items = &outcome.dataset.items;
         indices
             .iter()
-            .map(|&i| serde_json::json!({"path": items[i].path, "class": items[i].class}))
+            .map(|&i| serde_json::json!({"path": items[i].path.to_string_lossy(), "class": items[i].class}))
             .collect()
     };
     let split = serde_json::json!({
@@ -256,7 +256,7 @@ impl TrainLog {
                 let counts = d.class_counts();
                 if self.json {
                     return super::print_json(&serde_json::json!({
-                        "event": "dataset", "root": d.root, "layout": d.layout,
+                        "event": "dataset", "root": d.root.to_string_lossy(), "layout": d.layout,
                         "classes": d.classes, "counts": counts, "skipped": d.skipped.len(),
                     }));
                 }
