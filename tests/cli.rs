@@ -728,3 +728,22 @@ fn a_non_utf8_folder_path_is_reported_not_a_panic() {
         serde_json::from_str(&std::fs::read_to_string(&split).unwrap()).unwrap();
     assert!(!split["train"].as_array().unwrap().is_empty());
 }
+
+/// Numeric options out of range (or NaN) are refused as the flags are read, with the range.
+#[test]
+fn numeric_options_are_validated_with_their_range() {
+    let cat = cat_photo();
+    let cat = cat.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["train-head", ".", "--val", "2"], "0.01 to 0.9"),
+        (vec!["train-head", ".", "--val=-1"], "0.01 to 0.9"),
+        (vec!["train-head", ".", "--lr", "NaN"], "--lr"),
+        (vec!["train-head", ".", "--mlp", "100000000"], "65536"),
+        (vec!["dream", "--class", "zebra", "--lr", "NaN"], "--lr"),
+        (vec!["attack", cat, "--fgsm", "--eps=-1"], "--eps"),
+        (vec!["predict", cat, "--top", "0"], "1 to 1000"),
+    ] {
+        let o = cnn_explorer(&args);
+        assert_clean_failure(&o, needle);
+    }
+}

@@ -25,10 +25,10 @@ pub struct DreamArgs {
     /// ImageNet class, by name ("zebra") or index ("340").
     #[arg(long = "class", value_name = "NAME|INDEX")]
     pub class: String,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::ranges::count)]
     pub steps: usize,
     /// Total-variation weight, 0 to 10 (higher: smoother).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::ranges::tv_weight)]
     pub tv: f32,
     /// Image side in pixels, 32 to 512.
     #[arg(long, default_value_t = 224)]
@@ -36,7 +36,7 @@ pub struct DreamArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Adam's learning rate (default: 0.1 for fourier, 0.02 for pixels).
-    #[arg(long)]
+    #[arg(long, value_parser = super::ranges::rate)]
     pub lr: Option<f64>,
     /// Largest random shift per step, in pixels.
     #[arg(long, default_value_t = 8)]
@@ -166,13 +166,13 @@ pub struct AttackArgs {
     #[arg(long, value_name = "NAME|INDEX", required_unless_present = "fgsm")]
     pub target: Option<String>,
     /// L-infinity budget in 8-bit pixel units: 4 means 4/255.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, value_parser = super::ranges::pixel_units)]
     pub eps: f32,
     /// Step size in 8-bit pixel units.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::ranges::pixel_units)]
     pub step: f32,
     /// Steps at most (the attack stops when it succeeds).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::ranges::count)]
     pub steps: usize,
     /// One untargeted FGSM step of size --eps instead.
     #[arg(long, conflicts_with = "target")]

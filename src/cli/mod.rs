@@ -18,6 +18,7 @@ pub mod compare;
 pub mod explain;
 pub mod inspect;
 pub mod predict;
+mod ranges;
 pub mod train;
 
 use std::path::PathBuf;

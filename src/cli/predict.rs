@@ -22,7 +22,7 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// How many classes to show per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::ranges::top)]
     pub top: usize,
     /// crop: torchvision's Resize(256) + CenterCrop(224); whole: the whole photo at 224x224.
     #[arg(long, default_value = "crop", value_parser = parse_mode)]

@@ -19,23 +19,23 @@ use crate::train::{TrainEvent, TrainObserver, TrainRequest};
 /// How a head trains (`train-head`, `compare`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct HeadArgs {
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::ranges::count)]
     pub epochs: usize,
     /// Share of each class kept for validation.
-    #[arg(long = "val", default_value_t = 0.2)]
+    #[arg(long = "val", default_value_t = 0.2, value_parser = super::ranges::share)]
     pub val_fraction: f64,
     /// AdamW learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = super::ranges::rate)]
     pub lr: f64,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, value_parser = super::ranges::decay)]
     pub weight_decay: f64,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::ranges::count)]
     pub batch_size: usize,
     /// Seed of the split, the initial weights and the shuffling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A hidden layer of this width (with ReLU and dropout) instead of a linear head.
-    #[arg(long)]
+    #[arg(long, value_parser = super::ranges::hidden_units)]
     pub mlp: Option<usize>,
     /// The hidden layer's dropout probability (with --mlp).
     #[arg(
@@ -106,7 +106,7 @@ pub struct TrainHeadArgs {
     #[arg(long)]
     pub fine_tune: bool,
     /// The block's learning rate as a fraction of the head's.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::ranges::rate)]
     pub fine_tune_lr_factor: f64,
     /// Where to save the head (its description goes next to it as .json).
     #[arg(short, long, default_value = "head.safetensors")]

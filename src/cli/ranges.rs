@@ -1,0 +1,77 @@
+//! The numeric options' allowed ranges, checked as the flags are parsed: NaN, infinities and
+//! out-of-range values are refused with a message that says the range.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// `s` as a number within `lo..=hi` (NaN never is).
+fn within<T: FromStr + PartialOrd + Display>(s: &str, lo: T, hi: T) -> Result<T, String> {
+    let v: T = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if v >= lo && v <= hi {
+        Ok(v)
+    } else {
+        Err(format!("{s} is outside the allowed range {lo} to {hi}"))
+    }
+}
+
+/// A learning rate or a factor of one: more than 0, at most 10.
+pub fn rate(s: &str) -> Result<f64, String> {
+    within(s, f64::MIN_POSITIVE, 10.0).map_err(|e| format!("{e} (more than 0)"))
+}
+
+/// Weight decay: 0 to 1.
+pub fn decay(s: &str) -> Result<f64, String> {
+    within(s, 0.0, 1.0)
+}
+
+/// The validation share: 0.01 to 0.9.
+pub fn share(s: &str) -> Result<f64, String> {
+    within(s, 0.01, 0.9)
+}
+
+/// A count of epochs, steps or photos per batch: 1 to 100,000.
+pub fn count(s: &str) -> Result<usize, String> {
+    within(s, 1, 100_000)
+}
+
+/// An MLP head's hidden units: 1 to 65,536.
+pub fn hidden_units(s: &str) -> Result<usize, String> {
+    within(s, 1, 65_536)
+}
+
+/// How many classes to list: 1 to 1000.
+pub fn top(s: &str) -> Result<usize, String> {
+    within(s, 1, 1000)
+}
+
+/// A perturbation bound or step in 8-bit units: more than 0, at most 255.
+pub fn pixel_units(s: &str) -> Result<f32, String> {
+    within(s, f32::MIN_POSITIVE, 255.0).map_err(|e| format!("{e} (more than 0)"))
+}
+
+/// A total-variation weight: 0 to 10.
+pub fn tv_weight(s: &str) -> Result<f32, String> {
+    within(s, 0.0, 10.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_infinity_and_out_of_range_values_are_refused_with_the_range() {
+        assert_eq!(rate("0.001"), Ok(0.001));
+        for bad in ["NaN", "inf", "0", "-1", "x"] {
+            assert!(rate(bad).is_err(), "{bad}");
+        }
+        assert!(share("2").unwrap_err().contains("0.01 to 0.9"));
+        assert!(share("-1").is_err());
+        assert!(pixel_units("-1").is_err());
+        assert!(top("0").is_err());
+        assert!(hidden_units("100000000").unwrap_err().contains("65536"));
+        assert_eq!(tv_weight("0"), Ok(0.0));
+    }
+}
