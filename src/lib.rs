@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod explain;
 pub mod inference;
+pub mod input;
 pub mod kernels;
 pub mod labels;
 pub mod model;

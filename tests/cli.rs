@@ -747,3 +747,45 @@ fn numeric_options_are_validated_with_their_range() {
         assert_clean_failure(&o, needle);
     }
 }
+
+/// A FIFO or a device given as a photo is refused at once, naming it, instead of blocking
+/// forever or reading without end; the other photos are still classified.
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_as_photos_are_refused_not_waited_on() {
+    common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("photo.png");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is missing");
+        return;
+    }
+    let cat = cat_photo();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .args(["predict", "--model", "efficientnet-lite0", "--json"])
+        .args([fifo.as_os_str(), "/dev/zero".as_ref(), cat.as_os_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("predict blocked on a FIFO or /dev/zero");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(
+        err.contains("photo.png") && err.contains("not a regular file"),
+        "{err}"
+    );
+    assert!(err.contains("/dev/zero"), "{err}");
+    assert!(
+        stdout(&o).contains("Egyptian cat"),
+        "the cat was not classified"
+    );
+}

@@ -487,8 +487,10 @@ impl Head {
     pub fn load(path: &Path) -> Result<(Head, HeadInfo)> {
         let json_path = path.with_extension("json");
         let bad = |reason: String| Error::Invalid(format!("head {}: {reason}", path.display()));
-        let text = std::fs::read_to_string(&json_path)
-            .map_err(|e| bad(format!("cannot read {}: {e}", json_path.display())))?;
+        // A description is a few kB; a FIFO or device is refused, not waited on.
+        let text = crate::input::read_regular(&json_path, 16 << 20)
+            .and_then(|b| String::from_utf8(b).map_err(|_| "is not UTF-8 text".to_string()))
+            .map_err(|e| bad(format!("{}: {e}", json_path.display())))?;
         let info: HeadInfo = serde_json::from_str(&text).map_err(|e| {
             bad(format!(
                 "{} is not a head description: {e}",

@@ -20,7 +20,8 @@ pub const SUPPORTED_FORMATS: &str = "PNG, JPEG, WebP, GIF, BMP, TIFF";
 /// Refuses (with [`Error::Image`] naming the file) empty files, files that are not images of a
 /// supported format, truncated or corrupt images, and images above `max_pixels`.
 pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::image(path, format!("cannot read: {e}")))?;
+    let bytes = crate::input::read_regular(path, crate::input::MAX_IMAGE_BYTES)
+        .map_err(|reason| Error::image(path, reason))?;
     decode_rgb(&bytes, max_pixels).map_err(|reason| Error::image(path, reason))
 }
 

@@ -1,0 +1,75 @@
+//! Reading the user's files as regular files only: a FIFO would block forever, a device such
+//! as `/dev/zero` never ends, and a huge (or sparse) file would be read whole before its
+//! format is even looked at. So the file's type and size are checked from its metadata first,
+//! and no more than the limit is ever read (a file that grows meanwhile is cut off too).
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::Path;
+
+/// Largest image file read: 1 GiB (a 100-megapixel PNG of noise is about 300 MB).
+pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
+
+/// The bytes of the regular file at `path`, at most `max_bytes` of them; the error is a reason
+/// without the file name.
+pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(if meta.is_dir() {
+            "is a folder, not a file".into()
+        } else {
+            "is not a regular file (a FIFO, socket or device)".into()
+        });
+    }
+    if meta.len() > max_bytes {
+        return Err(format!(
+            "the file is {:.1} MB, above the limit of {:.0} MB",
+            meta.len() as f64 / 1e6,
+            max_bytes as f64 / 1e6
+        ));
+    }
+    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!(
+            "the file grew above the limit of {:.0} MB while it was read",
+            max_bytes as f64 / 1e6
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_limit_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.png");
+        fs::write(&file, [1u8; 100]).unwrap();
+        assert_eq!(read_regular(&file, 100).unwrap().len(), 100);
+        assert!(read_regular(&file, 99)
+            .unwrap_err()
+            .contains("above the limit"));
+        assert!(read_regular(dir.path(), 100)
+            .unwrap_err()
+            .contains("folder"));
+        #[cfg(unix)]
+        {
+            let err = read_regular(Path::new("/dev/zero"), 100).unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+            let fifo = dir.path().join("fifo.png");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                // Would block forever if it were opened.
+                assert!(read_regular(&fifo, 100)
+                    .unwrap_err()
+                    .contains("not a regular file"));
+            }
+        }
+    }
+}
