@@ -179,11 +179,10 @@ pub fn backbone_or_stand_in(
     stand_in: StandIn,
 ) -> Result<(Box<dyn Backbone>, bool)> {
     let path = weights.map_or_else(|| spec.path_in(&weights::weights_dir()), Path::to_path_buf);
-    if path.is_file() {
+    // A file given on purpose is loaded (and a folder or device refused by the loader, which
+    // says which); only absent default weights get a stand-in.
+    if path.is_file() || weights.is_some() {
         return Ok((loading::load_backbone(spec.arch, &path, device)?, true));
-    }
-    if weights.is_some() {
-        return Err(Error::weights(path, "no such file"));
     }
     let backbone = match stand_in {
         StandIn::Random => loading::random_backbone(spec.arch, device, 0)?,

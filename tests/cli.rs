@@ -789,3 +789,20 @@ fn fifos_and_devices_as_photos_are_refused_not_waited_on() {
         "the cat was not classified"
     );
 }
+
+/// `--weights` naming a folder or a device says so (not "no such file").
+#[cfg(unix)]
+#[test]
+fn weights_that_are_folders_or_devices_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = cat_photo();
+    let cat = cat.to_str().unwrap();
+    let m = ["predict", cat, "--model", "efficientnet-lite0", "--weights"];
+    let o = cnn_explorer(&[&m[..], &[dir.path().to_str().unwrap()]].concat());
+    assert_clean_failure(&o, "is a folder");
+    let o = cnn_explorer(&[&m[..], &["/dev/zero"]].concat());
+    assert_clean_failure(&o, "not a regular file");
+    let missing = dir.path().join("missing.safetensors");
+    let o = cnn_explorer(&[&m[..], &[missing.to_str().unwrap()]].concat());
+    assert_clean_failure(&o, "missing.safetensors");
+}

@@ -18,8 +18,21 @@ use crate::model::{Arch, Backbone};
 
 /// Reads every tensor of a weights file as f32 on the CPU, by name.
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if !path.is_file() {
-        return Err(Error::weights(path, "no such file"));
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(meta) if meta.is_dir() => {
+            return Err(Error::weights(
+                path,
+                "is a folder; give the weights file itself",
+            ))
+        }
+        Ok(_) => {
+            return Err(Error::weights(
+                path,
+                "is not a regular file (a FIFO, socket or device)",
+            ))
+        }
+        Err(e) => return Err(Error::weights(path, format!("cannot read it: {e}"))),
     }
     let mut magic = [0u8; 8];
     {
