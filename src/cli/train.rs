@@ -11,9 +11,8 @@ use super::ModelArgs;
 use crate::device::DeviceChoice;
 use crate::output::{check_output, write_atomic};
 use crate::progress::Throttle;
-use crate::train::dataset::scan;
 use crate::train::features::default_cache_dir;
-use crate::train::pipeline::{train_on_folder, TrainConfig, TrainOutcome};
+use crate::train::pipeline::{train_on_folder, TrainOutcome};
 use crate::train::{TrainEvent, TrainObserver, TrainRequest};
 
 /// How a head trains (`train-head`, `compare`).
@@ -131,28 +130,30 @@ impl TrainHeadArgs {
         }
     }
 
-    /// Refuses, before any work, a head, description or split path that is one of the
-    /// folder's photos or not a regular file.
-    fn check_outputs(&self, request: &TrainRequest, config: &TrainConfig) -> anyhow::Result<()> {
-        let dataset = scan(&request.dir, config.scan)?;
-        let photos: Vec<&Path> = dataset.items.iter().map(|i| i.path.as_path()).collect();
+    /// Where this run writes: the head, its description and the split, if asked.
+    fn outputs(&self, request: &TrainRequest) -> Vec<PathBuf> {
         let json = request.output.with_extension("json");
-        for path in [Some(&request.output), Some(&json), self.split_out.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            check_output(path, &photos)?;
-        }
-        Ok(())
+        [
+            Some(request.output.clone()),
+            Some(json),
+            self.split_out.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Trains the head, saves it (and the split, if asked) and prints the result.
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
         let request = self.request();
         let config = request.config(self.head.feature_cache());
-        self.check_outputs(&request, &config)?;
+        // Folders and devices are refused at once; the folder's photos once it is read.
+        let outputs = self.outputs(&request);
+        for path in &outputs {
+            check_output(path, &[])?;
+        }
         let model = self.model.open(device)?;
-        let mut log = TrainLog::new(self.json);
+        let mut log = TrainLog::new(self.json).guarding(outputs);
         let outcome = train_on_folder(&model, &request.dir, &config, &mut log);
         log.check()?;
         let outcome = outcome?;
@@ -233,6 +234,9 @@ pub struct TrainLog {
     json: bool,
     throttle: Throttle,
     failed: Option<anyhow::Error>,
+    /// Outputs that must not be any photo of the folder (checked when it has been read,
+    /// before any feature is computed).
+    outputs: Vec<PathBuf>,
 }
 
 impl TrainLog {
@@ -242,7 +246,13 @@ impl TrainLog {
             json,
             throttle: Throttle::terminal(),
             failed: None,
+            outputs: Vec::new(),
         }
+    }
+
+    /// This log, stopping the run when one of `outputs` is a photo of the folder.
+    pub fn guarding(self, outputs: Vec<PathBuf>) -> Self {
+        Self { outputs, ..self }
     }
 
     /// The error that stopped the run, if printing one of its events failed.
@@ -253,6 +263,10 @@ impl TrainLog {
     fn print(&mut self, event: TrainEvent<'_>) -> anyhow::Result<()> {
         match event {
             TrainEvent::Scanned(d) => {
+                let photos: Vec<&Path> = d.items.iter().map(|i| i.path.as_path()).collect();
+                for path in &self.outputs {
+                    check_output(path, &photos)?;
+                }
                 let counts = d.class_counts();
                 if self.json {
                     return super::print_json(&serde_json::json!({
