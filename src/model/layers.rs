@@ -1,7 +1,7 @@
 //! Loading layers from PyTorch-named parameters: convolutions with eval-mode batch norm folded
 //! in at load time, linear layers. What they compute is described in [`super::network`].
 
-use candle_core::Result;
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::network::{ConvLayer, Layer, LinearLayer};
@@ -29,6 +29,12 @@ impl ConvSpec {
         )
     }
 
+    /// The convolution of this shape with `weight`, `bias` and `activation`.
+    fn layer(&self, weight: Tensor, bias: Tensor, activation: Activation) -> Result<ConvLayer> {
+        let padding = (self.stride, self.padding);
+        ConvLayer::new(weight, bias, padding, self.depthwise()?, activation)
+    }
+
     fn depthwise(&self) -> Result<bool> {
         let depthwise =
             self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels;
@@ -44,13 +50,7 @@ impl ConvSpec {
 pub fn conv(vb: VarBuilder, spec: ConvSpec, activation: Activation) -> Result<ConvLayer> {
     let weight = vb.get(spec.weight_shape(), "weight")?;
     let bias = vb.get(spec.out_channels, "bias")?;
-    ConvLayer::new(
-        weight,
-        bias,
-        (spec.stride, spec.padding),
-        spec.depthwise()?,
-        activation,
-    )
+    spec.layer(weight, bias, activation)
 }
 
 /// Loads a bias-free convolution (`conv_vb`) followed by a `BatchNorm2d` (`bn_vb`) with
@@ -71,13 +71,7 @@ pub fn conv_bn(
     let scale = gamma.div(&(var + eps)?.sqrt()?)?;
     let weight = weight.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
     let bias = beta.sub(&mean.mul(&scale)?)?;
-    ConvLayer::new(
-        weight,
-        bias,
-        (spec.stride, spec.padding),
-        spec.depthwise()?,
-        activation,
-    )
+    spec.layer(weight, bias, activation)
 }
 
 /// [`conv_bn`] as a network layer.

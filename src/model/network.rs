@@ -365,10 +365,11 @@ impl Network {
             .enumerate()
             .map(|(i, step)| match &step.layer {
                 // A residual's last convolution is activated after the sum.
-                Layer::Conv(c) if i == last && residual.is_some() => (c.activation
-                    == Activation::Identity)
-                    .then_some(())
-                    .and_then(|()| c.block_conv(residual?)),
+                Layer::Conv(c) if i == last && residual.is_some() => match (c.activation, residual)
+                {
+                    (Activation::Identity, Some(after_sum)) => c.block_conv(after_sum),
+                    _ => None,
+                },
                 Layer::Conv(c) => c.block_conv(c.activation),
                 _ => None,
             })
