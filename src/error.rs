@@ -54,9 +54,10 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
-    /// A tensor operation failed.
+    /// A tensor operation failed (without the backtrace candle attaches under
+    /// `RUST_BACKTRACE`: see [`without_backtrace`]).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
 
     /// A file-system operation failed.
     #[error(transparent)]
@@ -65,6 +66,31 @@ pub enum Error {
 
 /// Result with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(without_backtrace(e))
+    }
+}
+
+/// `e` without the stack traces candle captures into its errors when `RUST_BACKTRACE` is set
+/// (each would print some twenty frames inside the message a user reads); the context and
+/// path candle adds are kept.
+pub fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        E::WithPath { inner, path } => E::WithPath {
+            inner: Box::new(without_backtrace(*inner)),
+            path,
+        },
+        E::Context { inner, context } => E::Context {
+            inner: Box::new(without_backtrace(*inner)),
+            context,
+        },
+        other => other,
+    }
+}
 
 impl Error {
     pub(crate) fn image(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
@@ -79,5 +105,24 @@ impl Error {
             path: path.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under `RUST_BACKTRACE=1` candle wraps its errors in a backtrace; ours never show it.
+    #[test]
+    fn candle_errors_lose_their_backtrace_and_keep_their_context() {
+        let inner = candle_core::Error::Msg("shape mismatch for fc.weight".into());
+        let traced = candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        }
+        .context("loading the head");
+        assert!(traced.to_string().lines().count() > 3, "{traced}");
+        let ours = Error::from(traced).to_string();
+        assert_eq!(ours, "loading the head\nshape mismatch for fc.weight");
     }
 }

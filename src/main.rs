@@ -1,5 +1,6 @@
 //! The `cnn-explorer` binary: parses the command line; no command opens the window.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -21,14 +22,34 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
+/// Keeps library backtraces out of error messages. Under `RUST_BACKTRACE=1` candle captures a
+/// stack trace into every error and prints it as part of the message (some twenty frames
+/// between "error:" and the reason). `RUST_LIB_BACKTRACE=0` turns those off while a panic
+/// still gets its backtrace; a `RUST_LIB_BACKTRACE` the user set is left as it is.
+fn quiet_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Called first in main, before any other thread exists.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
+/// Colours in log lines only on a terminal, and never with `NO_COLOR` set (no-color.org):
+/// escape codes in a redirected log or a CI capture are noise.
+fn log_colours() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
+    quiet_library_backtraces();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let cli = Cli::parse();
     let result = if cli.command.is_none() {
@@ -47,6 +68,10 @@ fn main() -> ExitCode {
 
 fn open_window(cli: &Cli) -> anyhow::Result<()> {
     let args = &cli.window;
+    // Refused before the window opens, not two minutes later (the window checks again).
+    if let (Some(shot), Some(photo)) = (&args.screenshot, &args.photo) {
+        cnn_explorer::output::check_output(shot, &[photo])?;
+    }
     run_app(AppOptions {
         photo: args.photo.clone(),
         model: args.model.clone(),

@@ -36,10 +36,31 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Refuses `output` when it is one of `inputs`, or exists and is not a regular file.
+/// Whether `path` ends in a separator (`out/`): it names a folder, whatever exists there.
+fn ends_in_separator(path: &Path) -> bool {
+    let text = path.as_os_str().to_string_lossy();
+    text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR)
+}
+
+/// Refuses `output` when it is one of `inputs`, exists and is not a regular file, names a
+/// folder (`out/`), or lies in a "folder" that is a file.
 pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
     if output.as_os_str().is_empty() {
         return Err(refuse(output, "an empty output path"));
+    }
+    if ends_in_separator(output) {
+        return Err(refuse(
+            output,
+            "ends in a path separator, so it names a folder; choose a file path",
+        ));
+    }
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if fs::metadata(parent).is_ok_and(|m| !m.is_dir()) {
+            return Err(refuse(
+                output,
+                format!("{} is not a folder", parent.display()),
+            ));
+        }
     }
     if let Some(input) = inputs.iter().find(|input| same_file(output, input)) {
         return Err(refuse(
@@ -83,13 +104,58 @@ pub fn write_atomic(
     let io = |e: std::io::Error| refuse(output, e.to_string());
     let result = (|| {
         let mut file = BufWriter::new(File::create(&temp).map_err(io)?);
-        write(&mut file)?;
+        // A bare I/O error (a full disk) says nothing of the file: it gets the output's name.
+        write(&mut file).map_err(|e| match e {
+            Error::Io(e) => io(e),
+            other => other,
+        })?;
         let file = file.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         fs::rename(&temp, output).map_err(io)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Writes several outputs that belong together (a head's weights and its description): each
+/// `outputs[i]` is written by `write(i, temp)` into its own temp file beside it, and only when
+/// every one is complete and flushed to disk are they renamed over their targets, in order.
+/// Each is first checked with [`check_output`] against `inputs`; on any failure every temp
+/// file is removed, and the error names the output it concerns.
+pub fn write_atomic_files(
+    outputs: &[&Path],
+    inputs: &[&Path],
+    mut write: impl FnMut(usize, &Path) -> Result<()>,
+) -> Result<()> {
+    for output in outputs {
+        check_output(output, inputs)?;
+    }
+    let temps = outputs
+        .iter()
+        .map(|output| temp_beside(output))
+        .collect::<Result<Vec<_>>>()?;
+    let named = |output: &Path, e: Error| match e {
+        e @ Error::Output { .. } => e,
+        e => refuse(output, e.to_string()),
+    };
+    let result = (|| {
+        for (i, (output, temp)) in outputs.iter().zip(&temps).enumerate() {
+            write(i, temp).map_err(|e| named(output, e))?;
+            File::open(temp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| refuse(output, e.to_string()))?;
+        }
+        for (output, temp) in outputs.iter().zip(&temps) {
+            fs::rename(temp, output).map_err(|e| refuse(output, e.to_string()))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for temp in &temps {
+            let _ = fs::remove_file(temp);
+        }
     }
     result
 }
@@ -160,5 +226,51 @@ mod tests {
         assert!(names
             .iter()
             .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+    }
+
+    /// Every way a write can fail names the output once, and leaves no temp file behind.
+    #[test]
+    fn write_failures_name_the_output_once_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = |text: &str, needle: &str| text.matches(needle).count();
+        // The "folder" is a file: refused before anything is written.
+        let file = dir.path().join("notes.txt");
+        fs::write(&file, b"notes").unwrap();
+        let inside = file.join("out.png");
+        let err = save_png(&inside, &[], &png()).unwrap_err().to_string();
+        assert!(err.contains("notes.txt is not a folder"), "{err}");
+        // A path ending in a separator names a folder, even one that does not exist yet.
+        let folder = format!("{}/new/", dir.path().display());
+        let err = save_png(Path::new(&folder), &[], &png())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("names a folder"), "{err}");
+        // A full disk while writing: a bare I/O error from the writer gets the path.
+        let out = dir.path().join("split.json");
+        let full = || std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left");
+        let err = write_atomic(&out, &[], |_| Err(full().into()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(count(&err, "split.json"), 1, "{err}");
+        assert_eq!(count(&err, "No space left"), 1, "{err}");
+        // Several files as one: the second failing leaves neither, and names the second.
+        let (a, b) = (dir.path().join("h.safetensors"), dir.path().join("h.json"));
+        let err = write_atomic_files(&[&a, &b], &[], |i, temp| {
+            if i == 1 {
+                return Err(full().into());
+            }
+            Ok(fs::write(temp, b"weights")?)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with(&format!("output {}", b.display())), "{err}");
+        assert!(!a.exists() && !b.exists());
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "only notes.txt is left: {left:?}");
+        write_atomic_files(&[&a, &b], &[], |i, temp| Ok(fs::write(temp, [i as u8])?)).unwrap();
+        assert_eq!(
+            (fs::read(&a).unwrap(), fs::read(&b).unwrap()),
+            (vec![0], vec![1])
+        );
     }
 }

@@ -806,3 +806,205 @@ fn weights_that_are_folders_or_devices_are_named_as_such() {
     let o = cnn_explorer(&[&m[..], &[missing.to_str().unwrap()]].concat());
     assert_clean_failure(&o, "missing.safetensors");
 }
+
+/// Writes a linear head on EfficientNet-Lite0's 1280 features, with a fine-tuned block of one
+/// 1x1 convolution from `tap` taking `input_shape` (`[4, 2, 2]`: consistent in itself).
+fn write_block_head(path: &Path, tap: &str) {
+    use candle_core::{DType, Device, Tensor};
+    let dev = Device::Cpu;
+    let mut weights = std::collections::HashMap::new();
+    let t = |shape: &[usize]| Tensor::ones(shape, DType::F32, &dev).unwrap();
+    weights.insert("fc.weight".to_string(), t(&[2, 1280]));
+    weights.insert("fc.bias".to_string(), t(&[2]));
+    weights.insert("block.0.weight".to_string(), t(&[1280, 4, 1, 1]));
+    weights.insert("block.0.bias".to_string(), t(&[1280]));
+    candle_core::safetensors::save(&weights, path).unwrap();
+    let info = serde_json::json!({
+        "kind": {"kind": "linear"}, "dim": 1280, "classes": ["cat", "dog"],
+        "backbone": "efficientnet-lite0", "preprocess": "a script's head",
+        "metrics": [], "best_epoch": 0,
+        "block": {"input_tap": tap, "input_shape": [4, 2, 2], "convs": [[0, false]],
+                  "max_pool": false},
+    });
+    std::fs::write(path.with_extension("json"), info.to_string()).unwrap();
+}
+
+/// A head whose fine-tuned block does not fit the backbone is the head's fault: the run stops
+/// once, naming the head, instead of blaming each photo (an unknown tap) or classifying with
+/// the wrong values (a tap of another shape, read as many photos' worth of inputs).
+#[test]
+fn a_bad_fine_tuned_block_is_blamed_on_the_head_not_the_photo() {
+    common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let cat = cat_photo();
+    let cat = cat.to_str().unwrap();
+    for (tap, needle) in [
+        ("no-such-tap", "no layer named no-such-tap"),
+        (
+            "block3",
+            "takes [4, 2, 2] from block3 but efficientnet-lite0 gives [40, 28, 28]",
+        ),
+    ] {
+        let head = dir.path().join(format!("{tap}.safetensors"));
+        write_block_head(&head, tap);
+        let o = cnn_explorer(&["predict", "--head", head.to_str().unwrap(), cat, cat]);
+        assert_clean_failure(&o, needle);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("the head {}", head.display())),
+            "{err}"
+        );
+        assert!(!err.contains("images could not be classified"), "{err}");
+        assert_eq!(err.matches(needle).count(), 1, "stopped at once: {err}");
+        assert!(stdout(&o).is_empty(), "nothing classified: {}", stdout(&o));
+    }
+}
+
+/// Under `RUST_BACKTRACE=1` an error is still one readable message (candle used to put some
+/// twenty stack frames in it), and log lines carry no colour codes when stderr is not a
+/// terminal.
+#[test]
+fn errors_carry_no_backtrace_and_piped_logs_no_colour() {
+    common::efficientnet_weights();
+    let cat = cat_photo();
+    let tiny = fixture("vgg16_tiny_tv.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .args(["predict", "--model", "vgg16", "--weights"])
+        .args([tiny.as_os_str(), cat.as_os_str()])
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "shape mismatch");
+    let err = stderr(&o);
+    let frame = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with("at ")
+            || l.split_once(": ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    assert!(!err.contains("backtrace"), "{err}");
+    assert!(
+        !err.lines().any(frame),
+        "stack frames in the message: {err}"
+    );
+
+    // An info line (the weights loaded), with stderr captured: plain text.
+    let o = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .args([
+            "predict",
+            "--model",
+            "efficientnet-lite0",
+            cat.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("loaded weights"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "colour codes in a piped log: {err:?}"
+    );
+}
+
+/// train-head's output errors name the path and come before any training: a folder, a path
+/// ending in `/`, a "folder" that is a file; nothing is left behind.
+#[test]
+fn train_head_output_errors_name_the_path_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"notes").unwrap();
+    let inside = notes.join("head.safetensors");
+    let slash = format!("{}/new/", dir.path().display());
+    let folder = dir.path().join("heads");
+    std::fs::create_dir(&folder).unwrap();
+    for (output, needle) in [
+        (
+            folder.to_str().unwrap(),
+            "heads: exists and is not a regular file".to_string(),
+        ),
+        (&slash, format!("{slash}: ends in a path separator")),
+        (
+            inside.to_str().unwrap(),
+            format!("{} is not a folder", notes.display()),
+        ),
+    ] {
+        let o = cnn_explorer(&[
+            "train-head",
+            dir.path().to_str().unwrap(),
+            "--model",
+            "efficientnet-lite0",
+            "-o",
+            output,
+        ]);
+        assert_clean_failure(&o, &needle);
+        assert!(
+            !stderr(&o).contains("device:"),
+            "the model was loaded first"
+        );
+        assert_eq!(stderr(&o).matches(&needle).count(), 1, "{}", stderr(&o));
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(left.len(), 2, "only notes.txt and heads/: {left:?}");
+}
+
+/// A photo whose name is not UTF-8: its JSON names it lossily, and the feature grid's default
+/// name keeps the photo's own bytes (it used to become `image_LAYER.png`).
+#[cfg(unix)]
+#[test]
+fn non_utf8_photo_names_are_kept_and_reported_lossily() {
+    use std::os::unix::ffi::OsStrExt;
+    common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"cat-\xff.png"));
+    std::fs::copy(cat_photo(), &photo).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+            .args(args)
+            .arg(&photo)
+            .args(["--model", "efficientnet-lite0", "--json"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["predict"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(
+        row["image"].as_str().unwrap().contains("cat-\u{fffd}.png"),
+        "{row}"
+    );
+    let o = run(&["features", "--layer", "block3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(
+        row["grid"]
+            .as_str()
+            .unwrap()
+            .contains("cat-\u{fffd}_block3.png"),
+        "{row}"
+    );
+    let grid = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"cat-\xff_block3.png"));
+    assert!(grid.is_file(), "the grid keeps the photo's name");
+}
+
+/// `--screenshot` naming the photo opened is refused before any window opens.
+#[test]
+fn a_screenshot_over_the_photo_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("v.png");
+    std::fs::copy(cat_photo(), &photo).unwrap();
+    let before = std::fs::read(&photo).unwrap();
+    let p = photo.to_str().unwrap();
+    let o = cnn_explorer(&[p, "--screenshot", p]);
+    assert_clean_failure(&o, "is an input");
+    assert_eq!(std::fs::read(&photo).unwrap(), before);
+}

@@ -601,6 +601,20 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     let top = h.state().analysis().unwrap().head.as_ref().unwrap().top[0].clone();
     assert_eq!(top.label, report.classes[first.predicted]);
     assert!(has_label(&h, &format!("1. {}", top.label)));
+    // No save from the window may write over the photo, the head or the weights in use.
+    let open = cnn_explorer::ui::widgets::open_files(&h.ctx);
+    for file in [
+        &first.path,
+        &out,
+        &out.with_extension("json"),
+        &common::efficientnet_weights(),
+    ] {
+        assert!(
+            open.contains(file),
+            "{} is not guarded: {open:?}",
+            file.display()
+        );
+    }
 
     // The switch goes back to ImageNet's classes.
     h.get_by_label("ImageNet").click();
@@ -711,4 +725,34 @@ fn every_tabs_settings_are_saved_and_restored() {
             ExplorerApp::new(cc, options()).expect("the app starts")
         });
     assert_eq!(again.state().settings(), chosen, "and finds them again");
+}
+
+/// A Save from the window over the photo it shows is refused with a message, and the photo
+/// is kept (the window's saves are checked against the files it has open).
+#[test]
+fn saving_over_the_photo_shown_is_refused() {
+    let weights = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("v.png");
+    std::fs::copy(common::cat_photo(), &photo).unwrap();
+    let before = std::fs::read(&photo).unwrap();
+    let mut h = start(AppOptions {
+        worker: WorkerConfig {
+            weights_dir: weights.path().to_path_buf(),
+            ..WorkerConfig::default()
+        },
+        photo: Some(photo.clone()),
+        ..AppOptions::default()
+    });
+    h.run_steps(2);
+    let open = cnn_explorer::ui::widgets::open_files(&h.ctx);
+    assert_eq!(open.as_slice(), std::slice::from_ref(&photo));
+    let image = cnn_explorer::worker::RgbaImage {
+        width: 1,
+        height: 1,
+        rgba: vec![0, 0, 0, 255],
+    };
+    let err = cnn_explorer::ui::widgets::save_png(&image, &photo, &open).unwrap_err();
+    assert!(err.contains("is a file open in the window"), "{err}");
+    assert_eq!(std::fs::read(&photo).unwrap(), before);
 }

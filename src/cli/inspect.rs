@@ -81,12 +81,13 @@ impl FeaturesArgs {
         let layer = self.layer.as_str();
         let maps = model.layer_maps(&img, layer)?;
         let output = self.output.clone().unwrap_or_else(|| {
-            let stem = self
+            // The photo's own name, even when it is not UTF-8.
+            let mut name = self
                 .image
                 .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("image");
-            PathBuf::from(format!("{stem}_{layer}.png"))
+                .map_or_else(|| "image".into(), std::ffi::OsStr::to_os_string);
+            name.push(format!("_{layer}.png"));
+            PathBuf::from(name)
         });
         // The photo is never replaced by its grid.
         let grid = image::DynamicImage::ImageRgb8(render_grid(&maps, 48));

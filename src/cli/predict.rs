@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use image::RgbImage;
 
 use super::ModelArgs;
@@ -71,8 +71,10 @@ impl PredictArgs {
     fn imagenet(&self, device: DeviceChoice) -> anyhow::Result<()> {
         let mut model = self.model.open(device)?;
         model.preprocess.mode = self.resize;
+        let classifier = format!("{} could not classify", model.spec.name);
         classify_each(
             &self.images,
+            &classifier,
             |img| Ok(model.predict(&[img], self.top)?.pop().unwrap_or_default()),
             |path, scores| {
                 if self.json {
@@ -103,8 +105,15 @@ impl PredictArgs {
         args.model.get_or_insert(info.backbone.clone());
         let mut model = args.open(device)?;
         model.preprocess.mode = self.resize;
+        // A head that fails is the head's fault, not the photo's: it stops the run, named.
+        let classifier = format!(
+            "the head {} (on {}) could not classify",
+            head_path.display(),
+            model.spec.name
+        );
         classify_each(
             &self.images,
+            &classifier,
             |img| {
                 let probs = classify_with_head(&model, &head, &[img])?
                     .pop()
@@ -136,25 +145,28 @@ impl PredictArgs {
 }
 
 /// Classifies each image with `classify` and shows the result with `show`, one image at a
-/// time: a bad file is reported and skipped, the others still run, and the command fails at
-/// the end if any did.
+/// time: a photo that cannot be read is reported and skipped, the others still run, and the
+/// command fails at the end if any did. A failure of `classify` itself (the model or the
+/// head, which would fail on every photo) stops the run at once, as `classifier` PHOTO.
 fn classify_each(
     images: &[PathBuf],
+    classifier: &str,
     classify: impl Fn(&RgbImage) -> anyhow::Result<Vec<ClassScore>>,
     show: impl Fn(&Path, &[ClassScore]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut failed = 0;
     for path in images {
-        let scores = load_rgb(path, DEFAULT_MAX_PIXELS)
-            .map_err(anyhow::Error::from)
-            .and_then(|img| classify(&img));
-        match scores {
-            Ok(scores) => show(path, &scores)?,
+        let image = match load_rgb(path, DEFAULT_MAX_PIXELS) {
+            Ok(image) => image,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {e}");
                 failed += 1;
+                continue;
             }
-        }
+        };
+        let scores =
+            classify(&image).with_context(|| format!("{classifier} {}", path.display()))?;
+        show(path, &scores)?;
     }
     if failed > 0 {
         bail!(

@@ -5,8 +5,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use super::ModelArgs;
 use crate::device::DeviceChoice;
 use crate::output::{check_output, write_atomic};
@@ -221,8 +219,10 @@ fn write_split(outcome: &TrainOutcome, path: &Path) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&split)?;
     let items = &outcome.dataset.items;
     let photos: Vec<&Path> = items.iter().map(|i| i.path.as_path()).collect();
-    write_atomic(path, &photos, |w| Ok(w.write_all(text.as_bytes())?))
-        .with_context(|| format!("could not write the split to {}", path.display()))
+    // The error names the path (once) whatever failed: a full disk, a missing folder.
+    Ok(write_atomic(path, &photos, |w| {
+        Ok(w.write_all(text.as_bytes())?)
+    })?)
 }
 
 /// The command line's training observer: the dataset and each epoch on stdout (text or JSON

@@ -6,6 +6,8 @@
 //! backbone's last convolutional block trains too (see [`super::finetune`]) and is saved with
 //! the head.
 
+mod checks;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,8 @@ use super::split::SplitMix64;
 use crate::error::{Error, Result};
 use crate::model::LastBlock;
 use crate::vision::preprocess::Preprocess;
+
+pub use checks::{check_size, head_parameters, MAX_HEAD_PARAMETERS};
 
 /// The head's architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -256,6 +260,19 @@ pub fn train(
     if train.is_empty() {
         return Err(Error::Invalid("no training examples".into()));
     }
+    // Refused before anything is allocated: `--mlp 100000000` would ask for 512 GB.
+    check_size(options.kind, dim, classes.len()).map_err(Error::Invalid)?;
+    if let Some(&label) = train
+        .y
+        .iter()
+        .chain(&val.y)
+        .find(|&&y| y as usize >= classes.len())
+    {
+        return Err(Error::Invalid(format!(
+            "label {label} is not one of the {} classes",
+            classes.len()
+        )));
+    }
     let width = fine_tune.map_or(dim, |f| f.input_shape.iter().product());
     if train.x.len() != train.len() * width || val.x.len() != val.len() * width {
         return Err(Error::Invalid(format!("features are not {width} wide")));
@@ -411,6 +428,16 @@ impl Head {
     /// pooled features, or the fine-tuned block's inputs.
     pub fn probabilities(&self, x: &[f32]) -> Result<Vec<f32>> {
         let width = self.input_width().max(1);
+        if !x.len().is_multiple_of(width) {
+            return Err(Error::Invalid(format!(
+                "the head takes inputs of {width} values per photo{}; got {} values",
+                self.block.as_ref().map_or(String::new(), |b| format!(
+                    " (its fine-tuned block's input {:?} from {})",
+                    b.input_shape, b.input_tap
+                )),
+                x.len()
+            )));
+        }
         let x = Tensor::from_slice(x, (x.len() / width, width), &Device::Cpu)?;
         let logits = logits(&self.net()?, self.trained_block()?.as_ref(), &x, false)?;
         Ok(candle_nn::ops::softmax_last_dim(&logits)?
@@ -425,7 +452,11 @@ impl Head {
         let k = self.classes.len();
         let mut confusion = vec![vec![0; k]; k];
         for (&p, &y) in predicted.iter().zip(&data.y) {
-            confusion[y as usize][p as usize] += 1;
+            let cell = confusion
+                .get_mut(y as usize)
+                .and_then(|row| row.get_mut(p as usize))
+                .ok_or_else(|| Error::Invalid(format!("label {y} is not one of {k} classes")))?;
+            *cell += 1;
         }
         Ok((acc, predicted, confusion))
     }
@@ -449,9 +480,6 @@ impl Head {
     /// written to a temporary file and renamed, so a crash never leaves half a head.
     pub fn save(&self, path: &Path, backbone: &str, preprocess: &Preprocess) -> Result<PathBuf> {
         let info = self.info(backbone, preprocess);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
         let json_path = path.with_extension("json");
         if json_path == path {
             return Err(Error::Invalid(format!(
@@ -462,24 +490,21 @@ impl Head {
         // Never renamed over a folder, FIFO or device (as root, `-o /dev/null` would replace it).
         crate::output::check_output(path, &[])?;
         crate::output::check_output(&json_path, &[])?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let tmp_json = json_path.with_extension(format!("jsontmp{}", std::process::id()));
-        let written = (|| -> Result<()> {
-            candle_core::safetensors::save(&self.weights, &tmp)?;
-            let json = serde_json::to_string_pretty(&info).map_err(std::io::Error::other)?;
-            std::fs::write(&tmp_json, json)?;
-            std::fs::rename(&tmp, path)?;
-            std::fs::rename(&tmp_json, &json_path)?;
-            Ok(())
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(&tmp_json);
-            return Err(Error::Output {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            });
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Output {
+                path: dir.to_path_buf(),
+                reason: format!("cannot create the folder: {e}"),
+            })?;
         }
+        let json = serde_json::to_string_pretty(&info).map_err(|e| Error::Output {
+            path: json_path.clone(),
+            reason: e.to_string(),
+        })?;
+        // Both written in full before either replaces a file: never half a head.
+        crate::output::write_atomic_files(&[path, &json_path], &[], |i, temp| match i {
+            0 => Ok(candle_core::safetensors::save(&self.weights, temp)?),
+            _ => Ok(std::fs::write(temp, &json)?),
+        })?;
         Ok(json_path)
     }
 
@@ -497,8 +522,33 @@ impl Head {
                 json_path.display()
             ))
         })?;
-        let weights = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| bad(format!("cannot read the weights: {e}")))?;
+        if !info.metrics.is_empty() && info.best_epoch >= info.metrics.len() {
+            return Err(bad(format!(
+                "{}: best_epoch {} is not one of its {} epochs",
+                json_path.display(),
+                info.best_epoch,
+                info.metrics.len()
+            )));
+        }
+        // Read as a regular file within the largest head's size (a FIFO is not waited on).
+        let bytes = crate::input::read_regular(path, checks::MAX_HEAD_FILE_BYTES).map_err(bad)?;
+        let weights = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| bad(format!("cannot read the weights: {}", Error::from(e))))?;
+        drop(bytes);
+        let mismatch = |reason: String| {
+            bad(format!(
+                "the weights do not match {}: {reason}",
+                json_path.display()
+            ))
+        };
+        let weights = checks::check_weights(
+            info.kind,
+            info.dim,
+            info.classes.len(),
+            info.block.as_ref(),
+            weights,
+        )
+        .map_err(mismatch)?;
         let head = Head {
             kind: info.kind,
             dim: info.dim,
@@ -508,10 +558,8 @@ impl Head {
             best_epoch: info.best_epoch,
             block: info.block.clone(),
         };
-        head.net()
-            .map_err(|e| bad(format!("weights do not match the description: {e}")))?;
-        head.trained_block()
-            .map_err(|e| bad(format!("weights do not match the description: {e}")))?;
+        head.net().map_err(|e| mismatch(e.to_string()))?;
+        head.trained_block().map_err(|e| mismatch(e.to_string()))?;
         Ok((head, info))
     }
 }
@@ -634,5 +682,151 @@ mod tests {
             loaded.probabilities(&x).unwrap(),
             head.probabilities(&x).unwrap()
         );
+    }
+
+    /// Every inconsistent or hostile head file is refused, naming it: block weights with
+    /// `"block": null` (they were silently ignored), a block without its weights, wrong shapes,
+    /// a class count the weights do not have, NaN, absurd sizes, a FIFO.
+    #[test]
+    fn hostile_head_files_are_refused_naming_the_file() {
+        let (train_set, val_set) = (separable(8), separable(4));
+        let classes = ["a".to_string(), "b".to_string()];
+        let data = TrainData {
+            train: &train_set,
+            val: &val_set,
+            dim: 2,
+            classes: &classes,
+        };
+        let head = train(&data, &options(), None, &mut super::super::Silent).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.safetensors");
+        let json_path = head
+            .save(&path, "vgg16", &Preprocess::imagenet(224))
+            .unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        let block = serde_json::json!({
+            "input_tap": "x", "input_shape": [1, 2, 2], "convs": [[0, false]], "max_pool": false
+        });
+        let dev = Device::Cpu;
+        let block_weights = |shape: &[usize]| {
+            let mut w = head.weights.clone();
+            w.insert(
+                "block.0.weight".into(),
+                Tensor::ones(shape, DType::F32, &dev).unwrap(),
+            );
+            w.insert(
+                "block.0.bias".into(),
+                Tensor::zeros(shape[0], DType::F32, &dev).unwrap(),
+            );
+            w
+        };
+        let write = |weights: &HashMap<String, Tensor>, info: &serde_json::Value| {
+            candle_core::safetensors::save(weights, &path).unwrap();
+            std::fs::write(&json_path, info.to_string()).unwrap();
+        };
+        let refused = |needle: &str| {
+            let err = Head::load(&path).unwrap_err().to_string();
+            assert!(err.contains("tiny.safetensors"), "names the file: {err}");
+            assert!(err.contains(needle), "{needle:?} in {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        };
+        // A consistent fine-tuned head loads, from f16 too.
+        let mut with_block = info.clone();
+        with_block["block"] = block.clone();
+        let f16: HashMap<String, Tensor> = block_weights(&[2, 1, 1, 1])
+            .into_iter()
+            .map(|(k, v)| (k, v.to_dtype(DType::F16).unwrap()))
+            .collect();
+        write(&f16, &with_block);
+        let (loaded, _) = Head::load(&path).unwrap();
+        assert_eq!(loaded.probabilities(&[1.0; 8]).unwrap().len(), 4);
+        assert!(loaded.probabilities(&[1.0; 7]).is_err(), "not whole photos");
+
+        write(&block_weights(&[2, 1, 1, 1]), &info);
+        refused("\"block\": null");
+        write(&head.weights, &with_block);
+        refused("no block.0.weight");
+        write(&block_weights(&[2, 3, 1, 1]), &with_block);
+        refused("takes 1 channels");
+        write(&block_weights(&[2, 1, 3, 3]), &with_block);
+        refused("larger than its 2x2 input");
+        write(&block_weights(&[5, 1, 1, 1]), &with_block);
+        refused("gives 5-wide features but the head takes 2");
+        let mut huge = with_block.clone();
+        huge["block"]["input_shape"] = serde_json::json!([1u64 << 40, 1u64 << 40, 1u64 << 40]);
+        write(&block_weights(&[2, 1, 1, 1]), &huge);
+        refused("must have 1 to");
+
+        let mut wrong = head.weights.clone();
+        wrong.insert(
+            "fc.weight".into(),
+            Tensor::ones((3, 2), DType::F32, &dev).unwrap(),
+        );
+        write(&wrong, &info);
+        refused("the description lists 2 classes, the weights classify 3");
+        let mut three = info.clone();
+        three["classes"] = serde_json::json!(["a", "b", "c"]);
+        write(&head.weights, &three);
+        refused("lists 3 classes");
+        let mut nan = head.weights.clone();
+        let bias = Tensor::new(&[0f32, f32::NAN], &dev).unwrap();
+        nan.insert("fc.bias".into(), bias);
+        write(&nan, &info);
+        refused("fc.bias holds NaN");
+        let mut wide = info.clone();
+        wide["dim"] = serde_json::json!(1u64 << 50);
+        write(&head.weights, &wide);
+        refused("parameters; the limit is");
+        let mut mlp = info.clone();
+        mlp["kind"] = serde_json::json!({"kind": "mlp", "hidden": 4, "dropout": 0.5});
+        write(&head.weights, &mlp);
+        refused("fc.bias, which an MLP head does not have");
+        let mut epoch = info.clone();
+        epoch["best_epoch"] = serde_json::json!(99);
+        write(&head.weights, &epoch);
+        refused("best_epoch 99");
+        #[cfg(unix)]
+        {
+            std::fs::remove_file(&path).unwrap();
+            let made = std::process::Command::new("mkfifo").arg(&path).status();
+            if made.is_ok_and(|s| s.success()) {
+                std::fs::write(&json_path, info.to_string()).unwrap();
+                refused("not a regular file");
+            }
+        }
+    }
+
+    /// A head too large for memory is refused before anything is allocated (it used to abort
+    /// allocating 512 GB), with the range that fits.
+    #[test]
+    fn a_head_too_large_for_memory_is_refused_with_the_range() {
+        let (train_set, val_set) = (separable(4), separable(2));
+        let classes = ["a".to_string(), "b".to_string()];
+        let data = TrainData {
+            train: &train_set,
+            val: &val_set,
+            dim: 2,
+            classes: &classes,
+        };
+        let huge = TrainOptions {
+            kind: HeadKind::Mlp {
+                hidden: 1 << 40,
+                dropout: 0.5,
+            },
+            ..options()
+        };
+        let err = train(&data, &huge, None, &mut super::super::Silent).unwrap_err();
+        assert!(err.to_string().contains("hidden units 1 to"), "{err}");
+        let bad_label = Examples {
+            x: vec![0.0; 2],
+            y: vec![7],
+        };
+        let data = TrainData {
+            train: &bad_label,
+            ..data
+        };
+        let err = train(&data, &options(), None, &mut super::super::Silent).unwrap_err();
+        assert!(err.to_string().contains("label 7"), "{err}");
     }
 }

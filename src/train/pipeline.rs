@@ -226,9 +226,22 @@ pub fn classify_with_head(
     }
     let input = model.input(images)?;
     let x = match &head.block {
-        Some(block) => model
-            .backbone
-            .forward_until(&input, Some(&block.input_tap))?,
+        Some(block) => {
+            let x = model
+                .backbone
+                .forward_until(&input, Some(&block.input_tap))?;
+            // A head made for another tap or input size must not read the wrong values.
+            if x.dims().get(1..) != Some(&block.input_shape[..]) {
+                return Err(Error::Invalid(format!(
+                    "the head's fine-tuned block takes {:?} from {} but {} gives {:?}",
+                    block.input_shape,
+                    block.input_tap,
+                    model.spec.name,
+                    x.dims().get(1..).unwrap_or_default()
+                )));
+            }
+            x
+        }
         None => model.backbone.embed(&input)?,
     };
     let probs = head.probabilities(&x.flatten_all()?.to_vec1::<f32>()?)?;

@@ -1,8 +1,9 @@
 //! Small pieces the panels share: RGBA images as textures, native dialogs on threads of
-//! their own (they block while open), saving a PNG, and a busy indicator.
+//! their own (they block while open), saving a PNG (never over a file the window has open),
+//! and a busy indicator.
 
-use std::path::PathBuf;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
@@ -95,13 +96,32 @@ pub fn texture(
     ctx.load_texture(name, colour, options)
 }
 
+fn open_files_id() -> egui::Id {
+    egui::Id::unique("cnn-explorer-open-files")
+}
+
+/// Records the files the window has open (the photo, the head and its description, the
+/// model's weights): every save from the window ([`PendingSave`], the screenshot) refuses to
+/// write over one of them, whichever panel asks.
+pub fn set_open_files(ctx: &egui::Context, files: Vec<PathBuf>) {
+    ctx.data_mut(|d| d.insert_temp(open_files_id(), Arc::new(files)));
+}
+
+/// The files recorded by [`set_open_files`].
+pub fn open_files(ctx: &egui::Context) -> Arc<Vec<PathBuf>> {
+    ctx.data(|d| d.get_temp(open_files_id()))
+        .unwrap_or_default()
+}
+
 /// A PNG being saved: the dialog and the write run on their own thread.
 pub struct PendingSave(mpsc::Receiver<Result<Option<PathBuf>, String>>);
 
 impl PendingSave {
-    /// Asks where to save `image` (suggesting `file_name`), then writes it.
+    /// Asks where to save `image` (suggesting `file_name`), then writes it, unless that is
+    /// one of the files the window has open ([`set_open_files`]).
     pub fn start(ctx: &egui::Context, file_name: String, image: RgbaImage) -> Self {
         let (tx, rx) = mpsc::channel();
+        let open = open_files(ctx);
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("save-png".into())
@@ -113,7 +133,7 @@ impl PendingSave {
                     .save_file();
                 let result = match picked {
                     None => Ok(None),
-                    Some(path) => save_png(&image, &path).map(|()| Some(path)),
+                    Some(path) => save_png(&image, &path, &open).map(|()| Some(path)),
                 };
                 let _ = tx.send(result);
                 ctx.request_repaint();
@@ -152,19 +172,71 @@ impl PendingSave {
     }
 }
 
-/// Writes `image` as a PNG at `path` (through a temp file; folders and devices refused).
-pub fn save_png(image: &RgbaImage, path: &std::path::Path) -> Result<(), String> {
+/// Writes `image` as a PNG at `path` (through a temp file; folders and devices refused, and
+/// so is any of `open`, the files the window has open).
+pub fn save_png(image: &RgbaImage, path: &Path, open: &[PathBuf]) -> Result<(), String> {
     let buffer =
         image::RgbaImage::from_raw(image.width as u32, image.height as u32, image.rgba.clone())
             .ok_or_else(|| "the image has the wrong number of pixels".to_string())?;
     // RGB: the alpha channel is always opaque, and RGB PNGs load everywhere.
     let rgb = image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(buffer).to_rgb8());
     // Atomic: a full disk never leaves a truncated PNG where a good one was.
-    crate::output::save_png(path, &[], &rgb).map_err(|e| e.to_string())
+    save_guarded(path, open, |inputs| {
+        crate::output::save_png(path, inputs, &rgb)
+    })
+}
+
+/// Runs `save` with `open` as the job's inputs; an error as a sentence for the window.
+pub fn save_guarded(
+    path: &Path,
+    open: &[PathBuf],
+    save: impl FnOnce(&[&Path]) -> crate::Result<()>,
+) -> Result<(), String> {
+    let inputs: Vec<&Path> = open.iter().map(PathBuf::as_path).collect();
+    save(&inputs).map_err(|e| match e {
+        crate::Error::Output { reason, .. } if reason.starts_with("is an input") => format!(
+            "Not saved: {} is a file open in the window; choose another name.",
+            path.display()
+        ),
+        e => format!("Not saved: {e}"),
+    })
 }
 
 /// `value` if finite, else `default`, then within `range`.
 pub fn finite_within(value: f32, default: f32, range: std::ops::RangeInclusive<f32>) -> f32 {
     let v = if value.is_finite() { value } else { default };
     v.clamp(*range.start(), *range.end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Save PNG from the window never writes over the photo (or weights, or head) it has
+    /// open, by any name; another path saves.
+    #[test]
+    fn saving_over_a_file_open_in_the_window_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("photo.png");
+        std::fs::write(&photo, b"the user's photo").unwrap();
+        let ctx = egui::Context::default();
+        set_open_files(&ctx, vec![photo.clone()]);
+        let open = open_files(&ctx);
+        let image = RgbaImage {
+            width: 2,
+            height: 1,
+            rgba: vec![255; 8],
+        };
+        let err = save_png(&image, &photo, &open).unwrap_err();
+        assert!(
+            err.contains("photo.png is a file open in the window"),
+            "{err}"
+        );
+        let other_name = dir.path().join(".").join("photo.png");
+        assert!(save_png(&image, &other_name, &open).is_err());
+        assert_eq!(std::fs::read(&photo).unwrap(), b"the user's photo");
+        let elsewhere = dir.path().join("dream.png");
+        save_png(&image, &elsewhere, &open).unwrap();
+        assert_eq!(image::open(&elsewhere).unwrap().width(), 2);
+    }
 }

@@ -213,6 +213,23 @@ impl ExplorerApp {
         self.explore.shows_head_predictions()
     }
 
+    /// The files the window has open: the photo, the head and its description, the model's
+    /// weights. No save from the window may write over one ([`super::widgets::set_open_files`]).
+    pub fn open_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let PhotoSource::File(path) = &self.photo {
+            files.push(path.clone());
+        }
+        if let Some(head) = &self.head {
+            files.push(head.path.clone());
+            files.push(head.path.with_extension("json"));
+        }
+        if let Some(model) = self.models.loaded() {
+            files.push(model.weights.clone());
+        }
+        files
+    }
+
     /// An empty command queue numbering jobs with the window's ids.
     fn commands(&self) -> Commands {
         Commands::new(self.jobs.clone())
@@ -308,6 +325,7 @@ impl eframe::App for ExplorerApp {
         self.poll_open_dialog(&ctx);
         self.handle_input(&ctx);
         self.explore.handle_keys(&ctx);
+        super::widgets::set_open_files(&ctx, self.open_files());
         let mut commands = self.toolbar(ui);
         commands.extend(self.central(ui));
         self.apply_all(&ctx, commands);

@@ -62,7 +62,8 @@ impl Screenshotter {
         }
         let taken = self.image.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(image) = taken {
-            let outcome = save_png(&image, &self.request.path).map(|()| {
+            let open = crate::ui::widgets::open_files(ctx);
+            let outcome = save_png(&image, &self.request.path, &open).map(|()| {
                 let mut text = format!(
                     "saved a {}x{} screenshot to {}",
                     image.size[0],
@@ -120,7 +121,12 @@ impl Screenshotter {
     }
 }
 
-fn save_png(image: &ColorImage, path: &std::path::Path) -> Result<(), String> {
+/// Saves the screenshot, never over one of `open`, the files the window has open.
+fn save_png(
+    image: &ColorImage,
+    path: &std::path::Path,
+    open: &[std::path::PathBuf],
+) -> Result<(), String> {
     let [w, h] = image.size;
     let rgba: Vec<u8> = image
         .pixels
@@ -130,5 +136,7 @@ fn save_png(image: &ColorImage, path: &std::path::Path) -> Result<(), String> {
     let buffer = image::RgbaImage::from_raw(w as u32, h as u32, rgba)
         .ok_or_else(|| "the screenshot has the wrong number of pixels".to_string())?;
     let png = image::DynamicImage::ImageRgba8(buffer);
-    crate::output::save_png(path, &[], &png).map_err(|e| e.to_string())
+    crate::ui::widgets::save_guarded(path, open, |inputs| {
+        crate::output::save_png(path, inputs, &png)
+    })
 }
