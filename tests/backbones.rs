@@ -51,6 +51,7 @@ fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bo
         eps: 4.0,
         step: 1.0,
         max_steps: 2,
+        ..AttackSettings::default()
     };
     let outcome = attack(&model, &cat, &settings, &|| false, &mut |_| {})
         .unwrap()

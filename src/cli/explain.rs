@@ -1,16 +1,43 @@
 //! `dream` and `attack`: gradients to the input, written out as PNGs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
 use super::ModelArgs;
 use crate::device::DeviceChoice;
-use crate::explain::attack::{attack, AttackSettings};
+use crate::explain::attack::{attack, working_photo, AttackSettings, DEFAULT_CONFIDENCE};
 use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::labels::{find_class, imagenet_label};
 use crate::output::{check_output, save_png};
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
+
+/// Refuses `output` before any work: [`check_output`] against `inputs`, and a path that names
+/// a folder (ends with a separator) or lies in a folder that does not exist, which would
+/// otherwise fail only once every step has run.
+fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
+    check_output(output, inputs)?;
+    let text = output.as_os_str().to_string_lossy();
+    if text.ends_with(std::path::is_separator) || output.file_name().is_none() {
+        bail!(
+            "cannot write {}: it names a folder; give a file path such as {}",
+            output.display(),
+            output.join("out.png").display()
+        );
+    }
+    let folder = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "cannot write {}: the folder {} does not exist",
+            output.display(),
+            folder.display()
+        );
+    }
+    Ok(())
+}
 
 /// A class named by the user, by name or index.
 fn class_of(name: &str) -> anyhow::Result<usize> {
@@ -99,11 +126,7 @@ impl DreamArgs {
 
     /// Dreams, printing every 20th step, and writes the PNG.
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
-        let settings = self.settings()?;
-        let model = self.model.open(device)?;
-        let DreamTarget::Class(class) = settings.target else {
-            bail!("the command line dreams classes");
-        };
+        let class = class_of(&self.class)?;
         let label = imagenet_label(class);
         let output = self.output.clone().unwrap_or_else(|| {
             PathBuf::from(format!(
@@ -111,8 +134,12 @@ impl DreamArgs {
                 label.replace([' ', '/', '\\'], "_")
             ))
         });
-        // Refused before the steps run, not after.
-        check_output(&output, &[])?;
+        // Refused before the photo is read or any step runs, not after; never the photo the
+        // dream starts from.
+        let inputs: Vec<&Path> = self.from.iter().map(PathBuf::as_path).collect();
+        check_output_early(&output, &inputs)?;
+        let settings = self.settings()?;
+        let model = self.model.open(device)?;
         let outcome = dream(
             &model,
             &settings,
@@ -130,7 +157,7 @@ impl DreamArgs {
         .context("the dream was cancelled")?;
         save_png(
             &output,
-            &[],
+            &inputs,
             &image::DynamicImage::ImageRgb8(outcome.image.clone()),
         )?;
         if self.json {
@@ -171,9 +198,12 @@ pub struct AttackArgs {
     /// Step size in 8-bit pixel units.
     #[arg(long, default_value_t = 1.0, value_parser = super::ranges::pixel_units)]
     pub step: f32,
-    /// Steps at most (the attack stops when it succeeds).
+    /// Steps at most (the attack stops when the confidence is reached).
     #[arg(long, default_value_t = 50, value_parser = super::ranges::count)]
     pub steps: usize,
+    /// The target's probability to reach, more than 0 and at most 1.
+    #[arg(long, default_value_t = DEFAULT_CONFIDENCE, value_parser = super::ranges::probability)]
+    pub confidence: f32,
     /// One untargeted FGSM step of size --eps instead.
     #[arg(long, conflicts_with = "target")]
     pub fgsm: bool,
@@ -197,11 +227,18 @@ struct AttackJson<'a> {
     target_label: Option<String>,
     top: usize,
     top_label: String,
+    /// The top class is the target (untargeted: not the source).
     success: bool,
+    /// The confidence asked for, and whether the target's probability reached it.
+    confidence: f32,
+    confidence_reached: bool,
     /// Probability of the target (untargeted: of the best other class) on the saved PNG.
     prob: f32,
     source_prob: f32,
     steps: usize,
+    /// The adversarial PNG's size (the photo's, or its bounded working size).
+    width: u32,
+    height: u32,
     ms_per_step: f64,
     eps: f32,
     linf: u8,
@@ -223,6 +260,7 @@ impl AttackArgs {
             eps: self.eps,
             step: if self.fgsm { self.eps } else { self.step },
             max_steps: if self.fgsm { 1 } else { self.steps },
+            confidence: self.confidence,
         })
     }
 
@@ -237,15 +275,25 @@ impl AttackArgs {
         })
     }
 
-    /// Attacks, printing each step, writes the PNG, and fails when the attack did not
-    /// succeed.
+    /// Attacks, printing each step, writes the PNG, and fails when the attack did not reach
+    /// its confidence (FGSM: did not move the photo off its class).
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
         let settings = self.settings()?;
-        let model = self.model.open(device)?;
         let output = self.output_path();
         // The photo is never replaced by its adversarial copy; refused before the attack runs.
-        check_output(&output, &[&self.image])?;
+        check_output_early(&output, &[&self.image])?;
+        let model = self.model.open(device)?;
         let photo = load_rgb(&self.image, DEFAULT_MAX_PIXELS)?;
+        let (width, height) = photo.dimensions();
+        // Only the bounded working copy is kept while the attack runs.
+        let photo = working_photo(&model.preprocess, &photo).into_owned();
+        if photo.dimensions() != (width, height) && !self.json {
+            eprintln!(
+                "the {width}x{height} photo is attacked at {}x{}",
+                photo.width(),
+                photo.height()
+            );
+        }
         let outcome = attack(&model, &photo, &settings, &|| false, &mut |p| {
             if !self.json {
                 eprintln!(
@@ -275,9 +323,13 @@ impl AttackArgs {
                 top: outcome.last.top_class,
                 top_label: label(outcome.last.top_class),
                 success: outcome.success,
+                confidence: outcome.confidence,
+                confidence_reached: outcome.reached,
                 prob: outcome.last.target_prob,
                 source_prob: outcome.last.source_prob,
                 steps: outcome.steps,
+                width: outcome.adversarial.width(),
+                height: outcome.adversarial.height(),
                 ms_per_step: outcome.ms_per_step,
                 eps: settings.eps,
                 linf: outcome.linf,
@@ -287,13 +339,15 @@ impl AttackArgs {
             })?;
         } else {
             println!(
-                "{}: {} -> {} ({}) after {} steps ({:.0} ms/step): L-inf {}/255, L2 {:.3}, \
-                 PSNR {:.1} dB; wrote {}",
+                "{}: {} -> {} at {:.1}% (confidence {:.0}% {}) after {} steps ({:.0} ms/step): \
+                 L-inf {}/255, L2 {:.3}, PSNR {:.1} dB; wrote {}",
                 self.image.display(),
                 label(outcome.source),
                 label(outcome.last.top_class),
-                if outcome.success {
-                    "success"
+                outcome.last.target_prob * 100.0,
+                outcome.confidence * 100.0,
+                if outcome.reached {
+                    "reached"
                 } else {
                     "not reached"
                 },
@@ -305,10 +359,21 @@ impl AttackArgs {
                 output.display()
             );
         }
-        if !outcome.success {
+        if self.fgsm {
+            if !outcome.success {
+                bail!(
+                    "one FGSM step of {}/255 did not move the photo off {}",
+                    settings.eps,
+                    label(outcome.source)
+                );
+            }
+        } else if !outcome.reached {
             bail!(
-                "the attack did not succeed within {} steps at eps {}/255",
-                settings.max_steps,
+                "confidence {:.0}% not reached: the target's probability is {:.1}% after {} steps \
+                 at eps {}/255 (raise --steps or --eps, or lower --confidence)",
+                outcome.confidence * 100.0,
+                outcome.last.target_prob * 100.0,
+                outcome.steps,
                 settings.eps
             );
         }

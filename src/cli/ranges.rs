@@ -52,6 +52,19 @@ pub fn pixel_units(s: &str) -> Result<f32, String> {
     within(s, f32::MIN_POSITIVE, 255.0).map_err(|e| format!("{e} (more than 0)"))
 }
 
+/// A probability to reach: more than 0, at most 1.
+pub fn probability(s: &str) -> Result<f32, String> {
+    within(s, 0.0, 1.0).and_then(|v| {
+        if v > 0.0 {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{s} is outside the allowed range 0 to 1 (more than 0)"
+            ))
+        }
+    })
+}
+
 /// A total-variation weight: 0 to 10.
 pub fn tv_weight(s: &str) -> Result<f32, String> {
     within(s, 0.0, 10.0)
@@ -73,5 +86,14 @@ mod tests {
         assert!(top("0").is_err());
         assert!(hidden_units("100000000").unwrap_err().contains("65536"));
         assert_eq!(tv_weight("0"), Ok(0.0));
+        assert_eq!(probability("1"), Ok(1.0));
+        assert_eq!(probability("0.865"), Ok(0.865));
+        for bad in ["0", "-0.1", "1.01", "NaN", "inf"] {
+            let err = probability(bad).unwrap_err();
+            assert!(
+                err.contains("0 to 1") || err.contains("not a number"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! The "Attack" tab: nudge the current photo until the network sees the chosen class (PGD
-//! under an L-infinity budget in 8-bit units), or away from its own class in one FGSM step;
-//! original, adversarial and amplified perturbation side by side, live probabilities, and
-//! L-infinity, L2 and PSNR.
+//! The "Attack" tab: nudge the current photo until the network sees the chosen class with the
+//! confidence asked for (PGD under an L-infinity budget in 8-bit units), or away from its own
+//! class in one FGSM step; before any attack, the photo as the network sees it and its top
+//! class (from the Explore tab's analysis); after, original, adversarial and amplified
+//! perturbation side by side, live probabilities, and L-infinity, L2 and PSNR.
 
 use eframe::egui::{self, TextureHandle, TextureOptions};
 use egui_plot::{Legend, Line, Plot};
@@ -9,11 +10,13 @@ use egui_plot::{Legend, Line, Plot};
 use super::class_picker::ClassPicker;
 use super::command::Commands;
 use super::panel::{Panel, PanelEnv, SideColumn};
+use super::predictions;
 use super::widgets::finite_within;
 use super::widgets::{texture, PendingSave};
 use crate::labels::imagenet_label;
 use crate::worker::{
-    AttackRequest, AttackResult, AttackSettings, CancelToken, Command, Event, JobId, PhotoSource,
+    Analysis, AttackRequest, AttackResult, AttackSettings, CancelToken, ClassScore, Command, Event,
+    JobId, PhotoSource,
 };
 
 /// The tab's settings when none are saved: the library's, aimed at a dog (the lesson's
@@ -35,8 +38,12 @@ pub fn sanitised(settings: AttackSettings) -> AttackSettings {
         eps: finite_within(settings.eps, default.eps, 1.0..=16.0),
         step: finite_within(settings.step, default.step, 0.25..=4.0),
         max_steps: settings.max_steps.clamp(1, 200),
+        confidence: finite_within(settings.confidence, default.confidence, CONFIDENCE_RANGE),
     }
 }
+
+/// The confidences the slider offers.
+const CONFIDENCE_RANGE: std::ops::RangeInclusive<f32> = 0.1..=1.0;
 
 const COLUMN: SideColumn = SideColumn {
     id: "attack-controls",
@@ -48,6 +55,17 @@ const COLUMN: SideColumn = SideColumn {
 struct Running {
     job: JobId,
     cancel: CancelToken,
+    /// The confidence this attack aims for (FGSM: none, one step).
+    confidence: Option<f32>,
+}
+
+/// The photo before any attack: as the network sees it, and its most likely class.
+struct Preview {
+    photo_name: String,
+    original_size: (u32, u32),
+    /// The five most likely ImageNet classes, most likely first.
+    top5: Vec<ClassScore>,
+    view: TextureHandle,
 }
 
 /// The Attack tab's state.
@@ -58,6 +76,7 @@ pub struct AttackPanel {
     /// (step, source probability, target probability).
     history: Vec<[f64; 3]>,
     result: Option<(AttackResult, [TextureHandle; 3])>,
+    preview: Option<Preview>,
     status: String,
     save: Option<PendingSave>,
 }
@@ -71,6 +90,7 @@ impl AttackPanel {
             running: None,
             history: Vec::new(),
             result: None,
+            preview: None,
             status: String::new(),
             save: None,
         }
@@ -91,12 +111,43 @@ impl AttackPanel {
         self.result.as_ref().map(|(r, _)| r)
     }
 
+    /// The photo shown before an attack and its top class, when one has been analysed.
+    pub fn preview_top(&self) -> Option<&ClassScore> {
+        self.preview.as_ref().and_then(|p| p.top5.first())
+    }
+
+    /// Takes the photo the Explore tab analysed as the one to attack: its network view and
+    /// top class are shown until an attack runs; a new photo clears the last attack's result.
+    pub fn photo_analysed(&mut self, ctx: &egui::Context, analysis: &Analysis) {
+        let same_photo = self
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.photo_name == analysis.photo_name);
+        if !same_photo && self.running.is_none() {
+            self.result = None;
+            self.history.clear();
+            self.status.clear();
+        }
+        self.preview = Some(Preview {
+            photo_name: analysis.photo_name.clone(),
+            original_size: (analysis.original_width, analysis.original_height),
+            top5: analysis.top5.clone(),
+            view: texture(
+                ctx,
+                "attack-preview",
+                &analysis.network_view,
+                TextureOptions::LINEAR,
+            ),
+        });
+    }
+
     /// Starts PGD towards the chosen class, or (`fgsm`) one untargeted step of the whole
     /// budget.
     fn start(&mut self, photo: &PhotoSource, fgsm: bool, commands: &mut Commands) {
         if let Some(r) = &self.running {
             r.cancel.cancel();
         }
+        let confidence = (!fgsm).then_some(self.settings.confidence);
         let settings = if fgsm {
             AttackSettings {
                 target: None,
@@ -117,7 +168,11 @@ impl AttackPanel {
             cancel: cancel.clone(),
             request,
         });
-        self.running = Some(Running { job, cancel });
+        self.running = Some(Running {
+            job,
+            cancel,
+            confidence,
+        });
         self.history.clear();
         self.status = "Attacking…".into();
     }
@@ -134,12 +189,13 @@ impl AttackPanel {
                 self.history
                     .push([step as f64, f64::from(source_prob), f64::from(target_prob)]);
                 self.status = format!(
-                    "Step {step}: the network sees {}",
-                    imagenet_label(top_class)
+                    "Step {step}: the network sees {}; target at {:.1}%",
+                    imagenet_label(top_class),
+                    target_prob * 100.0
                 );
             }
             Event::AttackFinished { result, .. } => {
-                self.running = None;
+                let confidence = self.running.take().and_then(|r| r.confidence);
                 let textures = [
                     texture(
                         ctx,
@@ -160,20 +216,7 @@ impl AttackPanel {
                         TextureOptions::NEAREST,
                     ),
                 ];
-                self.status = if result.success {
-                    format!(
-                        "Success after {} steps: the network now sees {} ({:.1}%).",
-                        result.steps,
-                        imagenet_label(result.top_class),
-                        result.target_prob * 100.0
-                    )
-                } else {
-                    format!(
-                        "Not reached in {} steps: the network still sees {}. Raise the budget or the steps.",
-                        result.steps,
-                        imagenet_label(result.top_class)
-                    )
-                };
+                self.status = finished_status(&result, confidence);
                 self.result = Some((*result, textures));
             }
             Event::Cancelled { .. } => {
@@ -186,6 +229,64 @@ impl AttackPanel {
             }
             other => tracing::debug!(job = %other.job(), "unexpected event for an attack"),
         }
+    }
+
+    /// The photo as the network sees it and its top classes, before any attack.
+    fn preview(&self, ui: &mut egui::Ui) {
+        let Some(p) = &self.preview else {
+            ui.weak("The photo is being read…");
+            return;
+        };
+        let side = (ui.available_width() * 0.45).clamp(64.0, 400.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.add(egui::Image::new(&p.view).fit_to_exact_size(egui::vec2(side, side)))
+                    .on_hover_text("What the network sees: resized and centre-cropped");
+                ui.weak(format!(
+                    "{}×{} network view of a {}×{} photo",
+                    p.view.size()[0],
+                    p.view.size()[1],
+                    p.original_size.0,
+                    p.original_size.1
+                ));
+            });
+            ui.add_space(12.0);
+            ui.vertical(|ui| {
+                ui.set_max_width(360.0);
+                ui.heading(&p.photo_name);
+                ui.add_space(4.0);
+                match p.top5.first() {
+                    Some(top) => {
+                        ui.label("The network sees");
+                        ui.label(
+                            egui::RichText::new(format!(
+                                "{} ({:.1}%)",
+                                top.label,
+                                top.prob * 100.0
+                            ))
+                            .strong()
+                            .size(20.0),
+                        );
+                        ui.add_space(8.0);
+                        predictions::show(ui, &p.top5);
+                    }
+                    None => {
+                        ui.weak("No prediction.");
+                    }
+                }
+                ui.add_space(12.0);
+                match self.settings.target {
+                    Some(t) => ui.label(format!(
+                        "Attack (PGD) nudges the photo until the network sees {} with {:.0}% \
+                         confidence, changing no pixel by more than {}/255.",
+                        imagenet_label(t),
+                        self.settings.confidence * 100.0,
+                        self.settings.eps
+                    )),
+                    None => ui.label("Choose a target class and press Attack (PGD)."),
+                };
+            });
+        });
     }
 
     /// The settings column.
@@ -205,6 +306,22 @@ impl AttackPanel {
                 );
                 ui.add(egui::Slider::new(&mut s.step, 0.25..=4.0).text("Step (of 255)"));
                 ui.add(egui::Slider::new(&mut s.max_steps, 1..=200).text("Max steps"));
+                ui.add(
+                    egui::Slider::new(&mut s.confidence, CONFIDENCE_RANGE)
+                        .step_by(0.01)
+                        .custom_formatter(|v, _| format!("{:.0}%", v * 100.0))
+                        .custom_parser(|t| {
+                            let t = t.trim().trim_end_matches('%').trim();
+                            t.parse::<f64>()
+                                .ok()
+                                .map(|v| if v > 1.0 { v / 100.0 } else { v })
+                        })
+                        .text("Target confidence"),
+                )
+                .on_hover_text(
+                    "PGD goes on until the network gives the target at least this probability \
+                     (or the steps run out)",
+                );
                 ui.horizontal_wrapped(|ui| {
                     let target = self.settings.target;
                     if ui
@@ -250,7 +367,9 @@ impl AttackPanel {
 
     /// The three images, the metrics and the curves.
     fn images_and_curves(&mut self, ui: &mut egui::Ui) {
-        ui.label(&self.status);
+        if !self.status.is_empty() {
+            ui.label(&self.status);
+        }
         if let Some((r, textures)) = &self.result {
             let width = (ui.available_width() / 3.0 - 12.0).max(64.0);
             ui.horizontal(|ui| {
@@ -278,7 +397,10 @@ impl AttackPanel {
                 r.linf, r.l2, r.steps, r.ms_per_step
             ));
         } else if self.running.is_none() {
-            ui.weak("Choose a target class and press Attack.");
+            self.preview(ui);
+        }
+        if self.history.is_empty() {
+            return;
         }
         let source: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[1]]).collect();
         let target: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[2]]).collect();
@@ -293,6 +415,30 @@ impl AttackPanel {
                 p.line(Line::new("source class", source));
                 p.line(Line::new("target class", target));
             });
+    }
+}
+
+/// What the finished attack says: the confidence reached or not, with the target's final
+/// probability and the steps used (`confidence`: `None` for FGSM).
+fn finished_status(result: &AttackResult, confidence: Option<f32>) -> String {
+    let seen = imagenet_label(result.top_class);
+    let target = result.target_prob * 100.0;
+    match confidence {
+        Some(c) if result.reached => format!(
+            "Success after {} steps: the network now sees {seen} ({target:.1}%, {:.0}% asked).",
+            result.steps,
+            c * 100.0
+        ),
+        Some(c) => format!(
+            "Not reached in {} steps: the target is at {target:.1}% ({:.0}% asked); the network \
+             sees {seen}. Raise the budget or the steps.",
+            result.steps,
+            c * 100.0
+        ),
+        None if result.success => {
+            format!("One FGSM step: the network now sees {seen} ({target:.1}%).")
+        }
+        None => format!("One FGSM step: the network still sees {seen}. Raise the budget."),
     }
 }
 

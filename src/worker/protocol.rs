@@ -142,7 +142,10 @@ pub struct AttackResult {
     pub source: usize,
     pub target: Option<usize>,
     pub top_class: usize,
+    /// The top class is the target (untargeted: not the source).
     pub success: bool,
+    /// And with the confidence the settings asked for.
+    pub reached: bool,
     pub steps: usize,
     pub source_prob: f32,
     pub target_prob: f32,

@@ -30,6 +30,12 @@ impl ExplorerApp {
     fn handle_event(&mut self, ctx: &egui::Context, event: Event) {
         let job = event.job();
         let mut commands = self.commands();
+        // The Attack tab shows the photo Explore analysed (and its top class) before any attack.
+        if let Event::Analysed { analysis, .. } = &event {
+            if self.explore.owns(job) {
+                self.attack.photo_analysed(ctx, analysis);
+            }
+        }
         let panels: [&mut dyn Panel; 4] = [
             &mut self.explore,
             &mut self.dream,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{decode_photo, rgba_of, Runner};
 use crate::error::Result;
-use crate::explain::attack::attack;
+use crate::explain::attack::{attack, working_photo};
 use crate::explain::dream::{dream, DreamStart};
 use crate::progress::Throttle;
 use crate::vision::difference::amplified_difference;
@@ -69,7 +69,11 @@ impl Runner {
         cancel: &CancelToken,
     ) -> Result<Option<AttackResult>> {
         let model = self.loaded()?;
-        let photo = decode_photo(&request.photo, self.config.max_pixels)?;
+        // Only the bounded working copy is kept while the attack runs (see the attack's module).
+        let photo = {
+            let decoded = decode_photo(&request.photo, self.config.max_pixels)?;
+            working_photo(&model.preprocess, &decoded).into_owned()
+        };
         let outcome = attack(
             model,
             &photo,
@@ -86,15 +90,16 @@ impl Runner {
             },
         )?;
         let Some(o) = outcome else { return Ok(None) };
-        let perturbation = amplified_difference(&photo, &o.adversarial, request.settings.eps);
+        let perturbation = amplified_difference(&o.original, &o.adversarial, request.settings.eps);
         Ok(Some(AttackResult {
-            original: rgba_of(&photo),
+            original: rgba_of(&o.original),
             adversarial: rgba_of(&o.adversarial),
             perturbation: rgba_of(&perturbation),
             source: o.source,
             target: o.target,
             top_class: o.last.top_class,
             success: o.success,
+            reached: o.reached,
             steps: o.steps,
             source_prob: o.last.source_prob,
             target_prob: o.last.target_prob,
