@@ -2,6 +2,7 @@
 //! folder, loading `.safetensors` / `.pth` files into a backbone, and downloads.
 
 pub mod download;
+pub mod file;
 pub mod loading;
 
 use std::path::{Path, PathBuf};
