@@ -1,7 +1,7 @@
 //! Hostile but small inputs (issue 14): an image that trips its decoder, weights files whose
-//! headers declare far more than they hold, and weights of the wrong type. Each is refused
-//! with a message naming it, quickly and without allocating what the header claims; the rest
-//! of the work goes on.
+//! headers declare far more than they hold, weights of the wrong type, and a weights folder
+//! setting that is not a folder. Each is refused with a message naming it, quickly and
+//! without allocating what the header claims; the rest of the work goes on.
 
 mod common;
 
@@ -330,5 +330,51 @@ fn a_photo_that_panics_its_decoder_is_skipped_with_a_clear_error() {
         text(&o.stdout).lines().count(),
         1,
         "the cat is still classified"
+    );
+}
+
+// ------------------------------------------------------------------ the weights folder
+
+#[test]
+fn a_weights_dir_setting_that_is_a_file_or_empty_is_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let cat = cat_photo();
+    let args = [
+        "predict",
+        "--model",
+        "efficientnet-lite0",
+        cat.to_str().unwrap(),
+    ];
+    let o = cnn_explorer(
+        &args,
+        &[("CNN_EXPLORER_WEIGHTS_DIR", file.to_str().unwrap())],
+    );
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!(
+            "CNN_EXPLORER_WEIGHTS_DIR={} is a file, not a folder",
+            file.display()
+        )),
+        "{err}"
+    );
+
+    // Empty means unset: the default folder, not the current one.
+    let o = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .args(["predict", cat.to_str().unwrap()])
+        .env("CNN_EXPLORER_WEIGHTS_DIR", "")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
+    assert!(
+        o.status.success()
+            || err.contains(&format!("found in {}", repo.display()))
+            || err.contains("found in weights"),
+        "{err}"
     );
 }
