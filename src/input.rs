@@ -10,10 +10,32 @@ use std::path::Path;
 /// Largest image file read: 1 GiB (a 100-megapixel PNG of noise is about 300 MB).
 pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 
-/// The bytes of the regular file at `path`, at most `max_bytes` of them; the error is a reason
-/// without the file name.
-pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+/// Opens the regular file at `path` for reading if it holds at most `max_bytes`: its file and
+/// length. The error is a reason without the file name.
+///
+/// The type is checked from the metadata before opening (opening a FIFO blocks until a writer
+/// comes), and again on the opened file, which on Linux is opened non-blocking, so a FIFO put
+/// in its place in between is refused too instead of waited on.
+pub fn open_regular(path: &Path, max_bytes: u64) -> Result<(File, u64), String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    check_regular(&meta, max_bytes)?;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // No effect on a regular file's reads.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    check_regular(&meta, max_bytes)?;
+    Ok((file, meta.len()))
+}
+
+fn check_regular(meta: &fs::Metadata, max_bytes: u64) -> Result<(), String> {
     if !meta.is_file() {
         return Err(if meta.is_dir() {
             "is a folder, not a file".into()
@@ -28,8 +50,14 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
             max_bytes as f64 / 1e6
         ));
     }
-    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Ok(())
+}
+
+/// The bytes of the regular file at `path`, at most `max_bytes` of them; the error is a reason
+/// without the file name.
+pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let (file, len) = open_regular(path, max_bytes)?;
+    let mut bytes = Vec::with_capacity(len as usize);
     file.take(max_bytes + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read: {e}"))?;

@@ -119,7 +119,11 @@ impl Command {
 /// Runs a parsed command; `None` (no command) is the caller's to handle (it opens the window).
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(command) => command.run(cli.device.unwrap_or_default()),
+        Some(command) => {
+            // A weights folder that is a file is named now, not met later as missing weights.
+            weights::check_weights_dir()?;
+            command.run(cli.device.unwrap_or_default())
+        }
         None => Ok(()),
     }
 }

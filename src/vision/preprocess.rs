@@ -111,10 +111,17 @@ impl Preprocess {
         match self.mode {
             ResizeMode::Whole => resize_pil(image, self.size, self.size, self.filter),
             ResizeMode::CenterCrop => {
+                // Only the crop of the resized photo is computed: a panorama's full resize
+                // would be gigabytes (20 x 5,000,000 pixels become 256 x 64,000,000).
                 let (w, h) = image.dimensions();
                 let (new_w, new_h) = resized_short_side(w, h, self.resize_short_side());
-                let resized = resize_pil(image, new_w, new_h, self.filter);
-                center_crop(&resized, self.size, self.size)
+                let (left, top) = crop_offsets(new_w, new_h, self.size, self.size);
+                let cols = left..left.saturating_add(self.size).min(new_w);
+                let rows = top..top.saturating_add(self.size).min(new_h);
+                let window = resize_pil_window(image, (new_w, new_h), self.filter, cols, rows);
+                // Pads with black where the resized photo is smaller than the crop, as
+                // torchvision's `CenterCrop` does.
+                center_crop(&window, self.size, self.size)
             }
         }
     }
@@ -167,13 +174,18 @@ impl Preprocess {
 
 /// torchvision's `Resize(int)` output size: the shorter side becomes `short`, the longer side
 /// `int(short * long / short_in)` (truncated, as Python's `int`).
+///
+/// A longer side beyond `u32::MAX` (a 1 x 100,000,000 panorama resized to 256 wide) saturates
+/// there (PIL cannot make such an image at all); an empty side counts as one pixel.
 pub fn resized_short_side(w: u32, h: u32, short: u32) -> (u32, u32) {
+    let long = |long_in: u32, short_in: u32| {
+        let long = u64::from(short) * u64::from(long_in) / u64::from(short_in.max(1));
+        u32::try_from(long).unwrap_or(u32::MAX)
+    };
     if w <= h {
-        let long = (u64::from(short) * u64::from(h) / u64::from(w)) as u32;
-        (short, long)
+        (short, long(h, w))
     } else {
-        let long = (u64::from(short) * u64::from(w) / u64::from(h)) as u32;
-        (long, short)
+        (long(w, h), short)
     }
 }
 
@@ -206,7 +218,7 @@ pub fn crop_offsets(w: u32, h: u32, out_w: u32, out_h: u32) -> (u32, u32) {
 /// `ToTensor()` then `Normalize(mean, std)` in f32, exactly as torch computes it.
 pub fn normalize_chw(image: &RgbImage, mean: &[f32; 3], std: &[f32; 3]) -> Vec<f32> {
     let (w, h) = image.dimensions();
-    let plane = (w * h) as usize;
+    let plane = w as usize * h as usize;
     let mut out = vec![0f32; 3 * plane];
     for (i, px) in image.pixels().enumerate() {
         for c in 0..3 {
@@ -224,13 +236,19 @@ struct Taps {
     weights: Vec<i32>,
 }
 
-/// PIL's `precompute_coeffs` for `filter`: each output pixel's first source pixel and
-/// normalised float weights.
-fn filter_weights(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<(usize, Vec<f64>)> {
+/// PIL's `precompute_coeffs` for `filter`, for the output pixels `out_range` of `out_size`:
+/// each one's first source pixel and normalised float weights (each output pixel's weights
+/// depend on its own position only, so a sub-range is the same as slicing the whole).
+fn filter_weights(
+    in_size: u32,
+    out_size: u32,
+    filter: ResizeFilter,
+    out_range: std::ops::Range<u32>,
+) -> Vec<(usize, Vec<f64>)> {
     let scale = f64::from(in_size) / f64::from(out_size);
     let filter_scale = scale.max(1.0);
     let support = filter.support() * filter_scale;
-    (0..out_size)
+    out_range
         .map(|xx| {
             let center = (f64::from(xx) + 0.5) * scale;
             let ss = 1.0 / filter_scale;
@@ -250,9 +268,23 @@ fn filter_weights(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<(usi
         .collect()
 }
 
-/// The float weights then PIL's `normalize_coeffs_8bpc` fixed point.
-fn filter_coefficients(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<Taps> {
-    filter_weights(in_size, out_size, filter)
+/// The float weights then PIL's `normalize_coeffs_8bpc` fixed point, for `out_range`. Equal
+/// sizes give the identity (PIL skips that pass; a weight of one reproduces each pixel).
+fn filter_coefficients(
+    in_size: u32,
+    out_size: u32,
+    filter: ResizeFilter,
+    out_range: std::ops::Range<u32>,
+) -> Vec<Taps> {
+    if in_size == out_size {
+        return out_range
+            .map(|x| Taps {
+                start: x as usize,
+                weights: vec![1 << PRECISION_BITS],
+            })
+            .collect();
+    }
+    filter_weights(in_size, out_size, filter, out_range)
         .into_iter()
         .map(|(start, weights)| Taps {
             start,
@@ -281,7 +313,7 @@ pub fn resize_matrix(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<f
         (0..n_in).for_each(|i| m[i * n_in + i] = 1.0);
         return m;
     }
-    for (row, (start, weights)) in filter_weights(in_size, out_size, filter)
+    for (row, (start, weights)) in filter_weights(in_size, out_size, filter, 0..out_size)
         .into_iter()
         .enumerate()
     {
@@ -290,6 +322,32 @@ pub fn resize_matrix(in_size: u32, out_size: u32, filter: ResizeFilter) -> Vec<f
         }
     }
     m
+}
+
+/// The rows `out_range` of [`resize_matrix`] restricted to the source pixels they read:
+/// `(first source pixel, [out_range.len() * span] row-major, span)`. Its size depends on the
+/// crop, not on the whole resized photo (a panorama's full matrix would not fit in memory).
+pub fn resize_matrix_window(
+    in_size: u32,
+    out_size: u32,
+    filter: ResizeFilter,
+    out_range: std::ops::Range<u32>,
+) -> (usize, Vec<f32>, usize) {
+    let rows: Vec<(usize, Vec<f64>)> = if in_size == out_size {
+        out_range.map(|x| (x as usize, vec![1.0])).collect()
+    } else {
+        filter_weights(in_size, out_size, filter, out_range)
+    };
+    let first = rows.iter().map(|(s, _)| *s).min().unwrap_or(0);
+    let end = rows.iter().map(|(s, w)| s + w.len()).max().unwrap_or(first);
+    let span = end - first;
+    let mut m = vec![0f32; rows.len() * span];
+    for (row, (start, weights)) in rows.into_iter().enumerate() {
+        for (k, w) in weights.into_iter().enumerate() {
+            m[row * span + start - first + k] = w as f32;
+        }
+    }
+    (first, m, span)
 }
 
 fn clip8(acc: i64) -> u8 {
@@ -315,106 +373,133 @@ pub fn resize_bilinear_pil(image: &RgbImage, out_w: u32, out_h: u32) -> RgbImage
 /// (the passes are the same for every filter; bicubic weights can be negative, and each pass
 /// clamps to 0..255).
 pub fn resize_pil(image: &RgbImage, out_w: u32, out_h: u32, filter: ResizeFilter) -> RgbImage {
+    resize_pil_window(image, (out_w, out_h), filter, 0..out_w, 0..out_h)
+}
+
+/// The columns `cols` and rows `rows` of [`resize_pil`]'s `out_w x out_h` output, computing
+/// nothing else: bit for bit the same pixels, since each output pixel of a pass depends only
+/// on its own taps. The passes run in the order PIL picks for the whole image, over only the
+/// source pixels the window reads, so the work and memory follow the window's size.
+pub fn resize_pil_window(
+    image: &RgbImage,
+    (out_w, out_h): (u32, u32),
+    filter: ResizeFilter,
+    cols: std::ops::Range<u32>,
+    rows: std::ops::Range<u32>,
+) -> RgbImage {
     let (in_w, in_h) = image.dimensions();
-    if (in_w, in_h) == (out_w, out_h) {
-        return image.clone();
+    let cols = cols.start.min(out_w)..cols.end.min(out_w);
+    let rows = rows.start.min(out_h)..rows.end.min(out_h);
+    let (win_w, win_h) = (cols.len() as u32, rows.len() as u32);
+    if cols.is_empty() || rows.is_empty() || in_w == 0 || in_h == 0 {
+        return RgbImage::new(win_w, win_h);
     }
-    let horizontal = filter_coefficients(in_w, out_w, filter);
-    let vertical = filter_coefficients(in_h, out_h, filter);
-    let (need_h, need_v) = (in_w != out_w, in_h != out_h);
+    let horizontal = filter_coefficients(in_w, out_w, filter, cols.clone());
+    let vertical = filter_coefficients(in_h, out_h, filter, rows.clone());
     let shrink_h = i64::from(in_h) - i64::from(out_h);
     let horizontal_first = !(shrink_h > 0 && shrink_h > (i64::from(in_w) - i64::from(out_w)) * 2);
-    let src = Plane {
-        data: image.as_raw().clone(),
+    let src = Region {
+        data: image.as_raw(),
         width: in_w as usize,
+        first_row: 0,
+        first_col: 0,
     };
+    let (cols, rows) = (
+        cols.start as usize..cols.end as usize,
+        rows.start as usize..rows.end as usize,
+    );
     let out = if horizontal_first {
-        let (first, last) = if need_v {
-            let first = vertical.first().map_or(0, |t| t.start);
-            let last = vertical
-                .last()
-                .map_or(in_h as usize, |t| t.start + t.weights.len());
-            (first, last)
-        } else {
-            (0, in_h as usize)
+        // The window's columns, over the source rows its rows read.
+        let (first, end) = span(&vertical);
+        let mid = resample_rows(src, first..end, &horizontal);
+        let mid = Region {
+            data: &mid,
+            width: cols.len(),
+            first_row: first,
+            first_col: cols.start,
         };
-        let mid = if need_h {
-            resample_rows(&src, first..last, &horizontal)
-        } else {
-            src.rows(first..last)
-        };
-        if need_v {
-            resample_columns(&mid, &vertical, first)
-        } else {
-            mid
-        }
+        resample_columns(mid, cols, &vertical)
     } else {
-        let mid = resample_columns(&src, &vertical, 0);
-        if need_h {
-            resample_rows(&mid, 0..out_h as usize, &horizontal)
-        } else {
-            mid
-        }
+        // The window's rows, over the source columns its columns read.
+        let (first, end) = span(&horizontal);
+        let mid = resample_columns(src, first..end, &vertical);
+        let mid = Region {
+            data: &mid,
+            width: end - first,
+            first_row: rows.start,
+            first_col: first,
+        };
+        resample_rows(mid, rows, &horizontal)
     };
-    let width = out.width as u32;
-    RgbImage::from_raw(width, out_h, out.data).unwrap_or_else(|| RgbImage::new(width, out_h))
+    RgbImage::from_raw(win_w, win_h, out).unwrap_or_else(|| RgbImage::new(win_w, win_h))
 }
 
-/// Interleaved RGB8 rows of one width.
-struct Plane {
-    data: Vec<u8>,
+/// The source pixels `taps` read: `first..end`.
+fn span(taps: &[Taps]) -> (usize, usize) {
+    let first = taps.iter().map(|t| t.start).min().unwrap_or(0);
+    let end = taps
+        .iter()
+        .map(|t| t.start + t.weights.len())
+        .max()
+        .unwrap_or(first);
+    (first, end)
+}
+
+/// Interleaved RGB8 pixels of a rectangle of an image: its row 0 and column 0 are the image's
+/// `first_row` and `first_col`.
+#[derive(Clone, Copy)]
+struct Region<'a> {
+    data: &'a [u8],
     width: usize,
+    first_row: usize,
+    first_col: usize,
 }
 
-impl Plane {
-    fn rows(&self, rows: std::ops::Range<usize>) -> Plane {
-        let stride = self.width * 3;
-        Plane {
-            data: self.data[rows.start * stride..rows.end * stride].to_vec(),
-            width: self.width,
-        }
+impl Region<'_> {
+    /// The offset of the image's pixel (`row`, `col`) in `data`.
+    fn at(&self, row: usize, col: usize) -> usize {
+        ((row - self.first_row) * self.width + col - self.first_col) * 3
     }
 }
 
-/// PIL's horizontal pass over `rows` of `src`.
-fn resample_rows(src: &Plane, rows: std::ops::Range<usize>, taps: &[Taps]) -> Plane {
+/// PIL's horizontal pass over the image rows `rows` of `src`, one output pixel per tap set:
+/// `rows.len() x taps.len()` pixels.
+fn resample_rows(src: Region, rows: std::ops::Range<usize>, taps: &[Taps]) -> Vec<u8> {
     let half = 1i64 << (PRECISION_BITS - 1);
-    let (in_stride, out_w) = (src.width * 3, taps.len());
-    let mut data = Vec::with_capacity(rows.len() * out_w * 3);
+    let mut data = Vec::with_capacity(rows.len() * taps.len() * 3);
     for y in rows {
-        let row = &src.data[y * in_stride..(y + 1) * in_stride];
         for t in taps {
+            let first = src.at(y, t.start);
             let mut acc = [half; 3];
             for (k, &w) in t.weights.iter().enumerate() {
-                let p = (t.start + k) * 3;
-                for c in 0..3 {
-                    acc[c] += i64::from(row[p + c]) * i64::from(w);
+                let pixel = &src.data[first + k * 3..first + k * 3 + 3];
+                for (a, &v) in acc.iter_mut().zip(pixel) {
+                    *a += i64::from(v) * i64::from(w);
                 }
             }
             data.extend(acc.map(clip8));
         }
     }
-    Plane { data, width: out_w }
+    data
 }
 
-/// PIL's vertical pass; `src` holds the source rows from `first_row` on.
-fn resample_columns(src: &Plane, taps: &[Taps], first_row: usize) -> Plane {
+/// PIL's vertical pass over the image columns `cols` of `src`, one output row per tap set:
+/// `taps.len() x cols.len()` pixels.
+fn resample_columns(src: Region, cols: std::ops::Range<usize>, taps: &[Taps]) -> Vec<u8> {
     let half = 1i64 << (PRECISION_BITS - 1);
     let stride = src.width * 3;
-    let mut data = Vec::with_capacity(taps.len() * stride);
+    let mut data = Vec::with_capacity(taps.len() * cols.len() * 3);
     for t in taps {
-        for x in 0..stride {
+        let (lo, hi) = (src.at(t.start, cols.start), src.at(t.start, cols.end));
+        for x in lo..hi {
             let mut acc = half;
             for (k, &w) in t.weights.iter().enumerate() {
-                acc += i64::from(src.data[(t.start - first_row + k) * stride + x]) * i64::from(w);
+                acc += i64::from(src.data[x + k * stride]) * i64::from(w);
             }
             data.push(clip8(acc));
         }
     }
-    Plane {
-        data,
-        width: src.width,
-    }
+    data
 }
 
 #[cfg(test)]
@@ -465,6 +550,90 @@ mod tests {
             resize_matrix(3, 3, ResizeFilter::Bilinear),
             vec![1., 0., 0., 0., 1., 0., 0., 0., 1.]
         );
+    }
+
+    fn pattern(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let v = x
+                .wrapping_mul(2654435761)
+                .wrapping_add(y.wrapping_mul(40503));
+            image::Rgb([(v >> 3) as u8, (x * 7 + y) as u8, (v >> 11) as u8])
+        })
+    }
+
+    /// The crop-only resize is bit for bit the full resize then the crop, in both pass orders
+    /// (the vertical one first when the height shrinks much more), up and down, and for
+    /// windows at the edges.
+    #[test]
+    fn a_window_of_the_resize_is_the_crop_of_the_full_resize() {
+        let img = pattern(37, 61);
+        for filter in [ResizeFilter::Bilinear, ResizeFilter::Bicubic] {
+            for (ow, oh) in [(20, 9), (80, 50), (37, 20), (15, 61), (90, 130), (5, 200)] {
+                let full = resize_pil(&img, ow, oh, filter);
+                for (cols, rows) in [
+                    (0..ow, 0..oh),
+                    (1..ow - 2, 3..oh - 1),
+                    (ow - 1..ow, 0..1),
+                    (2..4, oh / 2..oh),
+                ] {
+                    let window =
+                        resize_pil_window(&img, (ow, oh), filter, cols.clone(), rows.clone());
+                    let crop = image::imageops::crop_imm(
+                        &full,
+                        cols.start,
+                        rows.start,
+                        cols.len() as u32,
+                        rows.len() as u32,
+                    )
+                    .to_image();
+                    assert_eq!(window, crop, "{filter:?} {ow}x{oh} {cols:?} {rows:?}");
+                }
+            }
+        }
+        // The network view computes only the crop and is still the full resize's crop.
+        for (w, h) in [(3, 300), (300, 3), (41, 29)] {
+            let img = pattern(w, h);
+            let p = Preprocess::imagenet(24).with_filter(ResizeFilter::Bicubic);
+            let (rw, rh) = resized_short_side(w, h, p.resize_short_side());
+            let full = center_crop(&resize_pil(&img, rw, rh, p.filter), 24, 24);
+            assert_eq!(p.network_view(&img), full, "{w}x{h}");
+        }
+    }
+
+    /// A panorama under the pixel limit is preprocessed without building its full resize
+    /// (2 x 2,000,000 pixels resize to 256 x 256,000,000: 197 GB).
+    #[test]
+    fn a_panorama_is_preprocessed_without_its_full_resize() {
+        let tall = RgbImage::from_pixel(2, 2_000_000, image::Rgb([10, 200, 30]));
+        let view = Preprocess::default().network_view(&tall);
+        assert_eq!(view.dimensions(), (224, 224));
+        assert!(view.pixels().all(|p| p.0 == [10, 200, 30]));
+        let wide = RgbImage::from_pixel(1_000_000, 3, image::Rgb([5, 6, 7]));
+        let view = Preprocess::default().network_view(&wide);
+        assert!(view.pixels().all(|p| p.0 == [5, 6, 7]));
+        // The longer side would not fit in u32: it saturates instead of wrapping around.
+        assert_eq!(resized_short_side(1, 100_000_000, 256), (256, u32::MAX),);
+        assert_eq!(resized_short_side(0, 5, 256), (256, 1280));
+    }
+
+    #[test]
+    fn the_resize_matrix_window_is_a_slice_of_the_whole_matrix() {
+        for (n_in, n_out, range) in [(41u32, 17u32, 3..12u32), (10, 40, 0..40), (9, 9, 2..5)] {
+            let full = resize_matrix(n_in, n_out, ResizeFilter::Bicubic);
+            let (first, window, span) =
+                resize_matrix_window(n_in, n_out, ResizeFilter::Bicubic, range.clone());
+            for (row, out) in range.enumerate() {
+                for x in 0..n_in as usize {
+                    let want = full[out as usize * n_in as usize + x];
+                    let got = if (first..first + span).contains(&x) {
+                        window[row * span + x - first]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(got, want, "{n_in}->{n_out} row {out} col {x}");
+                }
+            }
+        }
     }
 
     #[test]

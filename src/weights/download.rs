@@ -337,10 +337,18 @@ fn fetch_from_mirror(
         let total = response.content_length();
         copy_with_progress(&mut response, &source, &part, total, control, |_| {})
     } else {
-        let mut file = std::fs::File::open(&source)
+        // A regular file only: a FIFO would block the download forever.
+        let limit = super::file::MAX_WEIGHTS_BYTES;
+        let (file, total) = crate::input::open_regular(Path::new(&source), limit)
             .map_err(|e| format!("cannot read {source} from the mirror folder: {e}"))?;
-        let total = file.metadata().ok().map(|m| m.len());
-        copy_with_progress(&mut file, &source, &part, total, control, |_| {})
+        copy_with_progress(
+            &mut file.take(limit),
+            &source,
+            &part,
+            Some(total),
+            control,
+            |_| {},
+        )
     };
     let checked = copied.and_then(|()| {
         super::loading::load_backbone(spec.arch, &part, &candle_core::Device::Cpu)
@@ -400,5 +408,36 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         assert!(check_safetensors_complete(&path).is_err());
+    }
+
+    /// A FIFO in the mirror folder is refused, not waited on for ever.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_the_mirror_folder_is_refused() {
+        let mirror = tempfile::tempdir().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let spec = crate::weights::find_model("efficientnet-lite0").unwrap();
+        let fifo = mirror.path().join(spec.file_name);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("SKIPPED: mkfifo is missing");
+            return;
+        }
+        let control = DownloadControl {
+            mirror: Some(mirror.path().display().to_string()),
+            ..Default::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = dest.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(fetch_model(spec, &dir, &control).map(drop));
+        });
+        let outcome = rx.recv_timeout(std::time::Duration::from_secs(20));
+        if outcome.is_err() {
+            // Unblock the stuck open so the test process can end.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        let err = outcome.expect("the fetch blocked on a FIFO").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rand::{Rng, SeedableRng};
 
+use super::file::{StoredType, WeightsFile};
 use crate::error::{Error, Result};
 use crate::model::efficientnet_lite::EfficientNetLite;
 use crate::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
@@ -16,75 +18,26 @@ use crate::model::resnet::{ResNet, ResNetConfig};
 use crate::model::vgg::{Vgg, VggConfig};
 use crate::model::{Arch, Backbone};
 
-/// Reads every tensor of a weights file as f32 on the CPU, by name.
-pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(meta) if meta.is_dir() => {
-            return Err(Error::weights(
-                path,
-                "is a folder; give the weights file itself",
-            ))
-        }
-        Ok(_) => {
-            return Err(Error::weights(
-                path,
-                "is not a regular file (a FIFO, socket or device)",
-            ))
-        }
-        Err(e) => return Err(Error::weights(path, format!("cannot read it: {e}"))),
-    }
-    let mut magic = [0u8; 8];
-    {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path).map_err(|e| Error::weights(path, e))?;
-        let n = file.read(&mut magic).map_err(|e| Error::weights(path, e))?;
-        if n == 0 {
-            return Err(Error::weights(path, "the file is empty"));
-        }
-    }
-    // A zip archive (PyTorch >= 1.6) starts with "PK"; a legacy pickle with 0x80 (PROTO).
-    let tensors = if magic.starts_with(b"PK") || magic[0] == 0x80 {
-        read_pytorch(path)?
-    } else {
-        candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
-            Error::weights(
-                path,
-                format!("not a readable safetensors or PyTorch file (truncated or corrupt?): {e}"),
-            )
-        })?
-    };
-    let mut out = HashMap::with_capacity(tensors.len());
-    for (name, tensor) in tensors {
-        let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
-        let tensor = tensor.to_dtype(DType::F32)?;
-        out.insert(name, tensor);
-    }
-    Ok(out)
-}
+/// Most elements [`read_tensors`] materialises from one file: a quarter more than VGG-19's
+/// 143.7 million parameters (a hostile `.pth` can declare views far larger than the file).
+pub const MAX_FILE_ELEMENTS: usize = 180_000_000;
 
-fn read_pytorch(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::weights(
-            path,
-            format!("not a readable PyTorch checkpoint (truncated or corrupt?): {e}"),
-        )
-    };
-    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| bad(&e))?;
+/// Reads every floating-point tensor of a weights file as f32 on the CPU, by name (for tests
+/// and tools; models load only the tensors they use, see [`load_backbone`]).
+///
+/// Integer `num_batches_tracked` counters are skipped (they are not parameters); any other
+/// tensor that is not floating point, or holds a NaN or infinity, is refused naming it, and
+/// at most [`MAX_FILE_ELEMENTS`] elements are read.
+pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let file = WeightsFile::open(path)?;
+    let mut budget = MAX_FILE_ELEMENTS;
     let mut out = HashMap::new();
-    for (name, tensor) in reader.into_tensors() {
-        let dtype = match tensor.dtype() {
-            pytorch_reader::DType::F32 => DType::F32,
-            pytorch_reader::DType::F16 => DType::F16,
-            pytorch_reader::DType::BF16 => DType::BF16,
-            pytorch_reader::DType::F64 => DType::F64,
-            // Integer buffers (BatchNorm's num_batches_tracked) are not parameters.
-            _ => continue,
-        };
-        let shape = tensor.shape().to_vec();
-        let bytes = tensor.read().map_err(|e| bad(&e))?;
-        let t = Tensor::from_raw_buffer(&bytes, dtype, &shape, &Device::Cpu)?;
-        out.insert(name, t);
+    for name in file.names() {
+        let counter = name.ends_with("num_batches_tracked");
+        if counter && matches!(file.info(name), Some((StoredType::Other(_), _))) {
+            continue;
+        }
+        out.insert(name.to_string(), file.read_any(name, &mut budget)?);
     }
     Ok(out)
 }
@@ -144,20 +97,122 @@ pub fn tensors_for(
 
 /// Loads `arch` from the weights file at `path` onto `device`.
 ///
-/// A file of another model, or with missing or mis-shaped tensors, is refused with an error
-/// naming the file and the first tensor that did not fit.
+/// Only the tensors the model uses are read, each after its shape has been checked against
+/// the model's (so a hostile header cannot make us allocate more than the model needs). A file
+/// of another model, or with missing or mis-shaped tensors, is refused with an error naming
+/// the file and the first tensor that did not fit; a tensor that is not floating point or
+/// holds a NaN or infinity, naming the tensor.
 pub fn load_backbone(arch: Arch, path: &Path, device: &Device) -> Result<Box<dyn Backbone>> {
-    let tensors = tensors_for(arch, read_tensors(path)?, device)?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    build_backbone(arch, vb)
-        .map_err(|e| Error::weights(path, format!("does not hold {arch} weights: {e}")))
+    let file = WeightsFile::open(path)?;
+    let first_error = Arc::new(Mutex::new(None));
+    let backend = FileBackend {
+        aliases: aliases_for(arch, &file),
+        file,
+        first_error: first_error.clone(),
+    };
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+    let built = build_backbone(arch, vb);
+    let recorded = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match (built, recorded) {
+        (Ok(backbone), _) => Ok(backbone),
+        // A bad value or an unreadable tensor is the file's fault, not a model mismatch.
+        (Err(_), Some(error)) => Err(error),
+        (Err(e), None) => Err(Error::weights(
+            path,
+            format!("does not hold {arch} weights: {e}"),
+        )),
+    }
+}
+
+/// The model's name for a tensor → the file's, for tensors stored under another name (and
+/// layout: `true` when only the element count must agree).
+fn aliases_for(arch: Arch, file: &WeightsFile) -> HashMap<String, (String, bool)> {
+    let mut aliases = HashMap::new();
+    if matches!(arch, Arch::Vgg16 | Arch::Vgg19) {
+        // timm's VGG: `pre_logits.fc1` is a 7x7 convolution where torchvision has a linear
+        // layer; `pre_logits.fc2` and `head.fc` are torchvision's `classifier.3` and `.6`.
+        for (timm, tv, reshape) in [
+            ("pre_logits.fc1", "classifier.0", true),
+            ("pre_logits.fc2", "classifier.3", false),
+            ("head.fc", "classifier.6", false),
+        ] {
+            for part in ["weight", "bias"] {
+                let (timm, tv) = (format!("{timm}.{part}"), format!("{tv}.{part}"));
+                if !file.contains(&tv) && file.contains(&timm) {
+                    aliases.insert(tv, (timm, reshape && part == "weight"));
+                }
+            }
+        }
+    }
+    aliases
+}
+
+/// Tensors read from a [`WeightsFile`] as the model asks for them, by shape.
+struct FileBackend {
+    file: WeightsFile,
+    aliases: HashMap<String, (String, bool)>,
+    /// The first error that is the file's fault (a bad value, an unreadable tensor), kept to
+    /// be reported as it is rather than as "does not hold ... weights".
+    first_error: Arc<Mutex<Option<Error>>>,
+}
+
+impl FileBackend {
+    fn stored_name<'a>(&'a self, name: &'a str) -> (&'a str, bool) {
+        match self.aliases.get(name) {
+            Some((stored, reshape)) => (stored.as_str(), *reshape),
+            None => (name, false),
+        }
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for FileBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let (stored, reshape) = self.stored_name(name);
+        if !self.file.contains(stored) {
+            return Err(candle_core::Error::Msg(format!(
+                "the file has no tensor {name}"
+            )));
+        }
+        match self.file.read(stored, s.dims(), reshape) {
+            Ok(t) => t.to_dtype(dtype)?.to_device(dev),
+            Err(error) => {
+                let message = match &error {
+                    Error::Weights { reason, .. } => reason.clone(),
+                    other => other.to_string(),
+                };
+                // A shape mismatch means another model; the rest is about this file.
+                if !message.starts_with("shape mismatch") {
+                    let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert(error);
+                }
+                Err(candle_core::Error::Msg(message))
+            }
+        }
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        Err(candle_core::Error::Msg(format!(
+            "weights are read by shape; {name} was asked for without one"
+        )))
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.file.contains(self.stored_name(name).0)
+    }
 }
 
 /// `arch` with random weights of the right shapes (He-normal convolutions and linear layers,
 /// batch-norm variances in [0.5, 1.5]): for timing and for shapes when no weights are present.
 pub fn random_backbone(arch: Arch, device: &Device, seed: u64) -> Result<Box<dyn Backbone>> {
     let backend: Box<dyn candle_nn::var_builder::SimpleBackend> = Box::new(RandomWeights {
-        rng: std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+        rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
     });
     let vb = VarBuilder::from_backend(backend, DType::F32, device.clone());
     Ok(build_backbone(arch, vb)?)
@@ -169,7 +224,7 @@ pub fn zero_backbone(arch: Arch, device: &Device) -> Result<Box<dyn Backbone>> {
 }
 
 struct RandomWeights {
-    rng: std::sync::Mutex<rand::rngs::StdRng>,
+    rng: Mutex<rand::rngs::StdRng>,
 }
 
 impl candle_nn::var_builder::SimpleBackend for RandomWeights {

@@ -2,6 +2,7 @@
 //! folder, loading `.safetensors` / `.pth` files into a backbone, and downloads.
 
 pub mod download;
+pub mod file;
 pub mod loading;
 
 use std::path::{Path, PathBuf};
@@ -184,17 +185,55 @@ pub fn model_names() -> Vec<&'static str> {
     CATALOGUE.iter().map(|m| m.name).collect()
 }
 
+/// The environment variable naming the weights folder.
+pub const WEIGHTS_DIR_VAR: &str = "CNN_EXPLORER_WEIGHTS_DIR";
+
 /// The folder holding weights: `$CNN_EXPLORER_WEIGHTS_DIR`, else the repository's
-/// `weights/`, else `./weights`.
+/// `weights/`, else `./weights`. An empty `CNN_EXPLORER_WEIGHTS_DIR` counts as unset (as
+/// `VAR= cnn-explorer ...` means to clear it), not as the current folder.
 pub fn weights_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CNN_EXPLORER_WEIGHTS_DIR") {
+    if let Some(dir) = std::env::var_os(WEIGHTS_DIR_VAR).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
+    default_weights_dir()
+}
+
+/// The weights folder when `CNN_EXPLORER_WEIGHTS_DIR` is unset.
+fn default_weights_dir() -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
     if repo.is_dir() {
         repo
     } else {
         PathBuf::from("weights")
+    }
+}
+
+/// Refuses a `CNN_EXPLORER_WEIGHTS_DIR` that names something other than a folder (a file, a
+/// device), which would otherwise surface later as "no weights at FOLDER/FILE" or a failed
+/// download. A folder that does not exist yet is fine: `fetch` creates it.
+pub fn check_weights_dir() -> Result<()> {
+    let Some(value) = std::env::var_os(WEIGHTS_DIR_VAR).filter(|d| !d.is_empty()) else {
+        return Ok(());
+    };
+    let dir = PathBuf::from(&value);
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) => Err(Error::Invalid(format!(
+            "{WEIGHTS_DIR_VAR}={} is {}, not a folder; set it to the folder holding the \
+             weights files, or unset it to use {}",
+            dir.display(),
+            if meta.is_file() {
+                "a file"
+            } else {
+                "a FIFO, socket or device"
+            },
+            default_weights_dir().display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Invalid(format!(
+            "{WEIGHTS_DIR_VAR}={}: cannot use it as the weights folder: {e}",
+            dir.display()
+        ))),
     }
 }
 
