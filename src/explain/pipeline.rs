@@ -5,13 +5,20 @@
 use candle_core::{Device, Result, Tensor};
 use image::RgbImage;
 
-use crate::vision::preprocess::{resize_matrix, Preprocess};
+use crate::vision::preprocess::{resize_matrix_window, Preprocess};
 
 /// `[1, 3, H, W]` pixels (0 to 255, f32) → network input `[1, 3, S, S]`.
+///
+/// Only the crop's rows and columns of the resize are built, over the source pixels they
+/// read: a panorama's whole resize matrix (resized side x photo side) would not fit in memory.
 pub struct PhotoPipeline {
-    /// Rows of the vertical resize that the crop keeps: `[S, H]`.
+    /// The source rows the crop reads: `first_row .. first_row + H'`.
+    first_row: usize,
+    /// The source columns the crop reads: `first_column .. first_column + W'`.
+    first_column: usize,
+    /// Rows of the vertical resize that the crop keeps: `[S, H']`.
     rows: Tensor,
-    /// Columns of the horizontal resize that the crop keeps, transposed: `[W, S]`.
+    /// Columns of the horizontal resize that the crop keeps, transposed: `[W', S]`.
     columns_t: Tensor,
     /// `[1, 3, 1, 1]`.
     mean: Tensor,
@@ -22,24 +29,19 @@ impl PhotoPipeline {
     /// The pipeline of `preprocess` for a `width x height` photo.
     pub fn new(preprocess: &Preprocess, width: u32, height: u32, device: &Device) -> Result<Self> {
         let ((rw, rh), (left, top)) = preprocess.view_geometry(width, height);
-        let size = preprocess.size as usize;
-        let vertical = Tensor::from_vec(
-            resize_matrix(height, rh, preprocess.filter),
-            (rh as usize, height as usize),
-            device,
-        )?;
-        let horizontal = Tensor::from_vec(
-            resize_matrix(width, rw, preprocess.filter),
-            (rw as usize, width as usize),
-            device,
-        )?;
-        let rows = vertical.narrow(0, top as usize, size)?.contiguous()?;
-        let columns_t = horizontal
-            .narrow(0, left as usize, size)?
+        let size = preprocess.size;
+        let (first_row, vertical, span_h) =
+            resize_matrix_window(height, rh, preprocess.filter, top..top + size);
+        let (first_column, horizontal, span_w) =
+            resize_matrix_window(width, rw, preprocess.filter, left..left + size);
+        let rows = Tensor::from_vec(vertical, (size as usize, span_h), device)?;
+        let columns_t = Tensor::from_vec(horizontal, (size as usize, span_w), device)?
             .t()?
             .contiguous()?;
         let stats = |v: [f32; 3]| Tensor::from_vec(v.to_vec(), (1, 3, 1, 1), device);
         Ok(Self {
+            first_row,
+            first_column,
             rows,
             columns_t,
             mean: stats(preprocess.mean)?,
@@ -47,11 +49,15 @@ impl PhotoPipeline {
         })
     }
 
-    /// The network input for `pixels` `[1, 3, H, W]`.
+    /// The network input for `pixels` `[1, 3, H, W]`; pixels outside the crop's reach get a
+    /// zero gradient.
     pub fn apply(&self, pixels: &Tensor) -> Result<Tensor> {
+        let window = pixels
+            .narrow(2, self.first_row, self.rows.dim(1)?)?
+            .narrow(3, self.first_column, self.columns_t.dim(0)?)?;
         let resized = self
             .rows
-            .broadcast_matmul(pixels)?
+            .broadcast_matmul(&window)?
             .broadcast_matmul(&self.columns_t)?;
         (resized / 255.0)?
             .broadcast_sub(&self.mean)?
@@ -116,5 +122,30 @@ mod tests {
             image_of(&pixels_of(&img, &Device::Cpu).unwrap()).unwrap(),
             img
         );
+    }
+
+    #[test]
+    fn a_panorama_pipeline_builds_only_the_crops_part_of_the_resize() {
+        // 4 x 2,000,000: the whole horizontal resize would be 128,000,000 x 2,000,000 weights.
+        let pre = Preprocess::imagenet(32);
+        let pipeline = PhotoPipeline::new(&pre, 2_000_000, 4, &Device::Cpu).unwrap();
+        assert_eq!(pipeline.rows.dims(), &[32, 4]);
+        let (span_w, out) = pipeline.columns_t.dims2().unwrap();
+        assert_eq!(out, 32);
+        assert!(span_w < 8, "{span_w} source columns");
+        let img = RgbImage::from_fn(2_000_000, 4, |x, _| image::Rgb([(x % 251) as u8, 9, 200]));
+        let exact = pre.batch(&[&img], &Device::Cpu).unwrap();
+        let ours = pipeline
+            .apply(&pixels_of(&img, &Device::Cpu).unwrap())
+            .unwrap();
+        let diff: f32 = (ours - exact)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1.5 / 255.0 / 0.224, "{diff}");
     }
 }

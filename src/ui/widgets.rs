@@ -80,20 +80,33 @@ pub fn texture(
     let colour = if image.width <= max && image.height <= max {
         ColorImage::from_rgba_unmultiplied([image.width, image.height], &image.rgba)
     } else {
-        let full =
-            image::RgbaImage::from_raw(image.width as u32, image.height as u32, image.rgba.clone())
-                .unwrap_or_else(|| image::RgbaImage::new(1, 1));
-        let small = image::imageops::thumbnail(
-            &full,
-            (max as u32).min(full.width()),
-            (max as u32).min(full.height()),
-        );
+        // Borrowed, not copied: a 100-megapixel photo is 400 MB of RGBA.
+        let full: image::ImageBuffer<image::Rgba<u8>, &[u8]> = match image::ImageBuffer::from_raw(
+            image.width as u32,
+            image.height as u32,
+            &image.rgba[..],
+        ) {
+            Some(full) => full,
+            None => return ctx.load_texture(name, ColorImage::example(), options),
+        };
+        let (w, h) = fit_within(image.width, image.height, max);
+        let small = image::imageops::thumbnail(&full, w as u32, h as u32);
         ColorImage::from_rgba_unmultiplied(
             [small.width() as usize, small.height() as usize],
             small.as_raw(),
         )
     };
     ctx.load_texture(name, colour, options)
+}
+
+/// `width x height` scaled down to fit `max x max`, keeping its aspect ratio (at least 1x1).
+fn fit_within(width: usize, height: usize, max: usize) -> (usize, usize) {
+    let scale = (max as f64 / width.max(1) as f64).min(max as f64 / height.max(1) as f64);
+    if scale >= 1.0 {
+        return (width.max(1), height.max(1));
+    }
+    let side = |n: usize| ((n as f64 * scale).round() as usize).clamp(1, max);
+    (side(width), side(height))
 }
 
 fn open_files_id() -> egui::Id {
@@ -211,6 +224,13 @@ pub fn finite_within(value: f32, default: f32, range: std::ops::RangeInclusive<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn textures_too_large_for_the_gpu_keep_their_aspect_ratio() {
+        assert_eq!(fit_within(20_000, 10_000, 8192), (8192, 4096));
+        assert_eq!(fit_within(5_000_000, 20, 8192), (8192, 1));
+        assert_eq!(fit_within(100, 50, 8192), (100, 50));
+    }
 
     /// A Save PNG from the window never writes over the photo (or weights, or head) it has
     /// open, by any name; another path saves.
