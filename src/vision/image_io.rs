@@ -76,7 +76,8 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
-    Ok(image.to_rgb8())
+    // `into`, not `to`: an RGB8 photo is not copied (a second full-resolution buffer).
+    Ok(image.into_rgb8())
 }
 
 /// A whole JPEG ends with the EOI marker (FF D9), possibly followed by padding; a truncated
