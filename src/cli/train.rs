@@ -284,7 +284,13 @@ impl TrainLog {
                     println!("  {name:<30} {n:>6}");
                 }
                 if !d.skipped.is_empty() {
-                    println!("  skipped {} files (not images or empty)", d.skipped.len());
+                    for s in &d.skipped {
+                        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+                    }
+                    println!(
+                        "  skipped {} (each with its reason on stderr)",
+                        d.skipped.len()
+                    );
                 }
             }
             TrainEvent::Features(p) => {

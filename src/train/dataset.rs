@@ -10,8 +10,17 @@
 //! Scanning only looks at names and sizes: zero-byte files and files that are not images by
 //! their extension are skipped and counted here; files that fail to decode are skipped and
 //! counted when their features are computed.
+//!
+//! Links are followed, safely: a walk never enters the same folder twice (no loops, no
+//! exponential walks through links to `.`), never the dataset folder or one above it, and
+//! never another class's folder. Each file counts once, by identity (device and inode on
+//! Unix): a file reached twice in one class is used once, and one reached from two classes is
+//! left out of both, since its label is unknown and it could land on both sides of the split.
+//! Every such item goes to [`Dataset::skipped`] with the reason. A class folder whose name is
+//! not UTF-8 keeps its own class, named with the odd bytes written `\xE9`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -144,39 +153,11 @@ pub fn scan(dir: &Path, options: ScanOptions) -> Result<Dataset> {
         }
         Layout::OxfordPets
     } else {
-        for class_dir in subdirs {
-            let name = class_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let files = by_class.entry(name).or_default();
-            collect_files(class_dir, files)?;
-        }
+        read_class_folders(&root, &subdirs, &mut by_class, &mut skipped)?;
         Layout::ClassFolders
     };
 
-    let classes: Vec<String> = by_class.keys().cloned().collect();
-    let mut items = Vec::new();
-    for (class, (name, paths)) in by_class.into_iter().enumerate() {
-        let before = items.len();
-        for path in paths {
-            match usable(&path) {
-                Ok((size, mtime_ns)) => items.push(Item {
-                    path,
-                    class,
-                    size,
-                    mtime_ns,
-                }),
-                Err(reason) => skipped.push(Skipped { path, reason }),
-            }
-        }
-        if items.len() == before {
-            return Err(Error::Invalid(format!(
-                "class '{name}' in {} has no usable photos",
-                root.display()
-            )));
-        }
-    }
+    let (classes, items) = label(by_class, &root, &mut skipped)?;
     if classes.len() < 2 {
         return Err(Error::Invalid(format!(
             "{} has {} class{}: training a classifier needs at least two (class sub-folders, \
@@ -195,6 +176,250 @@ pub fn scan(dir: &Path, options: ScanOptions) -> Result<Dataset> {
     })
 }
 
+/// What a path leads to, links followed: (device, inode) on Unix, the canonical path
+/// elsewhere. Two paths with the same id are the same folder or the same file.
+#[cfg(unix)]
+type FileId = (u64, u64);
+
+#[cfg(unix)]
+fn file_id(_path: &Path, meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+type FileId = PathBuf;
+
+#[cfg(not(unix))]
+fn file_id(path: &Path, _meta: &std::fs::Metadata) -> FileId {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A folder that no walk below a class folder may enter.
+enum Fence {
+    /// The dataset folder or one above it: entering it would take in every class again.
+    Dataset,
+    /// A class folder, walked as its own class.
+    Class(String),
+}
+
+impl Fence {
+    fn reason(&self) -> String {
+        match self {
+            Self::Dataset => {
+                "a link back to the dataset folder or one above it (a loop): not followed".into()
+            }
+            Self::Class(name) => format!(
+                "a link to the class folder '{name}': not followed (its photos stay in \
+                 '{name}')"
+            ),
+        }
+    }
+}
+
+/// The files of each class folder of `root` (sorted, any depth) into `by_class`. Links are
+/// followed, but a walk never enters a folder twice (so two links to `.` cost two skips, not
+/// an exponential walk), nor the dataset folder or one above it, nor another class folder.
+fn read_class_folders(
+    root: &Path,
+    subdirs: &[&PathBuf],
+    by_class: &mut BTreeMap<String, Vec<PathBuf>>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<()> {
+    let mut fences: HashMap<FileId, Fence> = HashMap::new();
+    let canonical = std::fs::canonicalize(root)
+        .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", root.display())))?;
+    for folder in canonical.ancestors() {
+        if let Ok(meta) = std::fs::metadata(folder) {
+            fences.insert(file_id(folder, &meta), Fence::Dataset);
+        }
+    }
+    // Real folders claim their identity before links to them do, whatever the names' order.
+    let is_link = |dir: &Path| std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink());
+    let (links, real): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        subdirs.iter().copied().partition(|d| is_link(d));
+    let mut classes = Vec::new();
+    for dir in real.into_iter().chain(links) {
+        let name = dir.file_name().map(class_name).unwrap_or_default();
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", dir.display())))?;
+        let id = file_id(dir, &meta);
+        let reason = match fences.get(&id) {
+            Some(Fence::Class(other)) => Some(format!(
+                "the same folder as class '{other}' (a link): left out"
+            )),
+            Some(fence) => Some(fence.reason()),
+            None if by_class.contains_key(&name) => Some(format!(
+                "its name is not UTF-8 and reads '{name}', as another class folder's does: \
+                 rename one of them"
+            )),
+            None => None,
+        };
+        if let Some(reason) = reason {
+            skipped.push(Skipped {
+                path: dir.clone(),
+                reason,
+            });
+            continue;
+        }
+        if dir.file_name().is_some_and(|n| n.to_str().is_none()) {
+            tracing::warn!(folder = %dir.display(), "a class name that is not UTF-8: '{name}'");
+        }
+        by_class.insert(name.clone(), Vec::new());
+        classes.push((name.clone(), dir));
+        fences.insert(id, Fence::Class(name));
+    }
+    for (name, dir) in classes {
+        let mut visited = HashSet::new();
+        let files = by_class.entry(name).or_default();
+        let entries = sorted_entries(dir)?;
+        walk(entries, &fences, &mut visited, files, skipped);
+    }
+    Ok(())
+}
+
+/// Every file among `entries` and below them (sorted, hidden ones left out); folders that
+/// cannot be entered or must not be (see [`read_class_folders`]) go to `skipped`.
+fn walk(
+    entries: Vec<PathBuf>,
+    fences: &HashMap<FileId, Fence>,
+    visited: &mut HashSet<FileId>,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<Skipped>,
+) {
+    for path in entries {
+        if is_hidden(&path) {
+            continue;
+        }
+        // A dangling link or an unreadable entry is passed on: `usable` says why it is not.
+        let Some(meta) = std::fs::metadata(&path).ok().filter(|m| m.is_dir()) else {
+            out.push(path);
+            continue;
+        };
+        let id = file_id(&path, &meta);
+        let refusal = match fences.get(&id) {
+            Some(fence) => Some(fence.reason()),
+            None if visited.contains(&id) => {
+                Some("a second way into a folder already read (a link): not followed".into())
+            }
+            None => None,
+        };
+        if let Some(reason) = refusal {
+            skipped.push(Skipped { path, reason });
+            continue;
+        }
+        visited.insert(id);
+        match read_sorted(&path) {
+            Ok(children) => walk(children, fences, visited, out, skipped),
+            Err(e) => skipped.push(Skipped {
+                path,
+                reason: format!("cannot read the folder: {e}"),
+            }),
+        }
+    }
+}
+
+/// The classes of `by_class` and their photos, each file once: a file reached twice in one
+/// class (a link, a hard link) is counted once, and one reached from two classes is left out
+/// of both, since its label is unknown (it would also land in training and validation).
+fn label(
+    by_class: BTreeMap<String, Vec<PathBuf>>,
+    root: &Path,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(Vec<String>, Vec<Item>)> {
+    let classes: Vec<String> = by_class.keys().cloned().collect();
+    let mut found = Vec::new();
+    for (class, paths) in by_class.into_values().enumerate() {
+        for path in paths {
+            match usable(&path) {
+                Ok(photo) => found.push((class, path, photo)),
+                Err(reason) => skipped.push(Skipped { path, reason }),
+            }
+        }
+    }
+    // The first occurrence of each file, and the classes that reach it.
+    let mut first: HashMap<&FileId, (usize, Vec<usize>)> = HashMap::new();
+    for (i, (class, _, photo)) in found.iter().enumerate() {
+        let (_, reached) = first.entry(&photo.id).or_insert((i, Vec::new()));
+        if !reached.contains(class) {
+            reached.push(*class);
+        }
+    }
+    let mut keep = vec![false; found.len()];
+    let mut refusals = Vec::new();
+    for (i, (_, _, photo)) in found.iter().enumerate() {
+        let (first_i, reached) = &first[&photo.id];
+        if reached.len() > 1 {
+            let names: Vec<String> = reached
+                .iter()
+                .map(|&c| format!("'{}'", classes[c]))
+                .collect();
+            refusals.push((
+                i,
+                format!(
+                    "the same file is in classes {} (through a link): left out of all of them",
+                    names.join(" and ")
+                ),
+            ));
+        } else if *first_i != i {
+            refusals.push((
+                i,
+                format!(
+                    "the same file as {} (a link): counted once",
+                    found[*first_i].1.display()
+                ),
+            ));
+        } else {
+            keep[i] = true;
+        }
+    }
+    for (i, reason) in refusals {
+        skipped.push(Skipped {
+            path: found[i].1.clone(),
+            reason,
+        });
+    }
+    let items: Vec<Item> = found
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|((class, path, photo), _)| Item {
+            path,
+            class,
+            size: photo.size,
+            mtime_ns: photo.mtime_ns,
+        })
+        .collect();
+    let mut counts = vec![0usize; classes.len()];
+    for item in &items {
+        counts[item.class] += 1;
+    }
+    if let Some(empty) = counts.iter().position(|&n| n == 0) {
+        return Err(Error::Invalid(format!(
+            "class '{}' in {} has no usable photos",
+            classes[empty],
+            root.display()
+        )));
+    }
+    Ok((classes, items))
+}
+
+/// A class folder's name as text. Bytes that are not UTF-8 are written `\xE9`, so that two
+/// names differing only there stay two classes (a lossy conversion would merge them).
+fn class_name(name: &OsStr) -> String {
+    if let Some(text) = name.to_str() {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for chunk in name.as_encoded_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Oxford-IIIT Pet's class of a file: the stem up to its last `_`, if that is followed by
 /// digits.
 fn oxford_class(path: &Path) -> Option<String> {
@@ -205,19 +430,22 @@ fn oxford_class(path: &Path) -> Option<String> {
 }
 
 /// The entries of `dir`, sorted by name.
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", dir.display())))?
+fn read_sorted(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect::<Vec<_>>();
     entries.sort();
     Ok(entries)
 }
 
+/// [`read_sorted`], its error naming the folder.
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    read_sorted(dir).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", dir.display())))
+}
+
 fn is_hidden(path: &Path) -> bool {
     path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
 }
 
 fn is_image_name(path: &Path) -> bool {
@@ -226,23 +454,15 @@ fn is_image_name(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Every file below `dir` (sorted, hidden ones left out).
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for path in sorted_entries(dir)? {
-        if is_hidden(&path) {
-            continue;
-        }
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
+/// What the scan keeps of a photo's metadata.
+struct Photo {
+    size: u64,
+    mtime_ns: u128,
+    id: FileId,
 }
 
-/// Size and modification time of a file that may be a photo, or why it is not.
-fn usable(path: &Path) -> std::result::Result<(u64, u128), String> {
+/// Size, modification time and identity of a file that may be a photo, or why it is not.
+fn usable(path: &Path) -> std::result::Result<Photo, String> {
     if !is_image_name(path) {
         return Err("not an image file (by its extension)".into());
     }
@@ -255,7 +475,11 @@ fn usable(path: &Path) -> std::result::Result<(u64, u128), String> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    Ok((meta.len(), mtime_ns))
+    Ok(Photo {
+        size: meta.len(),
+        mtime_ns,
+        id: file_id(path, &meta),
+    })
 }
 
 #[cfg(test)]
@@ -325,5 +549,118 @@ mod tests {
         );
         let err = scan(&dir.path().join("nope"), ScanOptions::default()).unwrap_err();
         assert!(err.to_string().contains("not a folder"));
+    }
+
+    #[cfg(unix)]
+    fn link(target: &str, at: &Path) {
+        std::os::unix::fs::symlink(target, at).unwrap();
+    }
+
+    #[cfg(unix)]
+    fn reasons(d: &Dataset) -> String {
+        d.skipped
+            .iter()
+            .map(|s| format!("{}: {}\n", s.path.display(), s.reason))
+            .collect()
+    }
+
+    /// Issue 14: `cat/up -> ..` took in every photo again under `cat` (dogs labelled cats, the
+    /// same files on both sides of the split).
+    #[cfg(unix)]
+    #[test]
+    fn a_link_to_the_dataset_folder_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("cat/1.jpg"), b"x");
+        touch(&dir.path().join("dog/2.jpg"), b"x");
+        touch(&dir.path().join("dog/3.jpg"), b"x");
+        link("..", &dir.path().join("cat/up"));
+        link("../..", &dir.path().join("dog/top"));
+        let d = scan(dir.path(), ScanOptions::default()).unwrap();
+        assert_eq!(d.class_counts(), [1, 2], "{:?}", d.items);
+        let why = reasons(&d);
+        assert!(
+            why.contains("cat/up: a link back to the dataset folder"),
+            "{why}"
+        );
+        assert!(why.contains("dog/top: a link back"), "{why}");
+    }
+
+    /// Issue 14: two links to `.` made the walk exponential (memory without end).
+    #[cfg(unix)]
+    #[test]
+    fn links_to_the_same_folder_are_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("cat/1.jpg"), b"x");
+        touch(&dir.path().join("cat/sub/2.jpg"), b"x");
+        touch(&dir.path().join("dog/3.jpg"), b"x");
+        for name in ["a", "b"] {
+            link(".", &dir.path().join("cat").join(name));
+            link(".", &dir.path().join("cat/sub").join(name));
+        }
+        link("../sub", &dir.path().join("cat/sub/again"));
+        let d = scan(dir.path(), ScanOptions::default()).unwrap();
+        assert_eq!(d.class_counts(), [2, 1], "{:?}", d.items);
+        assert_eq!(d.skipped.len(), 5, "{}", reasons(&d));
+    }
+
+    /// A file reached twice in one class counts once; one reached from two classes (or a
+    /// class folder inside another) is in neither, named in the skipped list.
+    #[cfg(unix)]
+    #[test]
+    fn each_file_counts_once_and_shared_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        touch(&root.join("cat/1.jpg"), b"x");
+        touch(&root.join("cat/2.jpg"), b"x");
+        touch(&root.join("dog/3.jpg"), b"x");
+        touch(&root.join("dog/4.jpg"), b"x");
+        link("1.jpg", &root.join("cat/again.jpg"));
+        std::fs::hard_link(root.join("cat/2.jpg"), root.join("cat/hard.jpg")).unwrap();
+        link("../dog/4.jpg", &root.join("cat/stolen.jpg"));
+        link("../dog", &root.join("cat/dogs"));
+        link("cat", &root.join("kitty"));
+        let d = scan(root, ScanOptions::default()).unwrap();
+        assert_eq!(d.classes, ["cat", "dog"]);
+        let names: Vec<_> = d
+            .items
+            .iter()
+            .map(|i| i.path.strip_prefix(root).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Path::new("cat/1.jpg"),
+                Path::new("cat/2.jpg"),
+                Path::new("dog/3.jpg")
+            ]
+        );
+        let why = reasons(&d);
+        for expected in [
+            "cat/again.jpg: the same file as",
+            "cat/hard.jpg: the same file as",
+            "cat/stolen.jpg: the same file is in classes 'cat' and 'dog'",
+            "dog/4.jpg: the same file is in classes",
+            "cat/dogs: a link to the class folder 'dog'",
+            "kitty: the same folder as class 'cat'",
+        ] {
+            assert!(why.contains(expected), "{expected} in\n{why}");
+        }
+    }
+
+    /// Issue 14: `caf\xE9` and `caf\xE8` both read "caf\u{FFFD}" and became one class.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn class_names_that_are_not_utf8_stay_distinct() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, n) in [(&b"caf\xe9"[..], 1), (&b"caf\xe8"[..], 2)] {
+            let class = dir.path().join(OsStr::from_bytes(name));
+            for i in 0..n {
+                touch(&class.join(format!("{i}.jpg")), b"x");
+            }
+        }
+        let d = scan(dir.path(), ScanOptions::default()).unwrap();
+        assert_eq!(d.classes, ["caf\\xE8", "caf\\xE9"]);
+        assert_eq!(d.class_counts(), [2, 1]);
     }
 }

@@ -1,28 +1,36 @@
 //! Frozen-backbone features of a dataset's photos, computed once in batches and cached.
 //!
-//! Each photo is decoded and preprocessed (in parallel), the batch goes through
-//! [`Backbone::embed`](crate::model::Backbone::embed) (`[B, 3, S, S]` -> `[B, D]`), and the
-//! vectors are kept per file. Photos that fail to decode are skipped and reported. The cache
-//! file is keyed by model, weights file (path, size, time), preprocessing and augmentation;
-//! inside it each entry is keyed by the photo's path, size and modification time, so a
-//! changed or added photo is recomputed and the rest are read back.
+//! Each photo is decoded and turned at once into what the network sees (its `S x S` view, and
+//! the mirrored photo's with flips), on a few threads; the full-resolution pixels are dropped
+//! before that thread decodes another photo, so memory holds about one full photo per thread
+//! (at most `MAX_DECODING`), never a batch of them. The batch of views goes through
+//! [`Backbone::embed`](crate::model::Backbone::embed) (`[B, 3, S, S]` -> `[B, D]`) and the
+//! vectors are kept per file. Photos that fail to decode are skipped and reported.
+//!
+//! The cache (see `feature_cache`) is keyed by model, weights file (path, size, time),
+//! preprocessing and augmentation; inside it each photo by its folder, name, size and
+//! modification time, so a changed or added photo is recomputed and the rest are read back.
+//! Each batch is added to it as soon as it is computed.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
+use candle_core::Tensor;
 use image::RgbImage;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::dataset::{Item, Skipped};
+use super::feature_cache::{FeatureCache, Row};
 use super::observe::{TrainEvent, TrainObserver};
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
+use crate::vision::preprocess::{normalize_chw, Preprocess};
 
-const MAGIC: &[u8; 8] = b"CNXFEAT1";
+/// Most disk space the feature cache takes by default (least recently used folders go first).
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
 
 /// Options of [`extract`].
 #[derive(Debug, Clone)]
@@ -33,6 +41,8 @@ pub struct FeatureOptions {
     pub flip: bool,
     /// Folder of the cache files; `None` computes everything and stores nothing.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes the cache's files may take in all.
+    pub cache_max_bytes: u64,
     /// Instead of the pooled embedding, this tap's whole activation (name, values per photo),
     /// for fine-tuning the block after it; never cached.
     pub tap: Option<(String, usize)>,
@@ -44,6 +54,7 @@ impl Default for FeatureOptions {
             batch_size: 16,
             flip: false,
             cache_dir: Some(default_cache_dir()),
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             tap: None,
         }
     }
@@ -82,8 +93,8 @@ pub struct Features {
 
 /// Computes (or reads back) the features of `items` with `model`, reporting
 /// [`TrainEvent::Features`] to `observer` before the first batch and after each. The observer
-/// is asked between batches whether to stop; a cancelled run returns [`Error::Cancelled`] and
-/// keeps what it computed in the cache.
+/// is asked between batches whether to stop; a cancelled run returns [`Error::Cancelled`].
+/// Every batch computed is in the cache at once, whatever stops the run later.
 pub fn extract(
     model: &LoadedModel,
     items: &[Item],
@@ -94,15 +105,18 @@ pub fn extract(
         .tap
         .as_ref()
         .map_or(model.backbone.embedding_dim(), |(_, width)| *width);
-    let cache_path = options
+    let mut cache = options
         .cache_dir
         .as_ref()
         .filter(|_| options.tap.is_none())
-        .map(|dir| dir.join(format!("{}.bin", cache_key(model, options.flip))));
-    let mut cache = cache_path
-        .as_deref()
-        .map(|p| read_cache(p, dim))
-        .unwrap_or_default();
+        .map(|dir| {
+            let key = cache_key(model, options.flip);
+            FeatureCache::new(dir, &key, dim, options.flip, options.cache_max_bytes)
+        });
+    let cached = match cache.as_mut() {
+        Some(cache) => cache.load(items),
+        None => vec![None; items.len()],
+    };
     let mut features = Features {
         dim,
         vectors: vec![None; items.len()],
@@ -113,14 +127,14 @@ pub fn extract(
         seconds: 0.0,
     };
     let mut todo = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match cache.get(&entry_key(item)) {
-            Some(entry) if !options.flip || entry.flipped.is_some() => {
-                features.vectors[i] = Some(entry.vector.clone());
-                features.flipped[i] = entry.flipped.clone();
+    for (i, entry) in cached.into_iter().enumerate() {
+        match entry {
+            Some(entry) => {
+                features.vectors[i] = Some(entry.vector);
+                features.flipped[i] = entry.flipped;
                 features.from_cache += 1;
             }
-            _ => todo.push(i),
+            None => todo.push(i),
         }
     }
     let start = Instant::now();
@@ -145,20 +159,25 @@ pub fn extract(
         }
     };
     observer.on_event(TrainEvent::Features(report(&features, features.from_cache)));
-    let mut outcome = Ok(());
+    let tap = options.tap.as_ref().map(|(name, _)| name.as_str());
     for batch in todo.chunks(options.batch_size.max(1)) {
         if observer.is_cancelled() {
-            outcome = Err(Error::Cancelled);
-            break;
+            return Err(Error::Cancelled);
         }
-        let decoded: Vec<(usize, std::result::Result<RgbImage, Error>)> = batch
-            .par_iter()
-            .map(|&i| (i, load_rgb(&items[i].path, DEFAULT_MAX_PIXELS)))
-            .collect();
-        let mut ok = Vec::new();
-        for (i, image) in decoded {
-            match image {
-                Ok(image) => ok.push((i, image)),
+        let prepare = || -> Vec<(usize, Result<View>)> {
+            batch
+                .par_iter()
+                .map(|&i| (i, View::of(&model.preprocess, &items[i].path, options.flip)))
+                .collect()
+        };
+        let prepared = match decoders() {
+            Some(pool) => pool.install(prepare),
+            None => prepare(),
+        };
+        let mut views = Vec::new();
+        for (i, view) in prepared {
+            match view {
+                Ok(view) => views.push((i, view)),
                 Err(e) => features.failed.push(Skipped {
                     path: items[i].path.clone(),
                     reason: match e {
@@ -168,35 +187,32 @@ pub fn extract(
                 }),
             }
         }
-        if !ok.is_empty() {
-            let images: Vec<&RgbImage> = ok.iter().map(|(_, im)| im).collect();
-            let tap = options.tap.as_ref().map(|(name, _)| name.as_str());
-            let vectors = embed(model, &images, tap)?;
+        if !views.is_empty() {
+            let plain: Vec<&RgbImage> = views.iter().map(|(_, v)| &v.plain).collect();
+            let vectors = embed(model, &plain, tap)?;
+            let mirrored: Vec<&RgbImage> = views
+                .iter()
+                .filter_map(|(_, v)| v.mirrored.as_ref())
+                .collect();
             let flipped = if options.flip {
-                let mirrored: Vec<RgbImage> = images
-                    .iter()
-                    .map(|im| image::imageops::flip_horizontal(*im))
-                    .collect();
-                Some(embed(model, &mirrored.iter().collect::<Vec<_>>(), tap)?)
+                Some(embed(model, &mirrored, tap)?)
             } else {
                 None
             };
-            for (row, (i, _)) in ok.iter().enumerate() {
-                let v = vectors[row * dim..(row + 1) * dim].to_vec();
-                let f = flipped
-                    .as_ref()
-                    .map(|f| f[row * dim..(row + 1) * dim].to_vec());
-                if cache_path.is_some() {
-                    cache.insert(
-                        entry_key(&items[*i]),
-                        CacheEntry {
-                            vector: v.clone(),
-                            flipped: f.clone(),
-                        },
-                    );
-                }
-                features.vectors[*i] = Some(v);
-                features.flipped[*i] = f;
+            let row = |all: &[f32], r: usize| all[r * dim..(r + 1) * dim].to_vec();
+            for (r, (i, _)) in views.iter().enumerate() {
+                features.vectors[*i] = Some(row(&vectors, r));
+                features.flipped[*i] = flipped.as_ref().map(|f| row(f, r));
+            }
+            if let Some(cache) = cache.as_mut() {
+                let rows: Vec<Row<'_>> = views
+                    .iter()
+                    .filter_map(|&(i, _)| {
+                        let vector = features.vectors[i].as_deref()?;
+                        Some((i, vector, features.flipped[i].as_deref()))
+                    })
+                    .collect();
+                cache.store(&rows);
             }
         }
         features.computed += batch.len();
@@ -204,19 +220,58 @@ pub fn extract(
         observer.on_event(TrainEvent::Features(report(&features, done)));
     }
     features.seconds = start.elapsed().as_secs_f64();
-    if let Some(path) = &cache_path {
-        if features.computed > 0 {
-            if let Err(e) = write_cache(path, dim, &cache) {
-                tracing::warn!(path = %path.display(), "could not write the feature cache: {e}");
-            }
-        }
-    }
-    outcome.map(|()| features)
+    Ok(features)
 }
 
-/// `[B * D]` embeddings of `images`, or their activations at `tap`.
-fn embed(model: &LoadedModel, images: &[&RgbImage], tap: Option<&str>) -> Result<Vec<f32>> {
-    let x = model.input(images)?;
+/// Most photos decoded at once: each holds its full-resolution pixels until its views are
+/// made (up to 100 megapixels, 300 MB), so peak memory is about this many photos, whatever the
+/// batch size and core count. The network, not decoding, takes most of the time.
+const MAX_DECODING: usize = 4;
+
+/// The threads that decode photos (`None`, using rayon's global pool, if they could not be
+/// started).
+fn decoders() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads().clamp(1, MAX_DECODING))
+            .thread_name(|i| format!("decode-{i}"))
+            .build()
+            .inspect_err(|e| tracing::warn!("decoding on the shared threads: {e}"))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// A photo as the network sees it: its `S x S` view, and with flips its mirror image's.
+struct View {
+    plain: RgbImage,
+    mirrored: Option<RgbImage>,
+}
+
+impl View {
+    /// Decodes the photo at `path` and makes its views; the full-resolution image is dropped
+    /// on return (the mirror image is flipped in place: no second full copy).
+    fn of(preprocess: &Preprocess, path: &Path, flip: bool) -> Result<Self> {
+        let mut full = load_rgb(path, DEFAULT_MAX_PIXELS)?;
+        let plain = preprocess.network_view(&full);
+        let mirrored = flip.then(|| {
+            image::imageops::flip_horizontal_in_place(&mut full);
+            preprocess.network_view(&full)
+        });
+        Ok(Self { plain, mirrored })
+    }
+}
+
+/// `[B * D]` embeddings of the network views `views`, or their activations at `tap`.
+fn embed(model: &LoadedModel, views: &[&RgbImage], tap: Option<&str>) -> Result<Vec<f32>> {
+    let p = &model.preprocess;
+    let side = p.size as usize;
+    let mut data = Vec::with_capacity(views.len() * 3 * side * side);
+    for view in views {
+        data.extend(normalize_chw(view, &p.mean, &p.std));
+    }
+    let x = Tensor::from_vec(data, (views.len(), 3, side, side), &model.device)?;
     let y = match tap {
         Some(name) => model.backbone.forward_until(&x, Some(name))?,
         None => model.backbone.embed(&x)?,
@@ -243,118 +298,4 @@ fn cache_key(model: &LoadedModel, flip: bool) -> String {
     let digest = Sha256::digest(description.as_bytes());
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("{}-{hex}", model.spec.name)
-}
-
-/// A photo's identity in the cache: path, size, modification time.
-type EntryKey = (PathBuf, u64, u128);
-
-fn entry_key(item: &Item) -> EntryKey {
-    (item.path.clone(), item.size, item.mtime_ns)
-}
-
-#[derive(Debug, Clone)]
-struct CacheEntry {
-    vector: Vec<f32>,
-    flipped: Option<Vec<f32>>,
-}
-
-/// Reads a cache file; a missing, foreign or damaged one reads as empty.
-fn read_cache(path: &Path, dim: usize) -> HashMap<EntryKey, CacheEntry> {
-    let parse = || -> std::io::Result<HashMap<EntryKey, CacheEntry>> {
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)?.read_to_end(&mut bytes)?;
-        let mut r = Reader(&bytes);
-        if r.take(8)? != MAGIC || r.u64()? as usize != dim {
-            return Err(std::io::Error::other("not a cache of this model"));
-        }
-        let count = r.u64()? as usize;
-        let mut map = HashMap::with_capacity(count.min(1 << 20));
-        for _ in 0..count {
-            let len = r.u64()? as usize;
-            let path = PathBuf::from(String::from_utf8_lossy(r.take(len)?).into_owned());
-            let (size, mtime) = (r.u64()?, u128::from(r.u64()?) << 64 | u128::from(r.u64()?));
-            let vector = r.floats(dim)?;
-            let flipped = if r.take(1)?[0] == 1 {
-                Some(r.floats(dim)?)
-            } else {
-                None
-            };
-            map.insert((path, size, mtime), CacheEntry { vector, flipped });
-        }
-        Ok(map)
-    };
-    match parse() {
-        Ok(map) => map,
-        Err(e) => {
-            if path.exists() {
-                tracing::warn!(path = %path.display(), "ignoring the feature cache: {e}");
-            }
-            HashMap::new()
-        }
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> std::io::Result<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(std::io::Error::other("truncated"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u64(&mut self) -> std::io::Result<u64> {
-        let b = self.take(8)?;
-        Ok(u64::from_le_bytes(
-            b.try_into().map_err(std::io::Error::other)?,
-        ))
-    }
-
-    fn floats(&mut self, n: usize) -> std::io::Result<Vec<f32>> {
-        Ok(self
-            .take(4 * n)?
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-}
-
-/// Writes the cache atomically (a temporary file renamed over the old one).
-fn write_cache(path: &Path, dim: usize, cache: &HashMap<EntryKey, CacheEntry>) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut out = Vec::with_capacity(cache.len() * (dim * 4 + 64));
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(dim as u64).to_le_bytes());
-    out.extend_from_slice(&(cache.len() as u64).to_le_bytes());
-    for ((p, size, mtime), entry) in cache {
-        let name = p.to_string_lossy();
-        out.extend_from_slice(&(name.len() as u64).to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&size.to_le_bytes());
-        out.extend_from_slice(&((mtime >> 64) as u64).to_le_bytes());
-        out.extend_from_slice(&(*mtime as u64).to_le_bytes());
-        for v in &entry.vector {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        match &entry.flipped {
-            Some(f) => {
-                out.push(1);
-                for v in f {
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
-            }
-            None => out.push(0),
-        }
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&out)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }

@@ -1,14 +1,15 @@
 //! Transfer learning: a new classifier head on a frozen pretrained backbone.
 //!
 //! [`dataset`] reads labelled photos from a folder, [`split`] divides them into training and
-//! validation, [`features`] computes (and caches) the backbone's pooled features, and
-//! [`head`] trains, evaluates, saves and loads the head; [`finetune`] trains the backbone's
-//! last block along with it; [`pipeline`] runs the whole job on a folder and [`compare`] runs
-//! it with several backbones. Every front end describes a run as a [`TrainRequest`] and
-//! follows it through a [`TrainObserver`] ([`observe`]).
+//! validation, [`features`] computes the backbone's pooled features (cached on disk by
+//! `feature_cache`), and [`head`] trains, evaluates, saves and loads the head; [`finetune`]
+//! trains the backbone's last block along with it; [`pipeline`] runs the whole job on a
+//! folder and [`compare`] runs it with several backbones. Every front end describes a run as a
+//! [`TrainRequest`] and follows it through a [`TrainObserver`] ([`observe`]).
 
 pub mod compare;
 pub mod dataset;
+mod feature_cache;
 pub mod features;
 pub mod finetune;
 pub mod head;

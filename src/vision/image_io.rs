@@ -109,7 +109,8 @@ fn decode_unchecked(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbIma
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
-    Ok(image.to_rgb8())
+    // `into`, not `to`: an RGB8 photo is not copied (a second full-resolution buffer).
+    Ok(image.into_rgb8())
 }
 
 /// Decoder limits for an output of `output_bytes` within a budget of `max_pixels`: the output,
