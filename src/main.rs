@@ -67,6 +67,8 @@ fn main() -> ExitCode {
 }
 
 fn open_window(cli: &Cli) -> anyhow::Result<()> {
+    // A misconfigured weights folder would otherwise show as every model "missing".
+    cnn_explorer::weights::check_weights_dir()?;
     let args = &cli.window;
     // Refused before the window opens, not two minutes later (the window checks again).
     if let (Some(shot), Some(photo)) = (&args.screenshot, &args.photo) {

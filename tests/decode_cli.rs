@@ -361,6 +361,18 @@ fn a_weights_dir_setting_that_is_a_file_or_empty_is_handled() {
         "{err}"
     );
 
+    // The window says the same before it opens (it needs no display to refuse).
+    let o = cnn_explorer(
+        &["--model", "efficientnet-lite0"],
+        &[("CNN_EXPLORER_WEIGHTS_DIR", file.to_str().unwrap())],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("is a file, not a folder"),
+        "{}",
+        text(&o.stderr)
+    );
+
     // Empty means unset: the default folder, not the current one.
     let o = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
         .args(["predict", cat.to_str().unwrap()])
