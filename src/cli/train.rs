@@ -183,7 +183,7 @@ impl TrainHeadArgs {
         }
         println!(
             "best epoch {}: validation accuracy {:.1}% ({} train, {} validation photos; {} \
-             unreadable skipped; features: {} computed at {:.1} images/s, {} from the cache)",
+             skipped, each named above; features: {} computed at {:.1} images/s, {} from the cache)",
             best.epoch,
             outcome.val_accuracy * 100.0,
             outcome.split.train.len(),

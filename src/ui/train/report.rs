@@ -58,7 +58,8 @@ impl TrainPanel {
                 ui.colored_label(
                     ui.visuals().warn_fg_color,
                     format!(
-                        "{} photos could not be read and were skipped",
+                        "{} files were skipped (unreadable photos, links, shared files; \
+                         hover for each reason)",
                         r.unreadable.len()
                     ),
                 )
