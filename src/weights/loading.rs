@@ -54,6 +54,12 @@ fn timm_vgg_to_torchvision(
     ] {
         if let Some(w) = tensors.remove(&format!("{timm}.weight")) {
             let out = w.dim(0)?;
+            if out == 0 || w.rank() < 2 {
+                return Err(Error::Invalid(format!(
+                    "{timm}.weight has shape {:?}: not a layer's weights",
+                    w.dims()
+                )));
+            }
             let w = w.reshape((out, w.elem_count() / out))?;
             tensors.insert(format!("{tv}.weight"), w);
         }
@@ -268,5 +274,23 @@ impl candle_nn::var_builder::SimpleBackend for RandomWeights {
 
     fn contains_tensor(&self, _: &str) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: a timm VGG `fc1` of shape [0, 2, 7, 7] divided by zero.
+    #[test]
+    fn an_empty_timm_vgg_layer_is_refused_not_divided_by() {
+        let mut tensors = HashMap::new();
+        let empty = Tensor::zeros((0, 2, 7, 7), DType::F32, &Device::Cpu).unwrap();
+        tensors.insert("pre_logits.fc1.weight".to_string(), empty);
+        let err = tensors_for(Arch::Vgg16, tensors, &Device::Cpu)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("pre_logits.fc1.weight has shape"), "{err}");
     }
 }
