@@ -92,6 +92,17 @@ pub fn image_of(pixels: &Tensor) -> Result<RgbImage> {
 mod tests {
     use super::*;
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     #[test]
     fn the_pipeline_matches_the_exact_preprocessing_to_rounding() {
         let img = RgbImage::from_fn(301, 203, |x, y| {
@@ -109,14 +120,7 @@ mod tests {
             .unwrap();
         assert_eq!(ours.dims(), exact.dims());
         // PIL rounds each pass to 8 bits: at most ~1 level apart, i.e. 1/255/std.
-        let diff: f32 = (ours - exact)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&ours, &exact);
         assert!(diff < 1.5 / 255.0 / 0.224, "{diff}");
         assert_eq!(
             image_of(&pixels_of(&img, &Device::Cpu).unwrap()).unwrap(),
@@ -138,14 +142,7 @@ mod tests {
         let ours = pipeline
             .apply(&pixels_of(&img, &Device::Cpu).unwrap())
             .unwrap();
-        let diff: f32 = (ours - exact)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&ours, &exact);
         assert!(diff < 1.5 / 255.0 / 0.224, "{diff}");
     }
 }

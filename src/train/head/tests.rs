@@ -48,6 +48,20 @@ fn options() -> TrainOptions {
     }
 }
 
+/// A linear head trained on [`separable`] data, with its two class names.
+fn tiny_head() -> (Head, [String; 2]) {
+    let (train_set, val_set) = (separable(8), separable(4));
+    let classes = ["a".to_string(), "b".to_string()];
+    let data = TrainData {
+        train: &train_set,
+        val: &val_set,
+        dim: 2,
+        classes: &classes,
+    };
+    let head = train(&data, &options(), None, &mut super::super::Silent).unwrap();
+    (head, classes)
+}
+
 #[test]
 fn the_observer_hears_every_step_and_epoch_and_can_stop_the_run() {
     let (train_set, val_set) = (separable(16), separable(6));
@@ -79,15 +93,7 @@ fn the_observer_hears_every_step_and_epoch_and_can_stop_the_run() {
 
 #[test]
 fn the_preprocessing_is_saved_as_data_and_old_descriptions_still_load() {
-    let (train_set, val_set) = (separable(8), separable(4));
-    let classes = ["a".to_string(), "b".to_string()];
-    let data = TrainData {
-        train: &train_set,
-        val: &val_set,
-        dim: 2,
-        classes: &classes,
-    };
-    let head = train(&data, &options(), None, &mut super::super::Silent).unwrap();
+    let (head, classes) = tiny_head();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.safetensors");
     let preprocess = Preprocess::imagenet(224);
@@ -123,15 +129,7 @@ fn the_preprocessing_is_saved_as_data_and_old_descriptions_still_load() {
 /// a class count the weights do not have, NaN, absurd sizes, a FIFO.
 #[test]
 fn hostile_head_files_are_refused_naming_the_file() {
-    let (train_set, val_set) = (separable(8), separable(4));
-    let classes = ["a".to_string(), "b".to_string()];
-    let data = TrainData {
-        train: &train_set,
-        val: &val_set,
-        dim: 2,
-        classes: &classes,
-    };
-    let head = train(&data, &options(), None, &mut super::super::Silent).unwrap();
+    let (head, _) = tiny_head();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.safetensors");
     let json_path = head
