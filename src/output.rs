@@ -43,7 +43,8 @@ fn ends_in_separator(path: &Path) -> bool {
 }
 
 /// Refuses `output` when it is one of `inputs`, exists and is not a regular file, names a
-/// folder (`out/`), or lies in a "folder" that is a file.
+/// folder (`out/`, `..`), or lies in a "folder" that is a file. A missing folder is left to
+/// the caller: some create it (a head's folder), others refuse it.
 pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
     if output.as_os_str().is_empty() {
         return Err(refuse(output, "an empty output path"));
@@ -53,6 +54,9 @@ pub fn check_output(output: &Path, inputs: &[&Path]) -> Result<()> {
             output,
             "ends in a path separator, so it names a folder; choose a file path",
         ));
+    }
+    if output.file_name().is_none() {
+        return Err(refuse(output, "names a folder; choose a file path"));
     }
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         if fs::metadata(parent).is_ok_and(|m| !m.is_dir()) {
@@ -242,6 +246,10 @@ mod tests {
         // A path ending in a separator names a folder, even one that does not exist yet.
         let folder = format!("{}/new/", dir.path().display());
         let err = save_png(Path::new(&folder), &[], &png())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("names a folder"), "{err}");
+        let err = save_png(Path::new(".."), &[], &png())
             .unwrap_err()
             .to_string();
         assert!(err.contains("names a folder"), "{err}");

@@ -12,19 +12,10 @@ use crate::labels::{find_class, imagenet_label};
 use crate::output::{check_output, save_png};
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 
-/// Refuses `output` before any work: [`check_output`] against `inputs`, and a path that names
-/// a folder (ends with a separator) or lies in a folder that does not exist, which would
-/// otherwise fail only once every step has run.
+/// Refuses `output` before any work: [`check_output`] against `inputs`, and a folder that does
+/// not exist, which would otherwise fail only once every step has run.
 fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
     check_output(output, inputs)?;
-    let text = output.as_os_str().to_string_lossy();
-    if text.ends_with(std::path::is_separator) || output.file_name().is_none() {
-        bail!(
-            "cannot write {}: it names a folder; give a file path such as {}",
-            output.display(),
-            output.join("out.png").display()
-        );
-    }
     let folder = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
