@@ -43,7 +43,7 @@ fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bo
         .unwrap()
         .unwrap();
     assert_eq!(outcome.steps, 3);
-    assert!(outcome.prob.is_finite());
+    assert!(outcome.prob().is_finite());
 
     // Attack: a few steps; the photo keeps its size and stays within eps.
     let settings = AttackSettings {
