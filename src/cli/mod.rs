@@ -32,7 +32,7 @@ use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::inference::{load_model, LoadedModel};
 use crate::weights::{self, best_present_model};
 
-/// See inside a pretrained CNN (VGG, ResNet, EfficientNet-Lite0, MobileNetV3) and use it for
+/// See inside a pretrained CNN (VGG, ResNet, EfficientNet-Lite0/1/2, MobileNetV3) and use it for
 /// transfer learning. Without a command, opens the app window.
 #[derive(Debug, Parser)]
 #[command(name = "cnn-explorer", version, about)]
