@@ -14,7 +14,7 @@ use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 
 /// Refuses `output` before any work: [`check_output`] against `inputs`, and a folder that does
 /// not exist, which would otherwise fail only once every step has run.
-fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
+pub(super) fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
     check_output(output, inputs)?;
     let folder = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -10,11 +10,13 @@
 //! | [`compare`] | `compare` |
 //! | [`inspect`] | `layers`, `features` |
 //! | [`explain`] | `dream`, `attack` |
+//! | [`deepdream`] | `deepdream` |
 //! | [`bench`](mod@bench) | `bench` |
 
 pub mod bench;
 pub mod catalogue;
 pub mod compare;
+pub mod deepdream;
 pub mod explain;
 pub mod inspect;
 pub mod predict;
@@ -64,6 +66,10 @@ pub struct WindowArgs {
     /// Channel of that layer to open large over the photo.
     #[arg(long, requires = "layer")]
     pub channel: Option<usize>,
+    /// Show the Dream tab and DeepDream the photo at once (with the settings saved last time;
+    /// a screenshot waits for the dream to finish).
+    #[arg(long)]
+    pub deepdream: bool,
     /// Once the photo, its feature maps and predictions are drawn, save the window as this
     /// PNG and quit (exit status 1 if that cannot happen within 2 minutes).
     #[arg(long, value_name = "PATH")]
@@ -91,6 +97,10 @@ pub enum Command {
     Features(inspect::FeaturesArgs),
     /// Dream a class: gradient ascent from noise until the network sees it; writes a PNG.
     Dream(explain::DreamArgs),
+    /// DeepDream a photo: amplify what one layer (or channel) sees in it, octave by octave;
+    /// writes a PNG at the photo's aspect ratio.
+    #[command(name = "deepdream")]
+    DeepDream(deepdream::DeepDreamArgs),
     /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
     /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
     Attack(explain::AttackArgs),
@@ -110,6 +120,7 @@ impl Command {
             Self::Layers(args) => args.run(device),
             Self::Features(args) => args.run(device),
             Self::Dream(args) => args.run(device),
+            Self::DeepDream(args) => args.run(device),
             Self::Attack(args) => args.run(device),
             Self::Bench(args) => args.run(device),
         }
