@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::class_picker::ClassPicker;
 use super::command::Commands;
+use super::deepdream::{DeepDreamSection, DeepDreamSettings};
 use super::panel::{Panel, PanelEnv, SideColumn};
 use super::widgets::finite_within;
 use super::widgets::{texture, PendingSave};
@@ -39,6 +40,8 @@ pub struct DreamSettings {
     pub tv_weight: f32,
     /// Maximise the log-softmax (else the logit).
     pub log_softmax: bool,
+    /// The "DeepDream the photo" section's.
+    pub deepdream: DeepDreamSettings,
 }
 
 impl Default for DreamSettings {
@@ -55,6 +58,7 @@ impl Default for DreamSettings {
             seed: 0,
             tv_weight: 0.1,
             log_softmax: false,
+            deepdream: DeepDreamSettings::default(),
         }
     }
 }
@@ -103,6 +107,7 @@ impl DreamSettings {
             },
             jitter: self.jitter.min(16),
             tv_weight: finite_within(self.tv_weight, default.tv_weight, 0.0..=10.0),
+            deepdream: self.deepdream.sanitised(),
             ..self
         }
     }
@@ -136,6 +141,7 @@ pub struct DreamPanel {
     history: Vec<[f64; 3]>,
     status: String,
     save: Option<PendingSave>,
+    deepdream: DeepDreamSection,
 }
 
 impl DreamPanel {
@@ -152,7 +158,17 @@ impl DreamPanel {
             history: Vec::new(),
             status: String::new(),
             save: None,
+            deepdream: DeepDreamSection::default(),
         }
+    }
+
+    /// The "DeepDream the photo" section.
+    pub fn deepdream(&self) -> &DeepDreamSection {
+        &self.deepdream
+    }
+
+    pub fn deepdream_mut(&mut self) -> &mut DeepDreamSection {
+        &mut self.deepdream
     }
 
     /// The settings as they would be saved.
@@ -427,15 +443,21 @@ impl Panel for DreamPanel {
         self.controls(ui, env.photo, commands);
     }
 
-    fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, _: &mut Commands) {
+    fn view(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
+        self.deepdream
+            .ui(ui, &mut self.settings.deepdream, env.photo, commands);
         self.image_and_curves(ui);
     }
 
     fn owns(&self, job: JobId) -> bool {
-        self.running.as_ref().is_some_and(|r| r.job == job)
+        self.running.as_ref().is_some_and(|r| r.job == job) || self.deepdream.owns(job)
     }
 
     fn on_event(&mut self, ctx: &egui::Context, event: Event, _: &mut Commands) {
-        self.handle(ctx, event);
+        if self.deepdream.owns(event.job()) {
+            self.deepdream.on_event(ctx, event);
+        } else {
+            self.handle(ctx, event);
+        }
     }
 }
