@@ -81,6 +81,7 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
         layer: args.layer.clone(),
         channel: args.channel,
         tab: args.tab,
+        deepdream: args.deepdream,
         screenshot: args.screenshot.clone().map(|path| ScreenshotRequest {
             path,
             outcome: Default::default(),

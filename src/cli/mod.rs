@@ -11,11 +11,13 @@
 //! | [`inspect`] | `layers`, `features` |
 //! | [`dream`](mod@dream) | `dream` |
 //! | [`explain`] | `attack` |
+//! | [`deepdream`] | `deepdream` |
 //! | [`bench`](mod@bench) | `bench` |
 
 pub mod bench;
 pub mod catalogue;
 pub mod compare;
+pub mod deepdream;
 pub mod dream;
 pub mod explain;
 pub mod inspect;
@@ -66,6 +68,10 @@ pub struct WindowArgs {
     /// Channel of that layer to open large over the photo.
     #[arg(long, requires = "layer")]
     pub channel: Option<usize>,
+    /// Show the Dream tab and DeepDream the photo at once (with the settings saved last time;
+    /// a screenshot waits for the dream to finish).
+    #[arg(long)]
+    pub deepdream: bool,
     /// Once the photo, its feature maps and predictions are drawn, save the window as this
     /// PNG and quit (exit status 1 if that cannot happen within 2 minutes).
     #[arg(long, value_name = "PATH")]
@@ -95,6 +101,10 @@ pub enum Command {
     /// ascent from noise (Lucid's recipe) until the network sees it; writes a PNG (a grid for
     /// --batch).
     Dream(dream::DreamArgs),
+    /// DeepDream a photo: amplify what one layer (or channel) sees in it, octave by octave;
+    /// writes a PNG at the photo's aspect ratio.
+    #[command(name = "deepdream")]
+    DeepDream(deepdream::DeepDreamArgs),
     /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
     /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
     Attack(explain::AttackArgs),
@@ -114,6 +124,7 @@ impl Command {
             Self::Layers(args) => args.run(device),
             Self::Features(args) => args.run(device),
             Self::Dream(args) => args.run(device),
+            Self::DeepDream(args) => args.run(device),
             Self::Attack(args) => args.run(device),
             Self::Bench(args) => args.run(device),
         }

@@ -75,6 +75,35 @@ pub fn tv_weight(s: &str) -> Result<f32, String> {
     within(s, 0.0, 10.0)
 }
 
+/// DeepDream octaves: 1 to 10.
+pub fn octaves(s: &str) -> Result<usize, String> {
+    use crate::explain::deepdream::OCTAVES;
+    within(s, *OCTAVES.start(), *OCTAVES.end())
+}
+
+/// The size ratio of one DeepDream octave to the next: 1 to 2.
+pub fn octave_scale(s: &str) -> Result<f64, String> {
+    use crate::explain::deepdream::OCTAVE_SCALE;
+    within(s, *OCTAVE_SCALE.start(), *OCTAVE_SCALE.end())
+}
+
+/// DeepDream steps per octave: 1 to 10,000.
+pub fn steps_per_octave(s: &str) -> Result<usize, String> {
+    use crate::explain::deepdream::STEPS;
+    within(s, *STEPS.start(), *STEPS.end())
+}
+
+/// A random shift in pixels: 0 to 256.
+pub fn jitter(s: &str) -> Result<u32, String> {
+    within(s, 0, crate::explain::deepdream::MAX_JITTER)
+}
+
+/// A working size's longest side in pixels: 32 to 2048.
+pub fn max_side(s: &str) -> Result<u32, String> {
+    use crate::explain::deepdream::MAX_SIDE;
+    within(s, *MAX_SIDE.start(), *MAX_SIDE.end())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +129,19 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn deepdream_ranges_are_the_librarys() {
+        assert_eq!(octaves("4"), Ok(4));
+        assert!(octaves("0").unwrap_err().contains("1 to 10"));
+        assert_eq!(octave_scale("1.4"), Ok(1.4));
+        for bad in ["0.9", "2.5", "NaN", "inf"] {
+            assert!(octave_scale(bad).is_err(), "{bad}");
+        }
+        assert!(steps_per_octave("0").is_err() && steps_per_octave("10001").is_err());
+        assert_eq!(jitter("0"), Ok(0));
+        assert!(jitter("257").is_err());
+        assert!(max_side("31").unwrap_err().contains("32 to 2048"));
     }
 }

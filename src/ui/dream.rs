@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::class_picker::ClassPicker;
 use super::command::Commands;
+use super::deepdream::{DeepDreamSection, DeepDreamSettings};
 use super::dream_view::DreamImages;
 use super::panel::{Panel, PanelEnv, SideColumn};
 use super::widgets::finite_within;
@@ -60,6 +61,8 @@ pub struct DreamSettings {
     /// Images dreamed at once, 1 to 8, pushed apart by Lucid's diversity term.
     pub batch: usize,
     pub diversity: f32,
+    /// The "DeepDream the photo" section's.
+    pub deepdream: DeepDreamSettings,
 }
 
 impl Default for DreamSettings {
@@ -83,6 +86,7 @@ impl Default for DreamSettings {
             log_softmax: false,
             batch: 1,
             diversity: lucid.diversity,
+            deepdream: DeepDreamSettings::default(),
         }
     }
 }
@@ -137,6 +141,7 @@ impl DreamSettings {
             batch: self.batch.clamp(1, MAX_BATCH),
             diversity: finite_within(self.diversity, default.diversity, 0.0..=1000.0),
             tv_weight: finite_within(self.tv_weight, default.tv_weight, 0.0..=10.0),
+            deepdream: self.deepdream.sanitised(),
             ..self
         }
     }
@@ -170,6 +175,7 @@ pub struct DreamPanel {
     history: Vec<[f64; 3]>,
     status: String,
     save: Option<PendingSave>,
+    deepdream: DeepDreamSection,
 }
 
 impl DreamPanel {
@@ -186,7 +192,17 @@ impl DreamPanel {
             history: Vec::new(),
             status: String::new(),
             save: None,
+            deepdream: DeepDreamSection::default(),
         }
+    }
+
+    /// The "DeepDream the photo" section.
+    pub fn deepdream(&self) -> &DeepDreamSection {
+        &self.deepdream
+    }
+
+    pub fn deepdream_mut(&mut self) -> &mut DeepDreamSection {
+        &mut self.deepdream
     }
 
     /// The settings as they would be saved.
@@ -503,15 +519,21 @@ impl Panel for DreamPanel {
         self.controls(ui, env.photo, commands);
     }
 
-    fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, _: &mut Commands) {
+    fn view(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
+        self.deepdream
+            .ui(ui, &mut self.settings.deepdream, env.photo, commands);
         self.image_and_curves(ui);
     }
 
     fn owns(&self, job: JobId) -> bool {
-        self.running.as_ref().is_some_and(|r| r.job == job)
+        self.running.as_ref().is_some_and(|r| r.job == job) || self.deepdream.owns(job)
     }
 
     fn on_event(&mut self, ctx: &egui::Context, event: Event, _: &mut Commands) {
-        self.handle(ctx, event);
+        if self.deepdream.owns(event.job()) {
+            self.deepdream.on_event(ctx, event);
+        } else {
+            self.handle(ctx, event);
+        }
     }
 }

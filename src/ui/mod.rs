@@ -4,7 +4,8 @@
 //! - [`app`]: the shell (toolbar, worker events, job ids, commands, screenshot);
 //! - [`panel`]: what a tab is, and the one layout they share; [`command`]: how panels ask
 //!   the app for things;
-//! - the tabs: [`explore`], [`dream`], [`attack`], [`train`] (with its backbone comparison);
+//! - the tabs: [`explore`], [`dream`] (with its [`deepdream`] section), [`attack`], [`train`]
+//!   (with its backbone comparison);
 //! - [`settings`]: what is saved between runs; [`setup`]: the models screen;
 //! - shared pieces: [`widgets`], [`class_picker`], [`predictions`], [`frame_stats`].
 
@@ -12,6 +13,7 @@ pub mod app;
 pub mod attack;
 pub mod class_picker;
 pub mod command;
+pub mod deepdream;
 pub mod dream;
 pub mod dream_view;
 pub mod explore;

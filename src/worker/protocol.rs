@@ -1,8 +1,8 @@
 //! What the window and the model worker say to each other: [`Command`]s (UI → worker) and
 //! [`Event`]s (worker → UI), plain data only (ids, strings, numbers, RGBA bytes), so neither
 //! side sees the other's types: no egui here, no Candle there. Where the library already has
-//! a plain-data type (a class score, an epoch's metrics, an attack's or a dream's settings,
-//! a tap's kind), the protocol uses it, re-exported here so the window needs no other path.
+//! a plain-data type (a class score, an epoch's metrics, an attack's, a dream's or a DeepDream's
+//! settings, a tap's kind), the protocol uses it, re-exported here so the window needs no other path.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub use crate::device::DeviceChoice;
 pub use crate::explain::attack::AttackSettings;
+pub use crate::explain::deepdream::DeepDreamSettings;
 pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation, MAX_BATCH};
 pub use crate::inference::ClassScore;
 pub use crate::model::{Arch, TapKind};
@@ -123,6 +124,13 @@ impl DreamControls {
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
     }
+}
+
+/// A DeepDream of a photo (the worker decodes it and dreams it at its working size).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeepDreamRequest {
+    pub photo: PhotoSource,
+    pub settings: DeepDreamSettings,
 }
 
 /// An adversarial attack on a photo.
@@ -278,6 +286,14 @@ pub enum Command {
         cancel: CancelToken,
         request: DreamRequest,
         controls: DreamControls,
+    },
+    /// DeepDream a photo. Answered by [`Event::DeepDreamStep`]s, then
+    /// [`Event::DeepDreamFinished`], [`Event::Cancelled`] or [`Event::Failed`]. Stopping keeps
+    /// the image so far (it finishes); cancelling before the first step answers `Cancelled`.
+    DeepDream {
+        job: JobId,
+        cancel: CancelToken,
+        request: DeepDreamRequest,
     },
     /// Attack a photo. Answered by [`Event::AttackStep`]s, then [`Event::AttackFinished`],
     /// [`Event::Cancelled`] or [`Event::Failed`].
@@ -462,6 +478,30 @@ pub enum Event {
         probs: Vec<f32>,
         ms_per_step: f64,
     },
+    /// One DeepDream step: `step` of `steps` in octave `octave` (0 the smallest) of
+    /// `octaves`; `image` (at the octave's size) comes at most ~20 times a second, and with
+    /// the last step.
+    DeepDreamStep {
+        job: JobId,
+        octave: usize,
+        octaves: usize,
+        step: usize,
+        steps: usize,
+        /// The mean squared activation this step saw.
+        objective: f32,
+        image: Option<RgbaImage>,
+    },
+    /// The dreamed photo at its working size (a stopped one: with the detail so far).
+    DeepDreamFinished {
+        job: JobId,
+        image: RgbaImage,
+        steps: usize,
+        stopped: bool,
+        /// The objective of the photo, and of the dreamed image.
+        objective_start: f32,
+        objective_end: f32,
+        ms_per_step: f64,
+    },
     AttackStep {
         job: JobId,
         step: usize,
@@ -532,6 +572,8 @@ impl Event {
             | Self::Downloaded { job, .. }
             | Self::DreamStep { job, .. }
             | Self::DreamFinished { job, .. }
+            | Self::DeepDreamStep { job, .. }
+            | Self::DeepDreamFinished { job, .. }
             | Self::AttackStep { job, .. }
             | Self::AttackFinished { job, .. }
             | Self::FolderScanned { job, .. }

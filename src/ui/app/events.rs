@@ -34,6 +34,7 @@ impl ExplorerApp {
         if let Event::Analysed { analysis, .. } = &event {
             if self.explore.owns(job) {
                 self.attack.photo_analysed(ctx, analysis);
+                self.dream.deepdream_mut().photo_analysed(analysis);
             }
         }
         let panels: [&mut dyn Panel; 4] = [

@@ -54,6 +54,8 @@ pub struct AppOptions {
     pub channel: Option<usize>,
     /// Tab to show first.
     pub tab: Tab,
+    /// Open the Dream tab's DeepDream section (and that tab) and dream the photo at once.
+    pub deepdream: bool,
     pub screenshot: Option<ScreenshotRequest>,
 }
 
@@ -118,7 +120,11 @@ impl ExplorerApp {
             notice: None,
             last_folder: settings.last_folder,
             open_dialog: None,
-            tab: options.tab,
+            tab: if options.deepdream {
+                Tab::Dream
+            } else {
+                options.tab
+            },
             explore: ExplorePanel::new(settings.explore, options.layer, options.channel),
             dream: DreamPanel::new(settings.dream),
             attack: AttackPanel::new(settings.attack),
@@ -126,6 +132,9 @@ impl ExplorerApp {
             frame_stats: FrameStats::default(),
             screenshot: options.screenshot.map(Screenshotter::new),
         };
+        if options.deepdream {
+            app.dream.deepdream_mut().start_when_ready();
+        }
         match app
             .models
             .first_model(options.model, &app.config.weights_dir)
@@ -280,7 +289,7 @@ impl ExplorerApp {
 
     fn screenshot_step(&mut self, ctx: &egui::Context) {
         let ready = Readiness {
-            busy: self.is_busy(),
+            busy: self.is_busy() || self.dream.deepdream().is_busy(),
             drawn: self.explore.analysis().is_some()
                 && (self.tab != Tab::Explore || self.explore.layer_drawn()),
             no_model: self.models.loaded().is_none()

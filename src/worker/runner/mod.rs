@@ -2,9 +2,10 @@
 //! [`Command`]s in order and answers with [`Event`]s, waking the UI after each. Downloads run
 //! on threads of their own, so a slow network never holds up the models. Each family of jobs
 //! has its file: [`analyse`] (load a model, analyse a photo), [`explain`] (dream, attack),
-//! [`train`] (scan, train, compare, heads) and [`download`].
+//! [`deepdream`], [`train`] (scan, train, compare, heads) and [`download`].
 
 mod analyse;
+mod deepdream;
 mod download;
 mod explain;
 mod train;
@@ -148,6 +149,7 @@ impl Runner {
                 | Command::Analyse { job, .. }
                 | Command::Download { job, .. }
                 | Command::Dream { job, .. }
+                | Command::DeepDream { job, .. }
                 | Command::Attack { job, .. }
                 | Command::ScanFolder { job, .. }
                 | Command::Train { job, .. }
@@ -212,6 +214,14 @@ impl Runner {
                 controls,
             } => {
                 let event = answer(job, self.dream(job, &request, &controls, &cancel), |e| e);
+                self.send(event);
+            }
+            Command::DeepDream {
+                job,
+                cancel,
+                request,
+            } => {
+                let event = answer(job, self.deepdream(job, &request, &cancel), |e| e);
                 self.send(event);
             }
             Command::Attack {
