@@ -17,7 +17,10 @@ is saved as an 8-bit PNG and measured from that file:
 - TV: the mean absolute difference between horizontal and vertical neighbours, all channels,
   in [0, 1] units.
 - ms/step: ours from `cnn-explorer dream --json` (`ms_per_step`); Lucent's is the wall time
-  of `render_vis` divided by the steps (the model load is not counted).
+  of `render_vis` divided by the steps (the model load is not counted). Time only on an idle
+  machine: with other jobs on the CPUs torch's threads slow down far more than ours (on 2
+  cores at load 8, Lucent went from 91 to about 1500 ms/step). The JSON records the load
+  average before and after.
 
 Ours runs the release binary:
     BINARY dream --class C --steps N --size S --model NAME --seed SEED --device DEV -o PNG --json
@@ -410,6 +413,7 @@ def main(argv: list[str]) -> int:
         "model": args.net.name, "size": args.size, "steps": args.steps, "seed": args.seed,
         "threads": args.threads, "device": args.device, "ours_args": args.ours_args,
         "binary": str(args.binary), "torch": torch.__version__,
+        "load_before": os.getloadavg(),
     }
 
     if args.tv_weights is not None:
@@ -445,6 +449,7 @@ def main(argv: list[str]) -> int:
     contact_sheet(rows, names, args.class_list, sheet)
     print(f"\nPNGs and {sheet.name} in {args.out_dir}", file=sys.stderr)
     if args.json_out is not None:
+        config["load_after"] = os.getloadavg()
         args.json_out.write_text(json.dumps({"config": config, "rows": rows}, indent=2) + "\n")
     return 0
 
@@ -468,6 +473,7 @@ def tv_mode(args, ref: Reference, env: dict, names: list[str], config: dict) -> 
         print(f"| {r['tv_weight']:g} | {r['tv']:.4f} | {r['p']:.3f} | "
               f"{r['colourfulness']:.1f} | {r['std']:.1f} | {r['ms_per_step']:.0f} |")
     if args.json_out is not None:
+        config["load_after"] = os.getloadavg()
         args.json_out.write_text(
             json.dumps({"config": config, "tv_rows": rows}, indent=2) + "\n")
     return 0
