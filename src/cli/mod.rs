@@ -64,6 +64,10 @@ pub struct WindowArgs {
     /// Channel of that layer to open large over the photo.
     #[arg(long, requires = "layer")]
     pub channel: Option<usize>,
+    /// Dream the first layer's gallery at start (read from the cache when `gallery` made it);
+    /// a screenshot waits for it.
+    #[arg(long)]
+    pub gallery: bool,
     /// Once the photo, its feature maps and predictions are drawn, save the window as this
     /// PNG and quit (exit status 1 if that cannot happen within 2 minutes).
     #[arg(long, value_name = "PATH")]

@@ -1,7 +1,8 @@
 //! Gradient loops on the input image (no UI): the objectives and steps behind "Dream class"
-//! and the adversarial attack.
+//! and the adversarial attack, and the layer gallery (a small dream per channel, cached).
 
 pub mod attack;
 pub mod dream;
+pub mod gallery;
 pub mod gradients;
 pub mod pipeline;

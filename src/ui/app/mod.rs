@@ -54,6 +54,8 @@ pub struct AppOptions {
     pub channel: Option<usize>,
     /// Tab to show first.
     pub tab: Tab,
+    /// Dream the first layer's gallery at start (Explore).
+    pub gallery: bool,
     pub screenshot: Option<ScreenshotRequest>,
 }
 
@@ -119,7 +121,12 @@ impl ExplorerApp {
             last_folder: settings.last_folder,
             open_dialog: None,
             tab: options.tab,
-            explore: ExplorePanel::new(settings.explore, options.layer, options.channel),
+            explore: ExplorePanel::new(
+                settings.explore,
+                options.layer,
+                options.channel,
+                options.gallery,
+            ),
             dream: DreamPanel::new(settings.dream),
             attack: AttackPanel::new(settings.attack),
             train: TrainPanel::new(settings.train),

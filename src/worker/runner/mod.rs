@@ -2,11 +2,13 @@
 //! [`Command`]s in order and answers with [`Event`]s, waking the UI after each. Downloads run
 //! on threads of their own, so a slow network never holds up the models. Each family of jobs
 //! has its file: [`analyse`] (load a model, analyse a photo), [`explain`] (dream, attack),
+//! [`gallery`] (a layer's channels dreamed, cached),
 //! [`train`] (scan, train, compare, heads) and [`download`].
 
 mod analyse;
 mod download;
 mod explain;
+mod gallery;
 mod train;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,6 +43,8 @@ pub struct WorkerConfig {
     pub max_pixels: u64,
     /// Folder of the training feature caches (`None`: nothing cached).
     pub feature_cache: Option<PathBuf>,
+    /// Folder of the layer galleries' dreams (`None`: nothing cached).
+    pub gallery_cache: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -50,6 +54,7 @@ impl Default for WorkerConfig {
             mirror: None,
             max_pixels: crate::vision::image_io::DEFAULT_MAX_PIXELS,
             feature_cache: Some(crate::train::features::default_cache_dir()),
+            gallery_cache: Some(crate::explain::gallery::default_gallery_dir()),
         }
     }
 }
@@ -148,6 +153,7 @@ impl Runner {
                 | Command::Analyse { job, .. }
                 | Command::Download { job, .. }
                 | Command::Dream { job, .. }
+                | Command::DreamGallery { job, .. }
                 | Command::Attack { job, .. }
                 | Command::ScanFolder { job, .. }
                 | Command::Train { job, .. }
@@ -212,6 +218,15 @@ impl Runner {
                 controls,
             } => {
                 let event = answer(job, self.dream(job, &request, &controls, &cancel), |e| e);
+                self.send(event);
+            }
+            Command::DreamGallery {
+                job,
+                cancel,
+                layer,
+                settings,
+            } => {
+                let event = answer(job, self.gallery(job, &layer, &settings, &cancel), |e| e);
                 self.send(event);
             }
             Command::Attack {
