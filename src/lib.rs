@@ -1,5 +1,5 @@
 //! cnn-explorer: see inside a pretrained convolutional network (VGG-16/19, ResNet-18/50,
-//! MobileNetV3-Large, EfficientNet-Lite0), and use it for transfer learning.
+//! MobileNetV3-Large, EfficientNet-Lite0/1/2), and use it for transfer learning.
 //!
 //! The ML side (`model`, `weights`, `vision`, `explain`, `inference`, `worker`) runs on Candle
 //! and never touches the UI; `ui` never touches Candle and talks to the models only through the

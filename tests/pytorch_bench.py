@@ -23,6 +23,9 @@ MODELS = {
     "resnet50": "resnet50",
     "mobilenetv3-large": "mobilenetv3_large_100",
     "efficientnet-lite0": "efficientnet_lite0",
+    # timm's Lite1/Lite2 are the same networks (5,416,680 and 6,092,072 parameters, as ours).
+    "efficientnet-lite1": "efficientnet_lite1",
+    "efficientnet-lite2": "efficientnet_lite2",
 }
 
 

@@ -1,4 +1,5 @@
-//! `dream` and `attack`: gradients to the input, written out as PNGs.
+//! `attack`: PGD or FGSM on a photo, written out as a PNG; and the early output check the
+//! gradient commands share.
 
 use std::path::{Path, PathBuf};
 
@@ -7,14 +8,13 @@ use anyhow::{bail, Context};
 use super::ModelArgs;
 use crate::device::DeviceChoice;
 use crate::explain::attack::{attack, working_photo, AttackSettings, DEFAULT_CONFIDENCE};
-use crate::explain::dream::{dream, DreamSettings, DreamStart, DreamTarget, Parameterisation};
 use crate::labels::{find_class, imagenet_label};
 use crate::output::{check_output, save_png};
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 
 /// Refuses `output` before any work: [`check_output`] against `inputs`, and a folder that does
 /// not exist, which would otherwise fail only once every step has run.
-fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
+pub(super) fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
     check_output(output, inputs)?;
     let folder = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -31,148 +31,10 @@ fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
 }
 
 /// A class named by the user, by name or index.
-fn class_of(name: &str) -> anyhow::Result<usize> {
+pub(super) fn class_of(name: &str) -> anyhow::Result<usize> {
     find_class(name).with_context(|| {
         format!("no ImageNet class matches '{name}' (give a name or an index 0-999)")
     })
-}
-
-/// `dream`: gradient ascent on an image until the network sees a class.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DreamArgs {
-    /// ImageNet class, by name ("zebra") or index ("340").
-    #[arg(long = "class", value_name = "NAME|INDEX")]
-    pub class: String,
-    #[arg(long, default_value_t = 200, value_parser = super::ranges::count)]
-    pub steps: usize,
-    /// Total-variation weight, 0 to 10 (higher: smoother).
-    #[arg(long, default_value_t = 0.1, value_parser = super::ranges::tv_weight)]
-    pub tv: f32,
-    /// Image side in pixels, 32 to 512.
-    #[arg(long, default_value_t = 224)]
-    pub size: u32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Adam's learning rate (default: 0.1 for fourier, 0.02 for pixels).
-    #[arg(long, value_parser = super::ranges::rate)]
-    pub lr: Option<f64>,
-    /// Largest random shift per step, in pixels.
-    #[arg(long, default_value_t = 8)]
-    pub jitter: u32,
-    /// fourier (Lucid-style, the default) or pixels (the notebook's).
-    #[arg(long, default_value = "fourier", value_parser = parse_parameterisation)]
-    pub mode: Parameterisation,
-    /// Start from this photo instead of noise.
-    #[arg(long, value_name = "IMAGE")]
-    pub from: Option<PathBuf>,
-    /// Where to write the PNG (default: dream-CLASS.png here).
-    #[arg(short = 'o', long = "output")]
-    pub output: Option<PathBuf>,
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// One JSON object: the class, its probability, the steps and the PNG's path.
-    #[arg(long)]
-    pub json: bool,
-}
-
-fn parse_parameterisation(s: &str) -> Result<Parameterisation, String> {
-    match s {
-        "fourier" | "lucid" => Ok(Parameterisation::Fourier),
-        "pixels" | "pixel" => Ok(Parameterisation::Pixels),
-        _ => Err(format!("unknown dream mode '{s}' (fourier or pixels)")),
-    }
-}
-
-#[derive(serde::Serialize)]
-struct DreamJson<'a> {
-    model: &'a str,
-    class: usize,
-    label: String,
-    prob: f32,
-    steps: usize,
-    ms_per_step: f64,
-    size: u32,
-    output: String,
-}
-
-impl DreamArgs {
-    /// The dream's settings these flags describe.
-    fn settings(&self) -> anyhow::Result<DreamSettings> {
-        let mut settings = DreamSettings::new(DreamTarget::Class(class_of(&self.class)?));
-        settings.steps = self.steps;
-        settings.tv_weight = self.tv;
-        settings.size = self.size;
-        settings.seed = self.seed;
-        settings.jitter = self.jitter;
-        settings.parameterisation = self.mode;
-        settings.learning_rate = self.lr.unwrap_or(match self.mode {
-            Parameterisation::Fourier => 0.1,
-            Parameterisation::Pixels => 0.02,
-        });
-        if let Some(photo) = &self.from {
-            settings.start = DreamStart::Photo(load_rgb(photo, DEFAULT_MAX_PIXELS)?);
-        }
-        Ok(settings)
-    }
-
-    /// Dreams, printing every 20th step, and writes the PNG.
-    pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
-        let class = class_of(&self.class)?;
-        let label = imagenet_label(class);
-        let output = self.output.clone().unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "dream-{}.png",
-                label.replace([' ', '/', '\\'], "_")
-            ))
-        });
-        // Refused before the photo is read or any step runs, not after; never the photo the
-        // dream starts from.
-        let inputs: Vec<&Path> = self.from.iter().map(PathBuf::as_path).collect();
-        check_output_early(&output, &inputs)?;
-        let settings = self.settings()?;
-        let model = self.model.open(device)?;
-        let outcome = dream(
-            &model,
-            &settings,
-            &|| settings.tv_weight,
-            &|| false,
-            &mut |f| {
-                if !self.json && (f.step % 20 == 0 || f.step == 1) {
-                    eprintln!(
-                        "step {:>4}: p({label}) = {:.3}, score {:.2}, tv {:.3}",
-                        f.step, f.prob, f.score, f.penalty
-                    );
-                }
-            },
-        )?
-        .context("the dream was cancelled")?;
-        save_png(
-            &output,
-            &inputs,
-            &image::DynamicImage::ImageRgb8(outcome.image.clone()),
-        )?;
-        if self.json {
-            return super::print_json(&DreamJson {
-                model: model.spec.name,
-                class,
-                label,
-                prob: outcome.prob,
-                steps: outcome.steps,
-                ms_per_step: outcome.ms_per_step,
-                size: settings.size,
-                output: output.display().to_string(),
-            });
-        }
-        println!(
-            "{}: p({label}) = {:.3} after {} steps ({:.0} ms/step); wrote {}",
-            model.spec.name,
-            outcome.prob,
-            outcome.steps,
-            outcome.ms_per_step,
-            output.display()
-        );
-        Ok(())
-    }
 }
 
 /// `attack`: PGD towards a target class, or one untargeted FGSM step.

@@ -21,18 +21,23 @@ pub struct LayersArgs {
 }
 
 impl LayersArgs {
-    /// Prints the model's layers for one 224x224 image.
+    /// Prints the model's layers for one image at its native size (224; EfficientNet-Lite1:
+    /// 240, Lite2: 260).
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
         let spec = find_model(self.model.model.as_deref().unwrap_or(CATALOGUE[0].name))?;
         let device = select_device(device)?;
         eprintln!("device: {}", describe_device(&device));
         let (backbone, _real) =
             backbone_or_stand_in(spec, self.model.weights.as_deref(), &device, StandIn::Zeros)?;
-        let infos = layer_infos(backbone.as_ref(), 224, &device)?;
+        let side = spec.preprocess.size;
+        let infos = layer_infos(backbone.as_ref(), side as usize, &device)?;
         if self.json {
             return super::print_json_pretty(&infos);
         }
-        println!("{} ({}), input [1, 3, 224, 224]:", spec.name, spec.arch);
+        println!(
+            "{} ({}), input [1, 3, {side}, {side}]:",
+            spec.name, spec.arch
+        );
         for l in infos {
             println!(
                 "  {:<10} {:<7} {:?}",

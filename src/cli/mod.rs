@@ -9,12 +9,14 @@
 //! | [`train`] | `train-head`, and the head flags `compare` shares |
 //! | [`compare`] | `compare` |
 //! | [`inspect`] | `layers`, `features` |
-//! | [`explain`] | `dream`, `attack` |
+//! | [`dream`](mod@dream) | `dream` |
+//! | [`explain`] | `attack` |
 //! | [`bench`](mod@bench) | `bench` |
 
 pub mod bench;
 pub mod catalogue;
 pub mod compare;
+pub mod dream;
 pub mod explain;
 pub mod inspect;
 pub mod predict;
@@ -30,7 +32,7 @@ use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::inference::{load_model, LoadedModel};
 use crate::weights::{self, best_present_model};
 
-/// See inside a pretrained CNN (VGG, ResNet, EfficientNet-Lite0, MobileNetV3) and use it for
+/// See inside a pretrained CNN (VGG, ResNet, EfficientNet-Lite0/1/2, MobileNetV3) and use it for
 /// transfer learning. Without a command, opens the app window.
 #[derive(Debug, Parser)]
 #[command(name = "cnn-explorer", version, about)]
@@ -93,8 +95,10 @@ pub enum Command {
     Layers(inspect::LayersArgs),
     /// Render one layer's channels for an image as a grid PNG, with per-channel means.
     Features(inspect::FeaturesArgs),
-    /// Dream a class: gradient ascent from noise until the network sees it; writes a PNG.
-    Dream(explain::DreamArgs),
+    /// Dream a class, a class and not another, a channel, its negative or a neuron: gradient
+    /// ascent from noise (Lucid's recipe) until the network sees it; writes a PNG (a grid for
+    /// --batch).
+    Dream(dream::DreamArgs),
     /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
     /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
     Attack(explain::AttackArgs),

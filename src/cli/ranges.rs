@@ -65,6 +65,11 @@ pub fn probability(s: &str) -> Result<f32, String> {
     })
 }
 
+/// A diversity weight: 0 to 100,000.
+pub fn diversity_weight(s: &str) -> Result<f32, String> {
+    within(s, 0.0, 100_000.0)
+}
+
 /// A total-variation weight: 0 to 10.
 pub fn tv_weight(s: &str) -> Result<f32, String> {
     within(s, 0.0, 10.0)

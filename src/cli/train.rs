@@ -98,7 +98,7 @@ pub struct TrainHeadArgs {
     #[command(flatten)]
     pub head: HeadArgs,
     /// Also train the backbone's last convolutional block (VGG: conv5_1-3; ResNet: layer4's
-    /// last block; EfficientNet-Lite0: the head convolution; MobileNetV3 has none), from its
+    /// last block; EfficientNet-Lite: the head convolution; MobileNetV3 has none), from its
     /// pretrained weights; its inputs are not cached.
     #[arg(long)]
     pub fine_tune: bool,

@@ -1,11 +1,16 @@
-//! EfficientNet-Lite0 ("EfficientNet: Rethinking Model Scaling for Convolutional Neural
-//! Networks", Tan & Le 2019, <https://arxiv.org/abs/1905.11946>; the "Lite" variant of
-//! TensorFlow's `efficientnet/lite`: ReLU6, no squeeze-excite, fixed stem and head).
+//! EfficientNet-Lite0, -Lite1 and -Lite2 ("EfficientNet: Rethinking Model Scaling for
+//! Convolutional Neural Networks", Tan & Le 2019, <https://arxiv.org/abs/1905.11946>; the
+//! "Lite" variant of TensorFlow's `efficientnet/lite`: ReLU6, no squeeze-excite, fixed stem
+//! and head).
 //!
 //! Mirrors PyPI `efficientnet-lite-pytorch` 0.1.0 and its parameter names (`_conv_stem`,
 //! `_bn0`, `_blocks.N._{expand,depthwise,project}_conv`, `_bn{0,1,2}`, `_conv_head`, `_bn1`,
 //! `_fc`): TensorFlow "same" padding, batch-norm epsilon 1e-3 (folded into the convolutions at
-//! load time). Taps: `stem`, `block0` ... `block15`, `head`, `logits`.
+//! load time). One description of the network, scaled by the reference's width and depth
+//! multipliers (its `round_filters` / `round_repeats`); as in the reference's
+//! `fix_head_stem`, the stem (32 channels), the head (1280) and the repeats of the first and
+//! last stages are not scaled. Taps: `stem`, `block0` ... `block15` (Lite1, Lite2:
+//! `block20`), `head`, `logits`.
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -21,8 +26,14 @@ const BN_EPS: f64 = 1e-3;
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
 
+/// The channel counts are rounded to multiples of this (the reference's `depth_divisor`).
+const DIVISOR: usize = 8;
+
 /// One stage of MBConv blocks: (repeats, kernel, first stride, expand ratio, in, out).
-const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+pub type Stage = (usize, usize, usize, usize, usize, usize);
+
+/// The stages at Lite0's scale (the reference's `blocks_args`).
+const STAGES: [Stage; 7] = [
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
     (2, 5, 2, 6, 24, 40),
@@ -31,6 +42,102 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ];
+
+/// The scaling of one EfficientNet-Lite (the reference's `params_dict`: width, depth).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EfficientNetLiteConfig {
+    pub arch: Arch,
+    /// Multiplier of the blocks' channels (the stem and head stay fixed).
+    pub width: f64,
+    /// Multiplier of the stages' repeats (the first and last stages stay fixed).
+    pub depth: f64,
+    pub num_classes: usize,
+}
+
+impl EfficientNetLiteConfig {
+    /// EfficientNet-Lite0: width 1.0, depth 1.0 (native resolution 224).
+    pub const fn lite0() -> Self {
+        Self {
+            arch: Arch::EfficientNetLite0,
+            width: 1.0,
+            depth: 1.0,
+            num_classes: 1000,
+        }
+    }
+
+    /// EfficientNet-Lite1: width 1.0, depth 1.1 (native resolution 240).
+    pub const fn lite1() -> Self {
+        Self {
+            arch: Arch::EfficientNetLite1,
+            depth: 1.1,
+            ..Self::lite0()
+        }
+    }
+
+    /// EfficientNet-Lite2: width 1.1, depth 1.2 (native resolution 260).
+    pub const fn lite2() -> Self {
+        Self {
+            arch: Arch::EfficientNetLite2,
+            width: 1.1,
+            depth: 1.2,
+            ..Self::lite0()
+        }
+    }
+
+    /// The reference's `round_filters`: `filters` times the width, to the nearest multiple of
+    /// 8 (at least 8), one more multiple when that rounded down by over 10%.
+    pub fn round_filters(&self, filters: usize) -> usize {
+        let scaled = filters as f64 * self.width;
+        // Python's `int(x + 4) // 8 * 8`: truncation of a positive number.
+        let mut rounded =
+            ((scaled + DIVISOR as f64 / 2.0) as usize / DIVISOR * DIVISOR).max(DIVISOR);
+        if (rounded as f64) < 0.9 * scaled {
+            rounded += DIVISOR;
+        }
+        rounded
+    }
+
+    /// The reference's `round_repeats`: `ceil(depth * repeats)`.
+    pub fn round_repeats(&self, repeats: usize) -> usize {
+        (self.depth * repeats as f64).ceil() as usize
+    }
+
+    /// Channels of the last stage's output, the head convolution's input (320; Lite2: 352).
+    pub fn last_stage_channels(&self) -> usize {
+        self.round_filters(STAGES[STAGES.len() - 1].5)
+    }
+
+    /// Every stage as (repeats, kernel, first stride, expand ratio, in, out) at this scale.
+    pub fn stages(&self) -> Vec<Stage> {
+        let last = STAGES.len() - 1;
+        STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, &(repeats, kernel, stride, expand, in_c, out_c))| {
+                let fixed = i == 0 || i == last;
+                let repeats = if fixed {
+                    repeats
+                } else {
+                    self.round_repeats(repeats)
+                };
+                // The first stage reads the fixed stem.
+                let in_c = if i == 0 {
+                    STEM_CHANNELS
+                } else {
+                    self.round_filters(in_c)
+                };
+                (
+                    repeats,
+                    kernel,
+                    stride,
+                    expand,
+                    in_c,
+                    self.round_filters(out_c),
+                )
+            })
+            .collect()
+    }
+}
 
 /// A convolution with TensorFlow "same" padding.
 fn spec(in_channels: usize, out_channels: usize, kernel: usize, stride: usize) -> ConvSpec {
@@ -94,16 +201,16 @@ fn push_mbconv(
     Ok(())
 }
 
-/// EfficientNet-Lite0 with every block tapped.
+/// An EfficientNet-Lite with every block tapped.
 pub struct EfficientNetLite {
     engine: Engine,
     blocks: usize,
-    num_classes: usize,
+    config: EfficientNetLiteConfig,
 }
 
 impl EfficientNetLite {
-    /// Builds the network from `efficientnet-lite-pytorch` parameter names.
-    pub fn new(vb: VarBuilder, num_classes: usize) -> Result<Self> {
+    /// Builds the network `config` describes from `efficientnet-lite-pytorch` parameter names.
+    pub fn new(vb: VarBuilder, config: EfficientNetLiteConfig) -> Result<Self> {
         let mut net = NetworkBuilder::default();
         let stem = spec(3, STEM_CHANNELS, 3, 2);
         let stem = conv_bn_layer(
@@ -114,7 +221,7 @@ impl EfficientNetLite {
         )?;
         net.push_tap(stem, "stem", TapKind::Stem);
         let mut blocks = 0;
-        for &(repeats, kernel, stride, expand, in_c, out_c) in &STAGES {
+        for (repeats, kernel, stride, expand, in_c, out_c) in config.stages() {
             for r in 0..repeats {
                 let (stride, in_c) = if r == 0 { (stride, in_c) } else { (1, out_c) };
                 let vb_block = vb.pp("_blocks").pp(blocks);
@@ -129,7 +236,7 @@ impl EfficientNetLite {
                 blocks += 1;
             }
         }
-        let head = spec(320, HEAD_CHANNELS, 1, 1);
+        let head = spec(config.last_stage_channels(), HEAD_CHANNELS, 1, 1);
         let head = conv_bn_layer(
             (vb.pp("_conv_head"), vb.pp("_bn1")),
             head,
@@ -140,25 +247,25 @@ impl EfficientNetLite {
         net.push(Layer::GlobalAvgPool);
         let fc = linear(
             vb.pp("_fc"),
-            (HEAD_CHANNELS, num_classes),
+            (HEAD_CHANNELS, config.num_classes),
             Activation::Identity,
         )?;
         net.push_tap(Layer::Linear(fc), "logits", TapKind::Logits);
         Ok(Self {
             engine: Engine::build(net)?,
             blocks,
-            num_classes,
+            config,
         })
     }
 }
 
 impl Backbone for EfficientNetLite {
     fn arch(&self) -> Arch {
-        Arch::EfficientNetLite0
+        self.config.arch
     }
 
     fn num_classes(&self) -> usize {
-        self.num_classes
+        self.config.num_classes
     }
 
     fn embedding_dim(&self) -> usize {
@@ -169,7 +276,7 @@ impl Backbone for EfficientNetLite {
         &self.engine
     }
 
-    /// The head convolution (1x1, 320 -> 1280, ReLU6): Keras' "top" block.
+    /// The head convolution (1x1, 320 (Lite2: 352) -> 1280, ReLU6): Keras' "top" block.
     fn last_block(&self) -> Option<LastBlock> {
         let last = self.blocks.checked_sub(1)?;
         self.engine
@@ -180,5 +287,98 @@ impl Backbone for EfficientNetLite {
     /// The head's features averaged over space: `[B, 1280]`.
     fn embed(&self, x: &Tensor) -> Result<Tensor> {
         global_avg_pool(&self.forward_until(x, Some("head"))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every block's (in, out, stride), as the stages unroll into blocks.
+    fn blocks(config: EfficientNetLiteConfig) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        for (repeats, _, stride, _, in_c, out_c) in config.stages() {
+            out.push((in_c, out_c, stride));
+            out.extend(std::iter::repeat_n((out_c, out_c, 1), repeats - 1));
+        }
+        out
+    }
+
+    #[test]
+    fn scaling_gives_the_reference_blocks() {
+        // `[(b._block_args.input_filters, .output_filters, .stride) for b in m._blocks]` of
+        // efficientnet-lite-pytorch 0.1.0's `EfficientNet.from_name(...)`.
+        let lite0 = blocks(EfficientNetLiteConfig::lite0());
+        assert_eq!(lite0.len(), 16);
+        assert_eq!(lite0[15], (192, 320, 1));
+        let lite1 = blocks(EfficientNetLiteConfig::lite1());
+        let want1 = [
+            (32, 16, 1),
+            (16, 24, 2),
+            (24, 24, 1),
+            (24, 24, 1),
+            (24, 40, 2),
+            (40, 40, 1),
+            (40, 40, 1),
+            (40, 80, 2),
+            (80, 80, 1),
+            (80, 80, 1),
+            (80, 80, 1),
+            (80, 112, 1),
+            (112, 112, 1),
+            (112, 112, 1),
+            (112, 112, 1),
+            (112, 192, 2),
+            (192, 192, 1),
+            (192, 192, 1),
+            (192, 192, 1),
+            (192, 192, 1),
+            (192, 320, 1),
+        ];
+        assert_eq!(lite1, want1);
+        let lite2 = blocks(EfficientNetLiteConfig::lite2());
+        let want2 = [
+            (32, 16, 1),
+            (16, 24, 2),
+            (24, 24, 1),
+            (24, 24, 1),
+            (24, 48, 2),
+            (48, 48, 1),
+            (48, 48, 1),
+            (48, 88, 2),
+            (88, 88, 1),
+            (88, 88, 1),
+            (88, 88, 1),
+            (88, 120, 1),
+            (120, 120, 1),
+            (120, 120, 1),
+            (120, 120, 1),
+            (120, 208, 2),
+            (208, 208, 1),
+            (208, 208, 1),
+            (208, 208, 1),
+            (208, 208, 1),
+            (208, 352, 1),
+        ];
+        assert_eq!(lite2, want2);
+        assert_eq!(EfficientNetLiteConfig::lite2().last_stage_channels(), 352);
+    }
+
+    #[test]
+    fn round_filters_matches_the_reference() {
+        // Values of efficientnet-lite-pytorch's `round_filters(filters, GlobalParams(width,
+        // depth_divisor=8))`.
+        let at = |width| EfficientNetLiteConfig {
+            width,
+            ..EfficientNetLiteConfig::lite0()
+        };
+        // 112 * 1.1 = 123.2 -> int(127.2) // 8 * 8 = 120, within 10%: kept.
+        assert_eq!(at(1.1).round_filters(112), 120);
+        // 4 * 1.1 = 4.4 -> 0, at least the divisor.
+        assert_eq!(at(1.1).round_filters(4), 8);
+        assert_eq!(at(0.3).round_filters(40), 16);
+        assert_eq!(at(0.3).round_filters(112), 32);
+        // 32 * 0.35 = 11.2 -> 8, more than 10% below: one multiple more.
+        assert_eq!(at(0.35).round_filters(32), 16);
     }
 }

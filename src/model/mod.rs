@@ -33,6 +33,8 @@ pub enum Arch {
     Vgg16,
     Vgg19,
     EfficientNetLite0,
+    EfficientNetLite1,
+    EfficientNetLite2,
     ResNet18,
     ResNet50,
     MobileNetV3Large,
@@ -44,6 +46,8 @@ impl fmt::Display for Arch {
             Self::Vgg16 => "VGG-16",
             Self::Vgg19 => "VGG-19",
             Self::EfficientNetLite0 => "EfficientNet-Lite0",
+            Self::EfficientNetLite1 => "EfficientNet-Lite1",
+            Self::EfficientNetLite2 => "EfficientNet-Lite2",
             Self::ResNet18 => "ResNet-18",
             Self::ResNet50 => "ResNet-50",
             Self::MobileNetV3Large => "MobileNetV3-Large",
@@ -53,10 +57,12 @@ impl fmt::Display for Arch {
 
 impl Arch {
     /// Every architecture, in catalogue order.
-    pub const ALL: [Arch; 6] = [
+    pub const ALL: [Arch; 8] = [
         Self::Vgg16,
         Self::Vgg19,
         Self::EfficientNetLite0,
+        Self::EfficientNetLite1,
+        Self::EfficientNetLite2,
         Self::ResNet18,
         Self::ResNet50,
         Self::MobileNetV3Large,

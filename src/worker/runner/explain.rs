@@ -43,21 +43,23 @@ impl Runner {
             &stop,
             &mut |frame| {
                 let due = previews.ready(frame.step == settings.steps);
+                let members = frame.scores.len().max(1) as f32;
                 self.send(Event::DreamStep {
                     job,
                     step: frame.step,
-                    prob: frame.prob,
-                    score: frame.score,
+                    probs: frame.probs.clone(),
+                    score: frame.scores.iter().sum::<f32>() / members,
                     penalty: frame.penalty,
-                    image: due.then(|| rgba_of(&frame.image)),
+                    similarity: frame.similarity,
+                    images: due.then(|| frame.images.iter().map(rgba_of).collect()),
                 });
             },
         )?;
         Ok(outcome.map(|o| Event::DreamFinished {
             job,
-            image: rgba_of(&o.image),
+            images: o.images.iter().map(rgba_of).collect(),
             steps: o.steps,
-            prob: o.prob,
+            probs: o.probs,
             ms_per_step: o.ms_per_step,
         }))
     }

@@ -1,0 +1,366 @@
+//! Dreams: gradient ascent on the input image until the network sees a class (or a channel,
+//! a neuron, a class and not another lights up), as in Simonyan et al. 2013
+//! (<https://arxiv.org/abs/1312.6034>), with Lucid's recipe by default (Olah et al. 2017,
+//! "Feature Visualization", <https://distill.pub/2017/feature-visualization/>): the image lives
+//! in a 1/f-scaled Fourier spectrum in a decorrelated colour space ([`image_param`]) and is seen
+//! through Lucid's random pad, jitter, scale and rotation every step ([`transforms`]), with Adam
+//! at Lucid's rate and no total-variation term unless the user asks for one.
+//!
+//! Several images of one target can be dreamed at once, pushed apart by Lucid's diversity
+//! term ([`objective::gram_similarity`]); [`dream_each`] dreams a different target per member
+//! (a layer gallery).
+
+mod image_param;
+mod objective;
+mod transforms;
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, D};
+use image::RgbImage;
+use rand::SeedableRng;
+
+use super::gradients::total_variation;
+use super::pipeline::image_of;
+use crate::error::{Error, Result};
+use crate::inference::LoadedModel;
+use crate::vision::preprocess::Preprocess;
+use image_param::ImageParam;
+use transforms::{Draw, Sampling};
+
+pub use objective::DreamTarget;
+
+/// How the image is represented while it is optimised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parameterisation {
+    /// The pixels (the notebook's way): quick, but mostly high-frequency patterns.
+    Pixels,
+    /// Lucid's: 1/f-scaled Fourier spectrum, decorrelated colour, sigmoid.
+    #[default]
+    Fourier,
+}
+
+/// Where the dream starts.
+#[derive(Debug, Clone, Default)]
+pub enum DreamStart {
+    /// Faint random noise (seeded).
+    #[default]
+    Noise,
+    /// A photo, seen as the network sees it (resized and centre-cropped).
+    Photo(RgbImage),
+}
+
+/// The most images one dream optimises at once.
+pub const MAX_BATCH: usize = 8;
+
+/// A dream's settings; the total-variation weight can also change while it runs.
+#[derive(Debug, Clone)]
+pub struct DreamSettings {
+    pub target: DreamTarget,
+    pub parameterisation: Parameterisation,
+    pub start: DreamStart,
+    pub steps: usize,
+    /// Adam's learning rate (Lucid's 0.05 suits the Fourier parameterisation, 0.02 the pixels).
+    pub learning_rate: f64,
+    /// Weight of the total-variation penalty at the start (0 to 10; 0, Lucid's recipe, by
+    /// default; 1 is visibly smoother, 10 flat).
+    pub tv_weight: f32,
+    /// Image side in pixels, 32 to 512; the network sees the same side.
+    pub size: u32,
+    /// Lucid's random transforms each step (pad, jitter, scale, rotate, jitter).
+    pub transforms: bool,
+    pub seed: u64,
+    /// Maximise the class's log-softmax instead of its logit (pushes the other classes down).
+    pub log_softmax: bool,
+    /// How many images of the target to dream at once, 1 to [`MAX_BATCH`].
+    pub batch: usize,
+    /// Weight of Lucid's diversity term when `batch` > 1 (Lucid's examples use 100).
+    pub diversity: f32,
+    /// The layer whose Gram matrices the diversity term compares; by default the target's own
+    /// layer, or for class targets a layer two thirds of the way in.
+    pub diversity_layer: Option<String>,
+}
+
+impl DreamSettings {
+    /// The defaults for `target`: Lucid's recipe.
+    pub fn new(target: DreamTarget) -> Self {
+        Self {
+            target,
+            parameterisation: Parameterisation::Fourier,
+            start: DreamStart::Noise,
+            steps: 256,
+            learning_rate: 0.05,
+            tv_weight: 0.0,
+            size: 224,
+            transforms: true,
+            seed: 0,
+            log_softmax: false,
+            batch: 1,
+            diversity: 100.0,
+            diversity_layer: None,
+        }
+    }
+}
+
+/// One step of a dream.
+#[derive(Debug, Clone)]
+pub struct DreamFrame {
+    pub step: usize,
+    /// The images this step optimised (before its update), `size x size`, one per member.
+    pub images: Vec<RgbImage>,
+    /// Each member's softmax probability of its class (for other targets, of its top class)
+    /// as the network saw this step's transformed input.
+    pub probs: Vec<f32>,
+    /// Each member's score (logit, log-softmax, difference or activation).
+    pub scores: Vec<f32>,
+    /// The total-variation penalty (already weighted, summed over the members).
+    pub penalty: f32,
+    /// Lucid's diversity term before weighting: the mean Gram similarity to the other members.
+    pub similarity: f32,
+}
+
+/// The finished (or stopped) dream.
+#[derive(Debug, Clone)]
+pub struct DreamOutcome {
+    /// One image per member.
+    pub images: Vec<RgbImage>,
+    pub steps: usize,
+    /// Each image's probability of its class (for other targets, of its top class) when the
+    /// saved 8-bit image is opened like a photo: the model's standard preprocessing.
+    pub probs: Vec<f32>,
+    /// For each image, the class the network sees in it (as above).
+    pub top_classes: Vec<usize>,
+    pub ms_per_step: f64,
+}
+
+/// The TV weight's unit: weight 1 makes a Lucid-style dream's penalty about as large as a
+/// class logit, so the window's slider (0 to 10) spans "no effect" to "flat".
+const TV_SCALE: f64 = 100.0;
+
+/// Adam, ascending.
+struct Adam {
+    m: Tensor,
+    v: Tensor,
+    t: i32,
+    lr: f64,
+}
+
+impl Adam {
+    fn new(like: &Tensor, lr: f64) -> Result<Self> {
+        Ok(Self {
+            m: like.zeros_like()?,
+            v: like.zeros_like()?,
+            t: 0,
+            lr,
+        })
+    }
+
+    fn step(&mut self, param: &candle_core::Var, grad: &Tensor) -> Result<()> {
+        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+        self.t += 1;
+        self.m = ((&self.m * b1)? + (grad * (1.0 - b1))?)?;
+        self.v = ((&self.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+        let m_hat = (&self.m / (1.0 - b1.powi(self.t)))?;
+        let v_hat = (&self.v / (1.0 - b2.powi(self.t)))?;
+        let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
+        param.set(&(param.as_tensor() + (update * self.lr)?)?)?;
+        Ok(())
+    }
+}
+
+/// The members of `images` `[B, 3, S, S]` in [0, 1] as 8-bit images.
+fn images_of(images: &Tensor) -> Result<Vec<RgbImage>> {
+    let batch = images.dim(0)?;
+    let scaled = (images.detach() * 255.0)?;
+    (0..batch)
+        .map(|b| Ok(image_of(&scaled.narrow(0, b, 1)?)?))
+        .collect()
+}
+
+/// Each member's probability of its class (or of its top class) in `logits` `[B, classes]`,
+/// and that top class.
+fn probabilities(logits: &Tensor, targets: &[DreamTarget]) -> Result<(Vec<f32>, Vec<usize>)> {
+    let probs = candle_nn::ops::softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
+    let rows: Vec<Vec<f32>> = probs.to_vec2()?;
+    let mut out = (Vec::new(), Vec::new());
+    for (row, target) in rows.iter().zip(targets) {
+        let top = row
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        out.0.push(row[target.class().unwrap_or(top)]);
+        out.1.push(top);
+    }
+    Ok(out)
+}
+
+/// Runs a dream of `settings.batch` images of `settings.target`. `tv_weight` is read before
+/// every step (the window's slider), `cancelled` too; `on_step` sees every step. `None` when
+/// cancelled before the first step.
+pub fn dream(
+    model: &LoadedModel,
+    settings: &DreamSettings,
+    tv_weight: &dyn Fn() -> f32,
+    cancelled: &dyn Fn() -> bool,
+    on_step: &mut dyn FnMut(&DreamFrame),
+) -> Result<Option<DreamOutcome>> {
+    if !(1..=MAX_BATCH).contains(&settings.batch) {
+        return Err(Error::Invalid(format!(
+            "a dream batch of {} is out of range (1 to {MAX_BATCH})",
+            settings.batch
+        )));
+    }
+    let targets = vec![settings.target.clone(); settings.batch];
+    dream_each(model, &targets, settings, tv_weight, cancelled, on_step)
+}
+
+/// Runs one dream per target at once, as one batch (`settings.target` and `settings.batch`
+/// are not used): member `b` maximises `targets[b]`.
+pub fn dream_each(
+    model: &LoadedModel,
+    targets: &[DreamTarget],
+    settings: &DreamSettings,
+    tv_weight: &dyn Fn() -> f32,
+    cancelled: &dyn Fn() -> bool,
+    on_step: &mut dyn FnMut(&DreamFrame),
+) -> Result<Option<DreamOutcome>> {
+    let size = settings.size as usize;
+    if !(32..=512).contains(&size) {
+        return Err(Error::Invalid(format!(
+            "dream size {size} is out of range (32 to 512)"
+        )));
+    }
+    if targets.is_empty() {
+        return Err(Error::Invalid("a dream needs at least one target".into()));
+    }
+    for t in targets {
+        t.check(model.backbone.num_classes())?;
+    }
+    let device = &model.device;
+    let batch = targets.len();
+    let start = match &settings.start {
+        DreamStart::Photo(photo) => {
+            let view = Preprocess::imagenet(size as u32)
+                .with_filter(model.preprocess.filter)
+                .network_view(photo);
+            let pixels = super::pipeline::pixels_of(&view, &Device::Cpu)?;
+            Some((pixels / 255.0)?.flatten_all()?.to_vec1::<f32>()?)
+        }
+        DreamStart::Noise => None,
+    };
+    let fourier = settings.parameterisation == Parameterisation::Fourier;
+    let param = ImageParam::new(
+        fourier,
+        start.as_deref(),
+        batch,
+        size,
+        settings.seed,
+        device,
+    )?;
+    let mut adam = Adam::new(param.param.as_tensor(), settings.learning_rate)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed ^ 0x5eed);
+    let mean = Tensor::from_vec(model.preprocess.mean.to_vec(), (1, 3, 1, 1), device)?;
+    let std = Tensor::from_vec(model.preprocess.std.to_vec(), (1, 3, 1, 1), device)?;
+    let diversity_layer = settings
+        .diversity_layer
+        .clone()
+        .or_else(|| targets[0].layer().map(str::to_string))
+        .or_else(|| objective::diversity_layer(model.backbone.as_ref()));
+    let diversity = diversity_layer
+        .as_deref()
+        .map(|l| (l, f64::from(settings.diversity) * batch as f64));
+    let started = Instant::now();
+    let mut steps = 0;
+    for step in 1..=settings.steps {
+        if cancelled() {
+            if steps == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        let images = param.images()?;
+        let seen = if settings.transforms {
+            Sampling::new(&Draw::random(&mut rng), size, size, device)?.apply(&images)?
+        } else {
+            images.clone()
+        };
+        let input = seen.broadcast_sub(&mean)?.broadcast_div(&std)?;
+        let scores = objective::scores(
+            model.backbone.as_ref(),
+            &input,
+            targets,
+            settings.log_softmax,
+            diversity,
+        )?;
+        // TV of the untransformed images, summed over the members.
+        let weight = f64::from(tv_weight().max(0.0)) * TV_SCALE * batch as f64;
+        let penalty = (total_variation(&images)? * weight)?;
+        let objective = (&scores.total - &penalty)?;
+        let grads = objective.backward()?;
+        let grad = grads
+            .get(param.param.as_tensor())
+            .ok_or_else(|| Error::Invalid("no gradient reached the image".into()))?
+            .clone();
+        adam.step(&param.param, &grad)?;
+        param.project()?;
+        steps = step;
+        let (probs, _) = probabilities(&scores.logits, targets)?;
+        on_step(&DreamFrame {
+            step,
+            images: images_of(&images)?,
+            probs,
+            scores: scores.members,
+            penalty: penalty.to_dtype(DType::F32)?.to_scalar()?,
+            similarity: scores.similarity,
+        });
+    }
+    let images = images_of(&param.images()?)?;
+    // As the saved PNGs will be seen when opened like any photo.
+    let refs: Vec<&RgbImage> = images.iter().collect();
+    let logits = model.backbone.forward(&model.input(&refs)?)?;
+    let (probs, top_classes) = probabilities(&logits, targets)?;
+    Ok(Some(DreamOutcome {
+        images,
+        steps,
+        probs,
+        top_classes,
+        ms_per_step: started.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64,
+    }))
+}
+
+impl DreamOutcome {
+    /// The first (for a single dream, the only) image.
+    pub fn image(&self) -> Option<&RgbImage> {
+        self.images.first()
+    }
+
+    /// The first image's probability.
+    pub fn prob(&self) -> f32 {
+        self.probs.first().copied().unwrap_or(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_outside_one_to_eight_are_refused_before_any_work() {
+        let spec = crate::weights::find_model("efficientnet-lite0").unwrap();
+        let backbone = crate::weights::loading::zero_backbone(spec.arch, &Device::Cpu).unwrap();
+        let model = LoadedModel {
+            spec,
+            backbone,
+            preprocess: Preprocess::imagenet(224),
+            device: Device::Cpu,
+            weights_path: "none".into(),
+        };
+        for batch in [0, MAX_BATCH + 1] {
+            let mut s = DreamSettings::new(DreamTarget::Class(1));
+            s.batch = batch;
+            let err = dream(&model, &s, &|| 0.0, &|| false, &mut |_| {}).unwrap_err();
+            assert!(err.to_string().contains("out of range"), "{err}");
+        }
+    }
+}
