@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
-use cnn_explorer::explain::gallery::{cache_key, dream_gallery, tile_path, Gallery, GallerySettings};
+use cnn_explorer::explain::gallery::{
+    cache_key, dream_gallery, tile_path, Gallery, GallerySettings,
+};
 use cnn_explorer::inference::{load_model, LoadedModel};
 
 fn lite0() -> LoadedModel {
@@ -67,7 +69,11 @@ fn the_cache_is_reused_and_survives_an_interrupted_run() {
     .unwrap();
     assert!(outcome.is_none(), "a cancelled gallery returns nothing");
     let expected: Vec<String> = (0..4).map(|c| format!("channel-{c:04}.png")).collect();
-    assert_eq!(pngs(&dir), expected, "only the finished batch, no temp files");
+    assert_eq!(
+        pngs(&dir),
+        expected,
+        "only the finished batch, no temp files"
+    );
 
     // Cancelled in the middle of a batch: that batch's partial dreams are not written.
     let steps = Cell::new(0);
@@ -85,7 +91,11 @@ fn the_cache_is_reused_and_survives_an_interrupted_run() {
     )
     .unwrap();
     assert!(outcome.is_none());
-    assert_eq!(pngs(&dir), expected, "a batch stopped part-way is not cached");
+    assert_eq!(
+        pngs(&dir),
+        expected,
+        "a batch stopped part-way is not cached"
+    );
 
     // The rerun dreams only the rest.
     let second = run(&model, Some(root.path()));
@@ -123,15 +133,25 @@ fn a_damaged_or_wrong_sized_tile_is_dreamed_again() {
     assert_eq!((again.cached, again.computed), (10, 2));
     assert_eq!(again.images, first.images, "the same dreams, made again");
     let five = image::open(tile_path(&dir, 5)).unwrap();
-    assert_eq!(five.to_rgb8(), first.images[5], "the damaged file is replaced");
+    assert_eq!(
+        five.to_rgb8(),
+        first.images[5],
+        "the damaged file is replaced"
+    );
 
     // Other settings are another gallery.
     let other = GallerySettings {
         steps: 3,
         ..small()
     };
-    assert_ne!(cache_key(&model, "stem", &other), cache_key(&model, "stem", &small()));
-    assert_ne!(cache_key(&model, "block1", &small()), cache_key(&model, "stem", &small()));
+    assert_ne!(
+        cache_key(&model, "stem", &other),
+        cache_key(&model, "stem", &small())
+    );
+    assert_ne!(
+        cache_key(&model, "block1", &small()),
+        cache_key(&model, "stem", &small())
+    );
 }
 
 #[test]
@@ -186,14 +206,20 @@ fn the_cli_writes_the_grid_as_one_png_and_reuses_the_cache() {
     let row = gallery(&[]);
     assert_eq!(row["model"], "efficientnet-lite0");
     assert_eq!(row["layer"], "stem");
-    assert_eq!((row["channels"].as_u64(), row["cached"].as_u64()), (Some(6), Some(0)));
+    assert_eq!(
+        (row["channels"].as_u64(), row["cached"].as_u64()),
+        (Some(6), Some(0))
+    );
     assert_eq!(row["computed"].as_u64(), Some(6));
     assert_eq!(row["output"], out.to_str().unwrap());
     // Six 32 px tiles, three across, two rows, 2 px apart.
     let grid = image::open(&out).unwrap();
     assert_eq!((grid.width(), grid.height()), (3 * 32 + 2 * 2, 2 * 32 + 2));
     let again = gallery(&[]);
-    assert_eq!((again["cached"].as_u64(), again["computed"].as_u64()), (Some(6), Some(0)));
+    assert_eq!(
+        (again["cached"].as_u64(), again["computed"].as_u64()),
+        (Some(6), Some(0))
+    );
     assert_eq!(image::open(&out).unwrap().to_rgb8(), grid.to_rgb8());
     let uncached = gallery(&["--no-cache"]);
     assert_eq!(uncached["cached"].as_u64(), Some(0));

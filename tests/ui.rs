@@ -790,11 +790,16 @@ fn a_layer_gallery_is_dreamed_in_the_background_and_shown_beside_a_channel() {
         has_text(h, "32 channels: 32 dreamed, 0 from the cache")
     });
     assert!(has_label(&h, "dream of channel 0") && has_label(&h, "dream of channel 31"));
-    assert!(!has_label(&h, "channel 0"), "the dreams stand in for the maps");
+    assert!(
+        !has_label(&h, "channel 0"),
+        "the dreams stand in for the maps"
+    );
 
     // A dream opens its channel: the map over the photo and the dream side by side.
     h.get_by_label("dream of channel 3").click();
-    wait_for(&mut h, "channel 3 opened", |h| has_text(h, "Channel 3 of 32"));
+    wait_for(&mut h, "channel 3 opened", |h| {
+        has_text(h, "Channel 3 of 32")
+    });
     assert!(has_label(&h, "channel 3 over the photo") && has_label(&h, "dream of channel 3"));
 
     // Back to the grid, the feature maps again; a second gallery comes from the cache.

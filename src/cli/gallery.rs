@@ -28,7 +28,7 @@ pub struct GalleryArgs {
     #[arg(long, value_name = "N", value_parser = super::ranges::count)]
     pub channels: Option<usize>,
     /// Channels dreamed together, 1 to 8 (part of the cache key).
-    #[arg(long, default_value_t = 8, value_parser = super::ranges::gallery_batch)]
+    #[arg(long, default_value_t = 8, value_parser = super::ranges::dream_batch)]
     pub batch: usize,
     /// Neither read nor write the gallery cache.
     #[arg(long)]

@@ -10,6 +10,7 @@
 //! | [`compare`] | `compare` |
 //! | [`inspect`] | `layers`, `features` |
 //! | [`dream`](mod@dream) | `dream` |
+//! | [`gallery`] | `gallery` |
 //! | [`explain`] | `attack` |
 //! | [`bench`](mod@bench) | `bench` |
 
@@ -18,6 +19,7 @@ pub mod catalogue;
 pub mod compare;
 pub mod dream;
 pub mod explain;
+pub mod gallery;
 pub mod inspect;
 pub mod predict;
 mod ranges;
@@ -99,6 +101,9 @@ pub enum Command {
     /// ascent from noise (Lucid's recipe) until the network sees it; writes a PNG (a grid for
     /// --batch).
     Dream(dream::DreamArgs),
+    /// Dream every channel of a layer, small and cached (your own Microscope); writes them as
+    /// one grid PNG.
+    Gallery(gallery::GalleryArgs),
     /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
     /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
     Attack(explain::AttackArgs),
@@ -118,6 +123,7 @@ impl Command {
             Self::Layers(args) => args.run(device),
             Self::Features(args) => args.run(device),
             Self::Dream(args) => args.run(device),
+            Self::Gallery(args) => args.run(device),
             Self::Attack(args) => args.run(device),
             Self::Bench(args) => args.run(device),
         }

@@ -139,8 +139,8 @@ pub fn layer_channels(model: &LoadedModel, layer: &str) -> Result<usize> {
 /// modification time, so replacing it (a fine-tuned copy) starts a new gallery; `limit` is
 /// not part of it (a quick look fills the same cache a full run reads).
 pub fn cache_key(model: &LoadedModel, layer: &str, settings: &GallerySettings) -> String {
-    let path = std::fs::canonicalize(&model.weights_path)
-        .unwrap_or_else(|_| model.weights_path.clone());
+    let path =
+        std::fs::canonicalize(&model.weights_path).unwrap_or_else(|_| model.weights_path.clone());
     let (len, mtime) = std::fs::metadata(&path).map_or((0, 0), |m| {
         let mtime = m
             .modified()
@@ -165,7 +165,13 @@ pub fn cache_key(model: &LoadedModel, layer: &str, settings: &GallerySettings) -
         .collect();
     let safe = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     format!("{}-{}-{hash}", safe(model.spec.name), safe(layer))
@@ -229,7 +235,9 @@ pub fn dream_gallery(
     check(settings)?;
     let started = Instant::now();
     let layer_channels = layer_channels(model, layer)?;
-    let total = settings.limit.map_or(layer_channels, |n| n.min(layer_channels));
+    let total = settings
+        .limit
+        .map_or(layer_channels, |n| n.min(layer_channels));
     let cache_dir = match cache_root {
         Some(root) => {
             let dir = root.join(cache_key(model, layer, settings));

@@ -7,8 +7,8 @@ pub mod runner;
 pub use protocol::{
     Analysis, Arch, AttackRequest, AttackResult, AttackSettings, CancelToken, ClassScore, Command,
     CompareFailure, CompareRequest, CompareRow, ComparisonRow, DatasetSummary, DeviceChoice,
-    DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, HeadKind,
-    HeadPredictions, HeadSummary, JobId, LayerMaps, Layout, Misclassified, ModelSummary,
+    DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, GallerySettings,
+    HeadKind, HeadPredictions, HeadSummary, JobId, LayerMaps, Layout, Misclassified, ModelSummary,
     Parameterisation, PhotoSource, RgbaImage, TapKind, TrainReport, TrainRequest, MAX_BATCH,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

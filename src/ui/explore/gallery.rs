@@ -131,13 +131,13 @@ impl GalleryState {
                 job.done = done;
                 job.total = total;
                 job.fraction = fraction;
-                let gallery = self
-                    .layers
-                    .entry(job.layer.clone())
-                    .or_insert_with(|| LayerGallery {
-                        tiles: HashMap::new(),
-                        total,
-                    });
+                let gallery =
+                    self.layers
+                        .entry(job.layer.clone())
+                        .or_insert_with(|| LayerGallery {
+                            tiles: HashMap::new(),
+                            total,
+                        });
                 gallery.total = total;
                 for (channel, image) in tiles {
                     let texture = texture(ctx, &job.layer, channel, &image);
@@ -224,7 +224,13 @@ impl GalleryState {
 
     /// `layer`'s dreams as a grid in channel order (`ordered`), placeholders where a dream is
     /// not there yet; returns a clicked channel.
-    pub fn grid(&self, ui: &mut egui::Ui, layer: &str, ordered: &[usize], tile: f32) -> Option<usize> {
+    pub fn grid(
+        &self,
+        ui: &mut egui::Ui,
+        layer: &str,
+        ordered: &[usize],
+        tile: f32,
+    ) -> Option<usize> {
         let Some(gallery) = self.layers.get(layer) else {
             ui.weak("No dreams of this layer yet: press \"Dream gallery\".");
             return None;
@@ -268,8 +274,12 @@ fn dream_tile(ui: &mut egui::Ui, texture: Option<&TextureHandle>, c: usize, tile
     if ui.is_rect_visible(rect) {
         let painter = ui.painter();
         match texture {
-            Some(t) => painter.image(t.id(), rect, FULL_UV, Color32::WHITE),
-            None => painter.rect_filled(rect, 0.0, ui.visuals().faint_bg_color),
+            Some(t) => {
+                painter.image(t.id(), rect, FULL_UV, Color32::WHITE);
+            }
+            None => {
+                painter.rect_filled(rect, 0.0, ui.visuals().faint_bg_color);
+            }
         }
         if tile >= 40.0 {
             painter.text(
@@ -297,7 +307,11 @@ fn dream_tile(ui: &mut egui::Ui, texture: Option<&TextureHandle>, c: usize, tile
 pub fn show_dream(ui: &mut egui::Ui, texture: &TextureHandle, channel: usize, side: f32) {
     let (rect, response) = ui.allocate_exact_size(vec2(side, side), Sense::hover());
     response.widget_info(|| {
-        WidgetInfo::labeled(egui::Role::Image, true, format!("dream of channel {channel}"))
+        WidgetInfo::labeled(
+            egui::Role::Image,
+            true,
+            format!("dream of channel {channel}"),
+        )
     });
     ui.painter()
         .image(texture.id(), rect, FULL_UV, Color32::WHITE);

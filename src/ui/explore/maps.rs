@@ -397,7 +397,11 @@ fn channel_view(
     layer: &LayerMaps,
     channel: usize,
     ordered: &[usize],
-    (photo, overlay, dream): (Option<&TextureHandle>, &TextureHandle, Option<&TextureHandle>),
+    (photo, overlay, dream): (
+        Option<&TextureHandle>,
+        &TextureHandle,
+        Option<&TextureHandle>,
+    ),
     settings: &mut ExploreSettings,
     commands: &mut Commands,
 ) {
