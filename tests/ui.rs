@@ -757,27 +757,33 @@ fn saving_over_the_photo_shown_is_refused() {
     assert_eq!(std::fs::read(&photo).unwrap(), before);
 }
 
-#[test]
-fn a_layer_gallery_is_dreamed_in_the_background_and_shown_beside_a_channel() {
-    let cache = tempfile::tempdir().unwrap();
+/// The window on the cat with small gallery dreams (32 px, 2 steps: the flow, not the
+/// pictures, is under test) cached in `cache`.
+fn gallery_window(cache: &Path, gallery_at_start: bool) -> Harness<'static, ExplorerApp> {
     let mut settings = Settings::default();
-    // Small dreams, few steps: the flow, not the pictures, is under test.
     settings.explore.gallery_size = 32;
     settings.explore.gallery_steps = 2;
     let options = AppOptions {
         worker: WorkerConfig {
             weights_dir: real_weights_dir(),
-            gallery_cache: Some(cache.path().to_path_buf()),
+            gallery_cache: Some(cache.to_path_buf()),
             ..WorkerConfig::default()
         },
         model: Some("efficientnet-lite0".into()),
+        gallery: gallery_at_start,
         ..AppOptions::default()
     };
-    let mut h = Harness::builder()
+    Harness::builder()
         .with_size([1400.0, 900.0])
         .build_eframe(|cc| {
             ExplorerApp::with_settings(&cc.egui_ctx, settings, options).expect("the app starts")
-        });
+        })
+}
+
+#[test]
+fn a_layer_gallery_is_dreamed_in_the_background_and_shown_beside_a_channel() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut h = gallery_window(cache.path(), false);
     wait_for(&mut h, "the cat's predictions", |h| {
         has_label(h, "1. Egyptian cat")
     });
@@ -811,4 +817,14 @@ fn a_layer_gallery_is_dreamed_in_the_background_and_shown_beside_a_channel() {
     wait_for(&mut h, "the cached gallery", |h| {
         has_text(h, "32 channels: 0 dreamed, 32 from the cache")
     });
+}
+
+#[test]
+fn the_gallery_asked_for_at_start_dreams_the_first_layer_shown() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut h = gallery_window(cache.path(), true);
+    wait_for(&mut h, "the stem's gallery without a click", |h| {
+        has_text(h, "32 channels: 32 dreamed, 0 from the cache")
+    });
+    assert!(has_label(&h, "dream of channel 31"));
 }

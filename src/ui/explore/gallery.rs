@@ -40,6 +40,8 @@ pub struct GalleryState {
     job: Option<GalleryJob>,
     /// The grid shows the dreams instead of the feature maps.
     pub show_dreams: bool,
+    /// The layer whose dreams the grid drew last (what a screenshot waits for).
+    drawn: Option<String>,
     /// The last job's outcome ("32 channels, 24 from the cache, in 3.1 s") or its error.
     status: Option<String>,
 }
@@ -67,6 +69,11 @@ impl GalleryState {
             self.status = None;
             self.model = Some(model.to_string());
         }
+    }
+
+    /// Whether the grid has drawn `layer`'s dreams.
+    pub fn drawn(&self, layer: &str) -> bool {
+        self.show_dreams && self.drawn.as_deref() == Some(layer)
     }
 
     /// How many of `layer`'s dreams are here.
@@ -225,12 +232,15 @@ impl GalleryState {
     /// `layer`'s dreams as a grid in channel order (`ordered`), placeholders where a dream is
     /// not there yet; returns a clicked channel.
     pub fn grid(
-        &self,
+        &mut self,
         ui: &mut egui::Ui,
         layer: &str,
         ordered: &[usize],
         tile: f32,
     ) -> Option<usize> {
+        if self.layers.contains_key(layer) {
+            self.drawn = Some(layer.to_string());
+        }
         let Some(gallery) = self.layers.get(layer) else {
             ui.weak("No dreams of this layer yet: press \"Dream gallery\".");
             return None;

@@ -161,7 +161,14 @@ impl ExplorePanel {
     /// Whether the selected layer is drawn, and its gallery when one was asked for at start
     /// (what a screenshot waits for).
     pub fn layer_drawn(&self) -> bool {
-        self.maps.layer_drawn() && !self.gallery_at_start && !self.gallery.running()
+        let layer = self
+            .analysis
+            .as_ref()
+            .and_then(|a| a.layers.get(self.maps.layer));
+        let dreams_drawn = layer.is_some_and(|l| self.gallery.drawn(&l.name));
+        (self.maps.layer_drawn() || dreams_drawn)
+            && !self.gallery_at_start
+            && !self.gallery.running()
     }
 
     /// Whether the predictions show the trained head's classes.
