@@ -80,6 +80,7 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
         device: cli.device,
         layer: args.layer.clone(),
         channel: args.channel,
+        gallery: args.gallery,
         tab: args.tab,
         deepdream: args.deepdream,
         screenshot: args.screenshot.clone().map(|path| ScreenshotRequest {

@@ -756,3 +756,75 @@ fn saving_over_the_photo_shown_is_refused() {
     assert!(err.contains("is a file open in the window"), "{err}");
     assert_eq!(std::fs::read(&photo).unwrap(), before);
 }
+
+/// The window on the cat with small gallery dreams (32 px, 2 steps: the flow, not the
+/// pictures, is under test) cached in `cache`.
+fn gallery_window(cache: &Path, gallery_at_start: bool) -> Harness<'static, ExplorerApp> {
+    let mut settings = Settings::default();
+    settings.explore.gallery_size = 32;
+    settings.explore.gallery_steps = 2;
+    let options = AppOptions {
+        worker: WorkerConfig {
+            weights_dir: real_weights_dir(),
+            gallery_cache: Some(cache.to_path_buf()),
+            ..WorkerConfig::default()
+        },
+        model: Some("efficientnet-lite0".into()),
+        gallery: gallery_at_start,
+        ..AppOptions::default()
+    };
+    Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_eframe(|cc| {
+            ExplorerApp::with_settings(&cc.egui_ctx, settings, options).expect("the app starts")
+        })
+}
+
+#[test]
+fn a_layer_gallery_is_dreamed_in_the_background_and_shown_beside_a_channel() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut h = gallery_window(cache.path(), false);
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    assert!(has_text(&h, "stem: 32 channels of 112×112"));
+    h.get_by_label("Dream gallery").click();
+    wait_for(&mut h, "the gallery's progress and Cancel", |h| {
+        has_label(h, "Cancel") || has_text(h, "32 channels: 32 dreamed")
+    });
+    wait_for(&mut h, "the whole gallery", |h| {
+        has_text(h, "32 channels: 32 dreamed, 0 from the cache")
+    });
+    assert!(has_label(&h, "dream of channel 0") && has_label(&h, "dream of channel 31"));
+    assert!(
+        !has_label(&h, "channel 0"),
+        "the dreams stand in for the maps"
+    );
+
+    // A dream opens its channel: the map over the photo and the dream side by side.
+    h.get_by_label("dream of channel 3").click();
+    wait_for(&mut h, "channel 3 opened", |h| {
+        has_text(h, "Channel 3 of 32")
+    });
+    assert!(has_label(&h, "channel 3 over the photo") && has_label(&h, "dream of channel 3"));
+
+    // Back to the grid, the feature maps again; a second gallery comes from the cache.
+    h.key_press(egui::Key::Escape);
+    wait_for(&mut h, "the grid", |h| has_label(h, "Feature maps"));
+    h.get_by_label("Feature maps").click();
+    wait_for(&mut h, "the feature maps", |h| has_label(h, "channel 0"));
+    h.get_by_label("Dream gallery").click();
+    wait_for(&mut h, "the cached gallery", |h| {
+        has_text(h, "32 channels: 0 dreamed, 32 from the cache")
+    });
+}
+
+#[test]
+fn the_gallery_asked_for_at_start_dreams_the_first_layer_shown() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut h = gallery_window(cache.path(), true);
+    wait_for(&mut h, "the stem's gallery without a click", |h| {
+        has_text(h, "32 channels: 32 dreamed, 0 from the cache")
+    });
+    assert!(has_label(&h, "dream of channel 31"));
+}

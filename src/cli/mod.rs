@@ -10,6 +10,7 @@
 //! | [`compare`] | `compare` |
 //! | [`inspect`] | `layers`, `features` |
 //! | [`dream`](mod@dream) | `dream` |
+//! | [`gallery`] | `gallery` |
 //! | [`explain`] | `attack` |
 //! | [`deepdream`] | `deepdream` |
 //! | [`bench`](mod@bench) | `bench` |
@@ -20,6 +21,7 @@ pub mod compare;
 pub mod deepdream;
 pub mod dream;
 pub mod explain;
+pub mod gallery;
 pub mod inspect;
 pub mod predict;
 mod ranges;
@@ -72,6 +74,10 @@ pub struct WindowArgs {
     /// a screenshot waits for the dream to finish).
     #[arg(long)]
     pub deepdream: bool,
+    /// Dream the first layer's gallery at start (read from the cache when `gallery` made it);
+    /// a screenshot waits for it.
+    #[arg(long)]
+    pub gallery: bool,
     /// Once the photo, its feature maps and predictions are drawn, save the window as this
     /// PNG and quit (exit status 1 if that cannot happen within 2 minutes).
     #[arg(long, value_name = "PATH")]
@@ -105,6 +111,9 @@ pub enum Command {
     /// writes a PNG at the photo's aspect ratio.
     #[command(name = "deepdream")]
     DeepDream(deepdream::DeepDreamArgs),
+    /// Dream every channel of a layer, small and cached (your own Microscope); writes them as
+    /// one grid PNG.
+    Gallery(gallery::GalleryArgs),
     /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
     /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
     Attack(explain::AttackArgs),
@@ -125,6 +134,7 @@ impl Command {
             Self::Features(args) => args.run(device),
             Self::Dream(args) => args.run(device),
             Self::DeepDream(args) => args.run(device),
+            Self::Gallery(args) => args.run(device),
             Self::Attack(args) => args.run(device),
             Self::Bench(args) => args.run(device),
         }

@@ -70,6 +70,16 @@ pub fn diversity_weight(s: &str) -> Result<f32, String> {
     within(s, 0.0, 100_000.0)
 }
 
+/// A dream's side in pixels: 32 to 512.
+pub fn dream_size(s: &str) -> Result<u32, String> {
+    within(s, 32, 512)
+}
+
+/// Dreams made together in one batch: 1 to 8.
+pub fn dream_batch(s: &str) -> Result<usize, String> {
+    within(s, 1, crate::explain::dream::MAX_BATCH)
+}
+
 /// A total-variation weight: 0 to 10.
 pub fn tv_weight(s: &str) -> Result<f32, String> {
     within(s, 0.0, 10.0)
@@ -120,6 +130,9 @@ mod tests {
         assert!(top("0").is_err());
         assert!(hidden_units("100000000").unwrap_err().contains("65536"));
         assert_eq!(tv_weight("0"), Ok(0.0));
+        assert_eq!(dream_size("96"), Ok(96));
+        assert!(dream_size("16").unwrap_err().contains("32 to 512"));
+        assert!(dream_batch("9").is_err() && dream_batch("0").is_err());
         assert_eq!(probability("1"), Ok(1.0));
         assert_eq!(probability("0.865"), Ok(0.865));
         for bad in ["0", "-0.1", "1.01", "NaN", "inf"] {

@@ -1,8 +1,10 @@
 //! Gradient loops on the input image (no UI): the objectives and steps behind "Dream class",
-//! DeepDream on a photo and the adversarial attack.
+//! DeepDream on a photo, the adversarial attack, and the layer gallery (a small dream per
+//! channel, cached).
 
 pub mod attack;
 pub mod deepdream;
 pub mod dream;
+pub mod gallery;
 pub mod gradients;
 pub mod pipeline;

@@ -8,8 +8,8 @@ pub use protocol::{
     Analysis, Arch, AttackRequest, AttackResult, AttackSettings, CancelToken, ClassScore, Command,
     CompareFailure, CompareRequest, CompareRow, ComparisonRow, DatasetSummary, DeepDreamRequest,
     DeepDreamSettings, DeviceChoice, DreamControls, DreamRequest, DreamSettings, DreamTarget,
-    EpochMetrics, Event, HeadKind, HeadPredictions, HeadSummary, JobId, LayerMaps, Layout,
-    Misclassified, ModelSummary, Parameterisation, PhotoSource, RgbaImage, TapKind, TrainReport,
-    TrainRequest, MAX_BATCH,
+    EpochMetrics, Event, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId, LayerMaps,
+    Layout, Misclassified, ModelSummary, Parameterisation, PhotoSource, RgbaImage, TapKind,
+    TrainReport, TrainRequest, MAX_BATCH,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

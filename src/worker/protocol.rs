@@ -12,6 +12,7 @@ pub use crate::device::DeviceChoice;
 pub use crate::explain::attack::AttackSettings;
 pub use crate::explain::deepdream::DeepDreamSettings;
 pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation, MAX_BATCH};
+pub use crate::explain::gallery::GallerySettings;
 pub use crate::inference::ClassScore;
 pub use crate::model::{Arch, TapKind};
 pub use crate::train::compare::CompareRow;
@@ -295,6 +296,17 @@ pub enum Command {
         cancel: CancelToken,
         request: DeepDreamRequest,
     },
+    /// Dream every channel of `layer` (or the first `settings.limit`) small, with the loaded
+    /// model, reading and filling the gallery cache. Answered by [`Event::GalleryProgress`]es
+    /// (the cached tiles first, then each batch's as it finishes), then
+    /// [`Event::GalleryFinished`], [`Event::Cancelled`] or [`Event::Failed`]; what finished
+    /// before a cancel stays cached.
+    DreamGallery {
+        job: JobId,
+        cancel: CancelToken,
+        layer: String,
+        settings: GallerySettings,
+    },
     /// Attack a photo. Answered by [`Event::AttackStep`]s, then [`Event::AttackFinished`],
     /// [`Event::Cancelled`] or [`Event::Failed`].
     Attack {
@@ -502,6 +514,27 @@ pub enum Event {
         objective_end: f32,
         ms_per_step: f64,
     },
+    /// A gallery's progress: `done` of `total` channels ready, `fraction` of the work done
+    /// (steps of the running batch included), and the tiles ready since the last event as
+    /// `(channel, image)`. Step-only events come at most ~20 times a second.
+    GalleryProgress {
+        job: JobId,
+        done: usize,
+        total: usize,
+        fraction: f32,
+        tiles: Vec<(usize, RgbaImage)>,
+    },
+    /// A gallery is complete: `channels` of the layer's `layer_channels`, `cached` of them read
+    /// from the cache and `computed` dreamed now, in `seconds`.
+    GalleryFinished {
+        job: JobId,
+        layer: String,
+        channels: usize,
+        layer_channels: usize,
+        cached: usize,
+        computed: usize,
+        seconds: f64,
+    },
     AttackStep {
         job: JobId,
         step: usize,
@@ -574,6 +607,8 @@ impl Event {
             | Self::DreamFinished { job, .. }
             | Self::DeepDreamStep { job, .. }
             | Self::DeepDreamFinished { job, .. }
+            | Self::GalleryProgress { job, .. }
+            | Self::GalleryFinished { job, .. }
             | Self::AttackStep { job, .. }
             | Self::AttackFinished { job, .. }
             | Self::FolderScanned { job, .. }

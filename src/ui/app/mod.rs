@@ -56,6 +56,8 @@ pub struct AppOptions {
     pub tab: Tab,
     /// Open the Dream tab's DeepDream section (and that tab) and dream the photo at once.
     pub deepdream: bool,
+    /// Dream the first layer's gallery at start (Explore).
+    pub gallery: bool,
     pub screenshot: Option<ScreenshotRequest>,
 }
 
@@ -125,7 +127,12 @@ impl ExplorerApp {
             } else {
                 options.tab
             },
-            explore: ExplorePanel::new(settings.explore, options.layer, options.channel),
+            explore: ExplorePanel::new(
+                settings.explore,
+                options.layer,
+                options.channel,
+                options.gallery,
+            ),
             dream: DreamPanel::new(settings.dream),
             attack: AttackPanel::new(settings.attack),
             train: TrainPanel::new(settings.train),

@@ -1,6 +1,6 @@
 //! The Explore tab's feature maps: the list of layers, the selected layer's channels as a
 //! grid (drawn from one atlas texture), and one channel large over the photo with its values
-//! on hover. Keys: ↑/↓ layers, ←/→ channels, Esc back to the grid.
+//! on hover (and its dream beside it, when the layer's [`super::gallery`] has one). Keys: ↑/↓ layers, ←/→ channels, Esc back to the grid.
 
 use std::collections::HashMap;
 
@@ -8,6 +8,7 @@ use eframe::egui::{
     self, pos2, vec2, Color32, ColorImage, Rect, Sense, TextureHandle, TextureOptions, WidgetInfo,
 };
 
+use super::gallery::{show_dream, GalleryState};
 use super::{ChannelOrder, ExploreSettings};
 use crate::ui::command::{AppCommand, Commands};
 use crate::vision::atlas::colour;
@@ -214,10 +215,12 @@ pub fn layer_list(ui: &mut egui::Ui, state: &mut MapsState, analysis: &Analysis)
         });
 }
 
-/// The selected layer: its channel grid, or one channel large over the photo.
+/// The selected layer: its channel grid (or its dreams), or one channel large over the photo
+/// (beside its dream, when the gallery has it).
 pub fn show(
     ui: &mut egui::Ui,
     state: &mut MapsState,
+    gallery: &mut GalleryState,
     analysis: &Analysis,
     settings: &mut ExploreSettings,
     commands: &mut Commands,
@@ -252,19 +255,20 @@ pub fn show(
             let photo = state.photo.clone();
             let overlay = state.overlay(&ctx, layer, channel);
             let ordered = channel_order(layer, settings.channel_order);
+            let dream = gallery.tile(&layer.name, channel).cloned();
             channel_view(
                 ui,
                 state,
                 layer,
                 channel,
                 &ordered,
-                photo.as_ref(),
-                &overlay,
+                (photo.as_ref(), &overlay, dream.as_ref()),
                 settings,
                 commands,
             );
         }
         _ => {
+            gallery.controls(ui, &layer.name, settings, commands);
             ui.horizontal(|ui| {
                 let order_label = ui.label("Order");
                 egui::ComboBox::from_id_salt("channel-order")
@@ -278,10 +282,16 @@ pub fn show(
                     .labelled_by(order_label.id);
                 ui.add(egui::Slider::new(&mut settings.tile_size, 24.0..=256.0).text("Tile size"));
             });
-            ui.weak("Each channel is scaled to its own range (viridis: dark = low, yellow = high). Click one to open it.");
-            let atlas = state.atlas(&ctx, state.layer, layer);
             let ordered = channel_order(layer, settings.channel_order);
-            if let Some(clicked) = channel_grid(ui, layer, &atlas, &ordered, settings.tile_size) {
+            let clicked = if gallery.show_dreams {
+                ui.weak("What excites each channel most, dreamed from noise. Click one to open its map.");
+                gallery.grid(ui, &layer.name, &ordered, settings.tile_size)
+            } else {
+                ui.weak("Each channel is scaled to its own range (viridis: dark = low, yellow = high). Click one to open it.");
+                let atlas = state.atlas(&ctx, state.layer, layer);
+                channel_grid(ui, layer, &atlas, &ordered, settings.tile_size)
+            };
+            if let Some(clicked) = clicked {
                 state.channel = Some(clicked);
             }
         }
@@ -387,8 +397,11 @@ fn channel_view(
     layer: &LayerMaps,
     channel: usize,
     ordered: &[usize],
-    photo: Option<&TextureHandle>,
-    overlay: &TextureHandle,
+    (photo, overlay, dream): (
+        Option<&TextureHandle>,
+        &TextureHandle,
+        Option<&TextureHandle>,
+    ),
     settings: &mut ExploreSettings,
     commands: &mut Commands,
 ) {
@@ -427,15 +440,28 @@ fn channel_view(
         layer.channels, s.mean, s.min, s.max
     ));
     let avail = ui.available_size();
-    let side = avail.x.min(avail.y - 56.0).max(64.0);
-    let (rect, response) = ui.allocate_exact_size(vec2(side, side), Sense::hover());
-    response.widget_info(|| {
-        WidgetInfo::labeled(
-            egui::Role::Image,
-            true,
-            format!("channel {channel} over the photo"),
-        )
-    });
+    // With its dream beside it, the map takes half the width.
+    let width = match dream {
+        Some(_) => (avail.x - ui.spacing().item_spacing.x) / 2.0,
+        None => avail.x,
+    };
+    let side = width.min(avail.y - 56.0).max(64.0);
+    let rect = ui
+        .horizontal(|ui| {
+            let (rect, response) = ui.allocate_exact_size(vec2(side, side), Sense::hover());
+            response.widget_info(|| {
+                WidgetInfo::labeled(
+                    egui::Role::Image,
+                    true,
+                    format!("channel {channel} over the photo"),
+                )
+            });
+            if let Some(dream) = dream {
+                show_dream(ui, dream, channel, side);
+            }
+            rect
+        })
+        .inner;
     let painter = ui.painter_at(rect);
     if let Some(photo) = photo {
         painter.image(photo.id(), rect, FULL_UV, Color32::WHITE);

@@ -1,12 +1,15 @@
 //! The "Explore" tab: the photo as the network sees it with its predictions (ImageNet's, or
 //! a trained head's), the list of layers, and the selected layer's feature maps
-//! ([`maps`]). It owns the analysis shown and the job that makes the next one.
+//! ([`maps`]) or their dreams ([`gallery`]). It owns the analysis shown and the jobs that
+//! make the next one and the layer's gallery.
 
+pub mod gallery;
 pub mod maps;
 
 use eframe::egui;
 use serde::{Deserialize, Serialize};
 
+use self::gallery::GalleryState;
 use self::maps::MapsState;
 use super::command::{AppCommand, Commands, Notice, NoticeKind};
 use super::panel::{Panel, PanelEnv, SideColumn};
@@ -45,6 +48,10 @@ pub struct ExploreSettings {
     pub tile_size: f32,
     /// Opacity of a channel drawn over the photo, 0 to 1.
     pub overlay_opacity: f32,
+    /// Side of each dream of a layer gallery, in pixels (32 to 256).
+    pub gallery_size: u32,
+    /// Gradient steps per gallery dream (1 to 512).
+    pub gallery_steps: usize,
 }
 
 impl Default for ExploreSettings {
@@ -53,6 +60,8 @@ impl Default for ExploreSettings {
             channel_order: ChannelOrder::Index,
             tile_size: 72.0,
             overlay_opacity: 0.6,
+            gallery_size: 96,
+            gallery_steps: 96,
         }
     }
 }
@@ -68,6 +77,8 @@ impl ExploreSettings {
                 default.overlay_opacity,
                 0.0..=1.0,
             ),
+            gallery_size: self.gallery_size.clamp(32, 256),
+            gallery_steps: self.gallery_steps.clamp(1, 512),
             ..self
         }
     }
@@ -99,24 +110,35 @@ pub struct ExplorePanel {
     settings: ExploreSettings,
     analysis: Option<Analysis>,
     maps: MapsState,
+    gallery: GalleryState,
     photo_job: Option<PhotoJob>,
     /// The layer and channel to show once the first analysis arrives (from the command line).
     preferred_layer: Option<String>,
     preferred_channel: Option<usize>,
+    /// Dream the first layer's gallery once the first analysis arrives (from the command line).
+    gallery_at_start: bool,
     /// The predictions show the head's classes (else ImageNet's).
     show_head: bool,
 }
 
 impl ExplorePanel {
-    /// The tab with saved `settings`, opening `layer` and `channel` first where given.
-    pub fn new(settings: ExploreSettings, layer: Option<String>, channel: Option<usize>) -> Self {
+    /// The tab with saved `settings`, opening `layer` and `channel` first where given, and
+    /// dreaming that layer's gallery at once when `gallery` is set.
+    pub fn new(
+        settings: ExploreSettings,
+        layer: Option<String>,
+        channel: Option<usize>,
+        gallery: bool,
+    ) -> Self {
         Self {
             settings,
             analysis: None,
             maps: MapsState::default(),
+            gallery: GalleryState::default(),
             photo_job: None,
             preferred_layer: layer,
             preferred_channel: channel,
+            gallery_at_start: gallery,
             show_head: false,
         }
     }
@@ -136,9 +158,17 @@ impl ExplorePanel {
         self.photo_job.as_ref().map(|p| &p.photo)
     }
 
-    /// Whether the selected layer is drawn (what a screenshot waits for).
+    /// Whether the selected layer is drawn, and its gallery when one was asked for at start
+    /// (what a screenshot waits for).
     pub fn layer_drawn(&self) -> bool {
-        self.maps.layer_drawn()
+        let layer = self
+            .analysis
+            .as_ref()
+            .and_then(|a| a.layers.get(self.maps.layer));
+        let dreams_drawn = layer.is_some_and(|l| self.gallery.drawn(&l.name));
+        (self.maps.layer_drawn() || dreams_drawn)
+            && !self.gallery_at_start
+            && !self.gallery.running()
     }
 
     /// Whether the predictions show the trained head's classes.
@@ -249,9 +279,17 @@ impl Panel for ExplorePanel {
         }
     }
 
-    fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, commands: &mut Commands) {
+    fn view(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
+        self.gallery.set_model(env.model.map(|m| m.name.as_str()));
         match &self.analysis {
-            Some(a) => maps::show(ui, &mut self.maps, a, &mut self.settings, commands),
+            Some(a) => maps::show(
+                ui,
+                &mut self.maps,
+                &mut self.gallery,
+                a,
+                &mut self.settings,
+                commands,
+            ),
             None => {
                 ui.horizontal(|ui| {
                     busy_indicator(ui);
@@ -262,16 +300,29 @@ impl Panel for ExplorePanel {
     }
 
     fn owns(&self, job: JobId) -> bool {
-        self.photo_job.as_ref().is_some_and(|p| p.job == job)
+        self.photo_job.as_ref().is_some_and(|p| p.job == job) || self.gallery.owns(job)
     }
 
     fn on_event(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands) {
+        if self.gallery.owns(event.job()) {
+            self.gallery.on_event(ctx, event);
+            return;
+        }
         match event {
             Event::Analysed { analysis, .. } => {
                 if let Some(done) = self.photo_job.take() {
                     commands.push(AppCommand::PhotoShown(done.photo));
                 }
                 self.show_analysis(ctx, *analysis);
+                if std::mem::take(&mut self.gallery_at_start) {
+                    if let Some(layer) = self
+                        .analysis
+                        .as_ref()
+                        .and_then(|a| a.layers.get(self.maps.layer))
+                    {
+                        self.gallery.start(&layer.name, &self.settings, commands);
+                    }
+                }
                 commands.push(AppCommand::ClearNotice(NoticeKind::PhotoFailed));
             }
             Event::Cancelled { .. } => self.photo_job = None,

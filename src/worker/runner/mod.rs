@@ -2,12 +2,14 @@
 //! [`Command`]s in order and answers with [`Event`]s, waking the UI after each. Downloads run
 //! on threads of their own, so a slow network never holds up the models. Each family of jobs
 //! has its file: [`analyse`] (load a model, analyse a photo), [`explain`] (dream, attack),
-//! [`deepdream`], [`train`] (scan, train, compare, heads) and [`download`].
+//! [`deepdream`], [`gallery`] (a layer's channels dreamed, cached), [`train`] (scan, train,
+//! compare, heads) and [`download`].
 
 mod analyse;
 mod deepdream;
 mod download;
 mod explain;
+mod gallery;
 mod train;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -42,6 +44,8 @@ pub struct WorkerConfig {
     pub max_pixels: u64,
     /// Folder of the training feature caches (`None`: nothing cached).
     pub feature_cache: Option<PathBuf>,
+    /// Folder of the layer galleries' dreams (`None`: nothing cached).
+    pub gallery_cache: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -51,6 +55,7 @@ impl Default for WorkerConfig {
             mirror: None,
             max_pixels: crate::vision::image_io::DEFAULT_MAX_PIXELS,
             feature_cache: Some(crate::train::features::default_cache_dir()),
+            gallery_cache: Some(crate::explain::gallery::default_gallery_dir()),
         }
     }
 }
@@ -150,6 +155,7 @@ impl Runner {
                 | Command::Download { job, .. }
                 | Command::Dream { job, .. }
                 | Command::DeepDream { job, .. }
+                | Command::DreamGallery { job, .. }
                 | Command::Attack { job, .. }
                 | Command::ScanFolder { job, .. }
                 | Command::Train { job, .. }
@@ -222,6 +228,15 @@ impl Runner {
                 request,
             } => {
                 let event = answer(job, self.deepdream(job, &request, &cancel), |e| e);
+                self.send(event);
+            }
+            Command::DreamGallery {
+                job,
+                cancel,
+                layer,
+                settings,
+            } => {
+                let event = answer(job, self.gallery(job, &layer, &settings, &cancel), |e| e);
                 self.send(event);
             }
             Command::Attack {
