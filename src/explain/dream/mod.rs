@@ -135,7 +135,7 @@ pub struct DreamOutcome {
 
 /// The TV weight's unit: weight 1 makes a Lucid-style dream's penalty about as large as a
 /// class logit, so the window's slider (0 to 10) spans "no effect" to "flat".
-const TV_SCALE: f64 = 1000.0;
+const TV_SCALE: f64 = 10_000.0;
 
 /// Adam, ascending.
 struct Adam {
