@@ -96,13 +96,7 @@ impl DeepDreamArgs {
 
     /// The PNG's path: `-o`, else `STEM_deepdream.png`.
     fn output_path(&self) -> PathBuf {
-        self.output.clone().unwrap_or_else(|| {
-            let stem = self
-                .image
-                .file_stem()
-                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-            PathBuf::from(format!("{stem}_deepdream.png"))
-        })
+        super::explain::output_beside(&self.output, &self.image, "deepdream")
     }
 
     /// Dreams, printing progress about once a second, and writes the PNG.

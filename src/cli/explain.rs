@@ -30,6 +30,16 @@ pub(super) fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Res
     Ok(())
 }
 
+/// `output` when given, else `STEM_SUFFIX.png` in the current folder for `image`.
+pub(super) fn output_beside(output: &Option<PathBuf>, image: &Path, suffix: &str) -> PathBuf {
+    output.clone().unwrap_or_else(|| {
+        let stem = image
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("{stem}_{suffix}.png"))
+    })
+}
+
 /// A class named by the user, by name or index.
 pub(super) fn class_of(name: &str) -> anyhow::Result<usize> {
     find_class(name).with_context(|| {
@@ -119,13 +129,7 @@ impl AttackArgs {
 
     /// The adversarial PNG's path: `-o`, else `STEM_adversarial.png`.
     fn output_path(&self) -> PathBuf {
-        self.output.clone().unwrap_or_else(|| {
-            let stem = self
-                .image
-                .file_stem()
-                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-            PathBuf::from(format!("{stem}_adversarial.png"))
-        })
+        output_beside(&self.output, &self.image, "adversarial")
     }
 
     /// Attacks, printing each step, writes the PNG, and fails when the attack did not reach
