@@ -1,6 +1,7 @@
 //! The `bench` command's measurements: median wall time of a forward pass and of a dream step
 //! (forward + gradient to the input + update) per model, as the PyTorch reference benchmark
-//! (`shared/bench/peer_bench.py`) measures them.
+//! (`shared/bench/peer_bench.py`) measures them; and of a step of the real dream (Lucid's
+//! recipe, [`crate::explain::dream`]) alone and as a diverse batch of 4.
 
 use std::time::Instant;
 
@@ -8,14 +9,17 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::explain::dream::{dream, DreamSettings, DreamTarget};
 use crate::explain::gradients::ascent_step;
+use crate::inference::LoadedModel;
 use crate::model::Backbone;
 
 /// One timing.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRecord {
     pub model: String,
-    /// `forward` or `dream_step`.
+    /// `forward`, `dream_step` (pixels, batch 1), `lucid_step` (the dream's recipe, one
+    /// image) or `lucid_step_batch4` (four images with the diversity term, per step of all four).
     pub what: String,
     /// Input side in pixels (batch 1).
     pub size: usize,
@@ -88,4 +92,34 @@ pub fn bench_backbone(
             median_ms: dream,
         },
     ])
+}
+
+/// Times steps of the real dream of `model` at `size`: the median interval between steps after
+/// `plan.warmup` of them (the set-up and the final check of a dream are not counted), for one
+/// image and for a batch of 4 with the default diversity term.
+pub fn bench_lucid(model: &LoadedModel, size: u32, plan: BenchPlan) -> Result<Vec<BenchRecord>> {
+    let mut records = Vec::new();
+    for (batch, what) in [(1, "lucid_step"), (4, "lucid_step_batch4")] {
+        let mut settings = DreamSettings::new(DreamTarget::Class(281));
+        settings.size = size;
+        settings.batch = batch;
+        settings.steps = plan.warmup + plan.runs.max(1) + 1;
+        let mut times = Vec::new();
+        let mut last = Instant::now();
+        dream(model, &settings, &|| 0.0, &|| false, &mut |frame| {
+            let now = Instant::now();
+            if frame.step > plan.warmup + 1 {
+                times.push((now - last).as_secs_f64() * 1e3);
+            }
+            last = now;
+        })?;
+        times.sort_by(f64::total_cmp);
+        records.push(BenchRecord {
+            model: model.spec.name.to_string(),
+            what: what.into(),
+            size: size as usize,
+            median_ms: times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
+        });
+    }
+    Ok(records)
 }

@@ -83,10 +83,18 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
         gallery: args.gallery,
         tab: args.tab,
         deepdream: args.deepdream,
+        dream: args.dream,
         screenshot: args.screenshot.clone().map(|path| ScreenshotRequest {
             path,
             outcome: Default::default(),
-            timeout: std::time::Duration::from_secs(120),
+            // A dream, DeepDream or gallery at start is waited for longer.
+            timeout: std::time::Duration::from_secs(
+                if args.dream || args.deepdream || args.gallery {
+                    600
+                } else {
+                    120
+                },
+            ),
         }),
         ..Default::default()
     })

@@ -7,29 +7,20 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-use cnn_explorer::ui::settings::Settings;
-use cnn_explorer::ui::{AppOptions, ExplorerApp};
-use cnn_explorer::worker::WorkerConfig;
+use cnn_explorer::ui::AppOptions;
+use common::run::stderr;
+use common::window::{real_model_options, start, wait_for};
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
 
+/// The binary with the real EfficientNet-Lite0's folder as its weights folder.
 fn cnn_explorer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env(
-            "CNN_EXPLORER_WEIGHTS_DIR",
-            common::efficientnet_weights().parent().unwrap(),
-        )
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    let weights = common::window::real_weights_dir();
+    common::run::cnn_explorer_with(
+        args,
+        &[("CNN_EXPLORER_WEIGHTS_DIR", weights.to_str().unwrap())],
+    )
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -176,34 +167,13 @@ fn unwritable_outputs_are_refused_before_any_step() {
 
 #[test]
 fn the_attack_tab_shows_the_photo_and_its_top_class_before_any_attack() {
-    let weights = common::efficientnet_weights();
-    let mut h = Harness::builder()
-        .with_size([1400.0, 900.0])
-        .build_eframe(|cc| {
-            let options = AppOptions {
-                worker: WorkerConfig {
-                    weights_dir: weights.parent().unwrap().to_path_buf(),
-                    feature_cache: None,
-                    ..WorkerConfig::default()
-                },
-                model: Some("efficientnet-lite0".into()),
-                tab: cnn_explorer::ui::app::Tab::Attack,
-                ..AppOptions::default()
-            };
-            ExplorerApp::with_settings(&cc.egui_ctx, Settings::default(), options)
-                .expect("the app starts")
-        });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while h.state().attack_panel().preview_top().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "no preview: {:?}",
-            h.state().notice()
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    h.run_steps(2);
+    let mut h = start(AppOptions {
+        tab: cnn_explorer::ui::app::Tab::Attack,
+        ..real_model_options()
+    });
+    wait_for(&mut h, "the preview", |h| {
+        h.state().attack_panel().preview_top().is_some()
+    });
     let top = h.state().attack_panel().preview_top().unwrap().clone();
     assert_eq!(top.label, "Egyptian cat");
     let shown = format!("Egyptian cat ({:.1}%)", top.prob * 100.0);

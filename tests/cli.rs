@@ -6,23 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::run::{cnn_explorer, stderr, stdout};
 use common::{cat_photo, fixture};
-
-fn cnn_explorer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Runs `predict` with the real EfficientNet-Lite0 on `image`.
 fn predict(image: &Path) -> Output {

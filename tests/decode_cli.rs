@@ -9,12 +9,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use candle_core::Device;
 use cnn_explorer::model::Arch;
 use cnn_explorer::weights::loading::{load_backbone, read_tensors};
 use common::cat_photo;
+use common::run::cnn_explorer_with as cnn_explorer;
 
 /// Records the largest single allocation made on each thread, so a test can tell that a
 /// tensor a header declares was never materialised.
@@ -55,15 +56,6 @@ fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
     LARGEST.with(|l| l.set(0));
     let out = f();
     (out, LARGEST.with(Cell::get))
-}
-
-fn cnn_explorer(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"));
-    command.args(args).env("RUST_LOG", "warn");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().expect("the binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -7,30 +7,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use cnn_explorer::device::DeviceChoice;
-use cnn_explorer::ui::settings::Settings;
-use cnn_explorer::ui::{AppOptions, ExplorerApp};
 use cnn_explorer::worker::{
     CancelToken, Command as Job, DeepDreamRequest, DeepDreamSettings, Event, JobId, PhotoSource,
     Worker, WorkerConfig,
 };
+use common::run::{cnn_explorer, stderr};
+use common::window::{real_model_options, start, wait_for};
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
-
-fn cnn_explorer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// `deepdream` on `photo` at a small size (128 px, 2 octaves of 4 steps).
 fn small_deepdream(photo: &Path, output: &Path) -> Output {
@@ -199,41 +186,9 @@ fn the_worker_answers_deepdreams_finished_cancelled_and_failed() {
     }
 }
 
-fn wait_for(
-    h: &mut Harness<'static, ExplorerApp>,
-    what: &str,
-    done: impl Fn(&Harness<'static, ExplorerApp>) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done(h) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; notice: {:?}",
-            h.state().notice()
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    h.run_steps(2);
-}
-
 #[test]
 fn the_dream_tab_deepdreams_the_photo_live_and_stops() {
-    let weights = common::efficientnet_weights();
-    let mut h = Harness::builder()
-        .with_size([1400.0, 900.0])
-        .build_eframe(|cc| {
-            let options = AppOptions {
-                worker: WorkerConfig {
-                    weights_dir: weights.parent().unwrap().to_path_buf(),
-                    ..WorkerConfig::default()
-                },
-                model: Some("efficientnet-lite0".into()),
-                ..AppOptions::default()
-            };
-            ExplorerApp::with_settings(&cc.egui_ctx, Settings::default(), options)
-                .expect("the app starts")
-        });
+    let mut h = start(real_model_options());
     wait_for(&mut h, "the cat's analysis", |h| {
         h.state().analysis().is_some()
     });

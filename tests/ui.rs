@@ -16,37 +16,10 @@ use std::time::{Duration, Instant};
 use cnn_explorer::ui::settings::{DeviceChoice, Settings};
 use cnn_explorer::ui::{AppOptions, ExplorerApp};
 use cnn_explorer::worker::WorkerConfig;
+use common::window::{real_model_options, real_weights_dir, start, wait_for};
 use eframe::egui;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-
-fn start(options: AppOptions) -> Harness<'static, ExplorerApp> {
-    Harness::builder()
-        .with_size([1400.0, 900.0])
-        .build_eframe(|cc| {
-            ExplorerApp::with_settings(&cc.egui_ctx, Settings::default(), options)
-                .expect("the app starts")
-        })
-}
-
-/// Steps the window until `done` holds (the worker answers on its own thread).
-fn wait_for(
-    h: &mut Harness<'static, ExplorerApp>,
-    what: &str,
-    done: impl Fn(&Harness<'static, ExplorerApp>) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done(h) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; notice: {:?}",
-            h.state().notice()
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    h.run_steps(2);
-}
 
 fn has_label(h: &Harness<'static, ExplorerApp>, label: &str) -> bool {
     h.query_all_by_label(label).next().is_some()
@@ -56,22 +29,8 @@ fn has_text(h: &Harness<'static, ExplorerApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
-fn real_weights_dir() -> PathBuf {
-    common::efficientnet_weights()
-        .parent()
-        .expect("the weights file has a folder")
-        .to_path_buf()
-}
-
 fn explorer_on_the_cat() -> Harness<'static, ExplorerApp> {
-    let mut h = start(AppOptions {
-        worker: WorkerConfig {
-            weights_dir: real_weights_dir(),
-            ..WorkerConfig::default()
-        },
-        model: Some("efficientnet-lite0".into()),
-        ..AppOptions::default()
-    });
+    let mut h = start(real_model_options());
     wait_for(&mut h, "the cat's predictions", |h| {
         has_label(h, "1. Egyptian cat")
     });
@@ -478,6 +437,24 @@ fn dreams_pause_resume_and_stop_and_a_channel_can_be_dreamed_from_the_explorer()
     wait_for(&mut h, "the stopped dream", |h| {
         !h.state().dream_panel().is_running()
     });
+}
+
+#[test]
+fn the_dream_flag_opens_the_dream_tab_and_dreams_once_the_model_is_loaded() {
+    let mut h = start(AppOptions {
+        dream: true,
+        ..real_model_options()
+    });
+    assert_eq!(h.state().tab(), cnn_explorer::ui::app::Tab::Dream);
+    assert!(h.state().dream_panel().is_running(), "waiting to start");
+    wait_for(&mut h, "the dream's first steps", |h| {
+        h.state().dream_panel().history().len() >= 2
+    });
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, "the stopped dream", |h| {
+        !h.state().dream_panel().is_running()
+    });
+    assert!(h.state().dream_panel().image().is_some());
 }
 
 #[test]

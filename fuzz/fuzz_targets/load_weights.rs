@@ -21,13 +21,15 @@ use cnn_explorer::weights::loading::{load_backbone, read_tensors, tensors_for};
 use libfuzzer_sys::fuzz_target;
 
 const CLASSES: usize = 3;
-const ARCHS: [Arch; 6] = [
+const ARCHS: [Arch; 8] = [
     Arch::Vgg16,
     Arch::Vgg19,
     Arch::ResNet18,
     Arch::ResNet50,
     Arch::MobileNetV3Large,
     Arch::EfficientNetLite0,
+    Arch::EfficientNetLite1,
+    Arch::EfficientNetLite2,
 ];
 
 fn tiny_resnet() -> ResNetConfig {

@@ -1,8 +1,8 @@
 //! `bench`: forward passes and dream steps timed per model.
 
-use crate::bench::{bench_backbone, BenchPlan};
+use crate::bench::{bench_backbone, bench_lucid, BenchPlan};
 use crate::device::{describe_device, select_device, DeviceChoice};
-use crate::inference::{backbone_or_stand_in, StandIn};
+use crate::inference::{backbone_or_stand_in, LoadedModel, StandIn};
 use crate::weights::{find_model, CATALOGUE};
 
 /// `bench`: the median time of each measurement, at 224 and 112 pixels.
@@ -17,6 +17,9 @@ pub struct BenchArgs {
     /// Untimed calls first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// Skip the steps of the real dream (Lucid's recipe, 1 and 4 images at the model's size).
+    #[arg(long)]
+    pub no_lucid: bool,
     /// A JSON list of the measurements.
     #[arg(long)]
     pub json: bool,
@@ -53,6 +56,16 @@ impl BenchArgs {
                     size,
                     plan,
                 )?);
+            }
+            if !self.no_lucid {
+                let model = LoadedModel {
+                    spec,
+                    backbone,
+                    preprocess: spec.preprocess,
+                    device: device.clone(),
+                    weights_path: spec.path_in(&crate::weights::weights_dir()),
+                };
+                rows.extend(bench_lucid(&model, spec.preprocess.size, plan)?);
             }
             if !self.json {
                 for r in &rows {

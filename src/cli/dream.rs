@@ -108,6 +108,8 @@ struct DreamJson<'a> {
     ms_per_step: f64,
     size: u32,
     batch: usize,
+    /// The members' mean Gram similarity at the diversity layer on the last step (0 alone).
+    similarity: f32,
     output: String,
 }
 
@@ -218,6 +220,7 @@ impl DreamArgs {
                 ms_per_step: outcome.ms_per_step,
                 size: settings.size,
                 batch: settings.batch,
+                similarity: outcome.similarity,
                 output: output.display().to_string(),
             });
         }

@@ -70,6 +70,10 @@ pub struct WindowArgs {
     /// Channel of that layer to open large over the photo.
     #[arg(long, requires = "layer")]
     pub channel: Option<usize>,
+    /// Show the Dream tab and dream its target at once (with the settings saved last time; a
+    /// screenshot waits for the dream to finish).
+    #[arg(long)]
+    pub dream: bool,
     /// Show the Dream tab and DeepDream the photo at once (with the settings saved last time;
     /// a screenshot waits for the dream to finish).
     #[arg(long)]
@@ -79,7 +83,8 @@ pub struct WindowArgs {
     #[arg(long)]
     pub gallery: bool,
     /// Once the photo, its feature maps and predictions are drawn, save the window as this
-    /// PNG and quit (exit status 1 if that cannot happen within 2 minutes).
+    /// PNG and quit (exit status 1 if that cannot happen within 2 minutes, 10 with --dream,
+    /// --deepdream or --gallery).
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
 }

@@ -52,6 +52,38 @@ impl Engine {
         }
     }
 
+    /// The activations of several taps (by name; the logits for `None`), in the order asked,
+    /// from one pass up to the deepest of them; gradients flow to `x` from all of them.
+    pub fn forward_at(&self, x: &Tensor, untils: &[Option<&str>]) -> Result<Vec<Tensor>> {
+        if let Some(program) = self.program().filter(|p| p.supports(x)) {
+            return program.run_at(x, untils);
+        }
+        let steps: Vec<usize> = untils
+            .iter()
+            .map(|u| self.network.last_step(*u))
+            .collect::<Result<_>>()?;
+        let Some(&last) = steps.iter().max() else {
+            return Ok(Vec::new());
+        };
+        let mut seen: Vec<(String, Tensor)> = Vec::new();
+        let out = reference::forward(&self.network, x, last, &mut |name, _, t| {
+            if untils.contains(&Some(name)) {
+                seen.push((name.to_string(), t.clone()));
+            }
+        })?;
+        untils
+            .iter()
+            .map(|u| match u {
+                None => Ok(out.clone()),
+                Some(name) => seen
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| t.clone())
+                    .ok_or_else(|| candle_core::Error::Msg(format!("no layer named {name}"))),
+            })
+            .collect()
+    }
+
     /// The logits `[B, classes]`, reporting every tap to `sink` (the logits last). Without
     /// gradients to `x`, the fast program computes them where it can.
     pub fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {

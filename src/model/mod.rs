@@ -138,6 +138,12 @@ pub trait Backbone: Send + Sync {
         self.engine().forward_until(x, until)
     }
 
+    /// The activations of several taps (by name; the logits for `None`), in the order asked,
+    /// from **one** pass up to the deepest; gradients flow to `x` from all of them.
+    fn forward_at(&self, x: &Tensor, untils: &[Option<&str>]) -> Result<Vec<Tensor>> {
+        self.engine().forward_at(x, untils)
+    }
+
     /// Every tap of one forward pass, in network order, the logits last.
     fn forward_taps(&self, x: &Tensor) -> Result<Vec<Tap>> {
         let mut taps = Vec::new();

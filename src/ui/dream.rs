@@ -176,6 +176,8 @@ pub struct DreamPanel {
     status: String,
     save: Option<PendingSave>,
     deepdream: DeepDreamSection,
+    /// Dream with the settings as soon as a model is loaded (`--dream`).
+    start_when_ready: bool,
 }
 
 impl DreamPanel {
@@ -193,7 +195,13 @@ impl DreamPanel {
             status: String::new(),
             save: None,
             deepdream: DeepDreamSection::default(),
+            start_when_ready: false,
         }
+    }
+
+    /// Starts a dream with the settings once a model is loaded.
+    pub fn start_when_ready(&mut self) {
+        self.start_when_ready = true;
     }
 
     /// The "DeepDream the photo" section.
@@ -210,9 +218,9 @@ impl DreamPanel {
         &self.settings
     }
 
-    /// Whether a dream is running (or paused).
+    /// Whether a dream is running (or paused), or about to start.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.running.is_some() || self.start_when_ready
     }
 
     /// The (first) image so far, if any.
@@ -517,6 +525,10 @@ impl Panel for DreamPanel {
 
     fn column(&mut self, _: usize, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
         self.controls(ui, env.photo, commands);
+        if self.start_when_ready && env.model.is_some() {
+            self.start_when_ready = false;
+            self.start(env.photo, commands);
+        }
     }
 
     fn view(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {

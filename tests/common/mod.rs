@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod run;
 pub mod shapes;
+pub mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

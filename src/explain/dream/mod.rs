@@ -130,6 +130,8 @@ pub struct DreamOutcome {
     pub probs: Vec<f32>,
     /// For each image, the class the network sees in it (as above).
     pub top_classes: Vec<usize>,
+    /// The last step's mean Gram similarity of the members (0 for one image).
+    pub similarity: f32,
     pub ms_per_step: f64,
 }
 
@@ -272,6 +274,7 @@ pub fn dream_each(
         .map(|l| (l, f64::from(settings.diversity) * batch as f64));
     let started = Instant::now();
     let mut steps = 0;
+    let mut similarity = 0.0;
     for step in 1..=settings.steps {
         if cancelled() {
             if steps == 0 {
@@ -305,6 +308,7 @@ pub fn dream_each(
         adam.step(&param.param, &grad)?;
         param.project()?;
         steps = step;
+        similarity = scores.similarity;
         let (probs, _) = probabilities(&scores.logits, targets)?;
         on_step(&DreamFrame {
             step,
@@ -325,6 +329,7 @@ pub fn dream_each(
         steps,
         probs,
         top_classes,
+        similarity,
         ms_per_step: started.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64,
     }))
 }

@@ -158,24 +158,36 @@ pub(super) fn scores(
     diversity: Option<(&str, f64)>,
 ) -> Result<Scores> {
     let batch = input.dim(0)?;
-    let diversity = diversity.filter(|(_, w)| batch > 1 && *w != 0.0);
-    // Each layer is computed once, with gradients.
-    let mut taps: BTreeMap<&str, Tensor> = BTreeMap::new();
+    // With several members the similarity is always reported; it is ascended against only
+    // when weighted.
+    let diversity = diversity.filter(|_| batch > 1);
+    let weighted = diversity.filter(|(_, w)| *w != 0.0);
+    // Every layer the objective reads (and the logits, for class targets) comes from one
+    // pass with gradients.
+    let classes = targets.iter().any(|t| t.layer().is_none());
+    let mut wanted: Vec<Option<&str>> = Vec::new();
     for layer in targets
         .iter()
         .filter_map(DreamTarget::layer)
-        .chain(diversity.map(|(l, _)| l))
+        .chain(weighted.map(|(l, _)| l))
     {
-        if !taps.contains_key(layer) {
-            taps.insert(layer, backbone.forward_until(input, Some(layer))?);
+        if !wanted.contains(&Some(layer)) {
+            wanted.push(Some(layer));
         }
     }
-    let classes = targets.iter().any(|t| t.layer().is_none());
+    if classes {
+        wanted.push(None);
+    }
+    let mut outputs = backbone.forward_at(input, &wanted)?;
     let logits = if classes {
-        backbone.forward(input)?
+        outputs
+            .pop()
+            .ok_or_else(|| Error::Invalid("no logits".into()))?
     } else {
+        // Only for reporting the members' probabilities.
         backbone.forward(&input.detach())?
     };
+    let taps: BTreeMap<&str, Tensor> = wanted.iter().flatten().copied().zip(outputs).collect();
     let class_scores = if log_softmax {
         candle_nn::ops::log_softmax(&logits, D::Minus1)?
     } else {
@@ -211,17 +223,21 @@ pub(super) fn scores(
     let mut total = Tensor::stack(&member_scores, 0)?.sum_all()?;
     let mut similarity = 0.0;
     if let Some((layer, weight)) = diversity {
-        let tap = taps
-            .get(layer)
-            .ok_or_else(|| Error::Invalid(format!("no layer named {layer}")))?;
+        let tap = match taps.get(layer) {
+            Some(tap) => tap.clone(),
+            // Unweighted: measured only, without gradients (the fast path).
+            None => backbone.forward_until(&input.detach(), Some(layer))?,
+        };
         if tap.rank() != 4 {
             return Err(Error::Invalid(format!(
                 "diversity needs a layer of maps; {layer} is a vector"
             )));
         }
-        let sim = gram_similarity(tap)?;
+        let sim = gram_similarity(&tap)?;
         similarity = sim.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        total = (total - (sim * weight)?)?;
+        if weight != 0.0 {
+            total = (total - (sim * weight)?)?;
+        }
     }
     Ok(Scores {
         total,

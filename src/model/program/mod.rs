@@ -125,6 +125,7 @@ impl FrozenProgram {
         let op = RunOp {
             program: self.clone(),
             last: self.last_step(until)?,
+            extras: Vec::new(),
             keep: x.track_op(),
             saved: Mutex::new(None),
         };
@@ -134,6 +135,56 @@ impl FrozenProgram {
         } else {
             x.apply_op1_no_bwd(&op)
         }
+    }
+
+    /// The activations of several taps of `x` `[B, C, H, W]` (by name; the logits for `None`),
+    /// in the order asked, from **one** pass up to the deepest of them. Gradients flow to `x`
+    /// from all of them (a dream's class and diversity terms share the pass).
+    pub fn run_at(&self, x: &Tensor, untils: &[Option<&str>]) -> Result<Vec<Tensor>> {
+        let wanted: Vec<usize> = untils
+            .iter()
+            .map(|u| self.last_step(*u))
+            .collect::<Result<_>>()?;
+        let Some(&last) = wanted.iter().max() else {
+            return Ok(Vec::new());
+        };
+        let mut extras: Vec<usize> = wanted.iter().copied().filter(|&i| i != last).collect();
+        extras.sort_unstable();
+        extras.dedup();
+        if extras.is_empty() {
+            let out = self.run(x, untils[0])?;
+            return Ok(vec![out; wanted.len()]);
+        }
+        let (batch, c, h, w) = x.dims4()?;
+        let dims = self.shapes(Dims::map(c, h, w), last)?;
+        // Each image's row of the op's output: the extras' outputs, then the last step's.
+        let mut offsets = HashMap::new();
+        let mut offset = 0;
+        for &i in extras.iter().chain([&last]) {
+            offsets.insert(i, offset);
+            offset += dims[i].len();
+        }
+        let op = RunOp {
+            program: self.clone(),
+            last,
+            extras,
+            keep: x.track_op(),
+            saved: Mutex::new(None),
+        };
+        let x = x.contiguous()?;
+        let joined = if op.keep {
+            x.apply_op1(op)?
+        } else {
+            x.apply_op1_no_bwd(&op)?
+        };
+        wanted
+            .iter()
+            .map(|&i| {
+                joined
+                    .narrow(1, offsets[&i], dims[i].len())?
+                    .reshape(dims[i].batch_shape(batch))
+            })
+            .collect()
     }
 
     /// The logits of `x` `[B, C, H, W]`, every tap reported to `sink` as it is computed (no
@@ -336,17 +387,25 @@ fn run_forward(
     Ok(saved)
 }
 
-/// The input gradient `[B, C, H, W]` for the last step's output gradient `grad`.
+/// The input gradient `[B, C, H, W]` for the last step's output gradient `grad`, plus the
+/// gradients `extra` of earlier steps' outputs (by step index) where those were outputs too.
 fn run_backward(
     program: &FrozenProgram,
     saved: &Saved,
     last: usize,
     mut grad: Vec<f32>,
+    extra: &HashMap<usize, Vec<f32>>,
 ) -> Result<Vec<f32>> {
     let batch = saved.batch;
     let mut pending: Vec<Vec<f32>> = Vec::new();
     let starts = program.residual_starts(last);
     for (i, step) in program.steps[..=last].iter().enumerate().rev() {
+        // `grad` is the gradient of step i's output here: add what reached it directly.
+        if let Some(g) = extra.get(&i) {
+            grad.par_iter_mut()
+                .zip(g.par_iter())
+                .for_each(|(a, b)| *a += b);
+        }
         let in_dims = if i == 0 {
             saved.input_dims
         } else {
@@ -389,12 +448,13 @@ fn run_backward(
                 grad
             }
             StepKind::ResidualStart => {
-                let Some(skip) = pending.pop() else {
-                    candle_core::bail!("residual start without an add");
-                };
-                grad.par_iter_mut()
-                    .zip(skip.par_iter())
-                    .for_each(|(g, s)| *g += s);
+                // No pending skip: the residual's add lies beyond `last` (a tap inside the
+                // block), so only the main path carries gradient.
+                if let Some(skip) = pending.pop() {
+                    grad.par_iter_mut()
+                        .zip(skip.par_iter())
+                        .for_each(|(g, s)| *g += s);
+                }
                 grad
             }
         };
@@ -407,6 +467,9 @@ struct RunOp {
     program: FrozenProgram,
     /// Index of the last step to run.
     last: usize,
+    /// Earlier steps whose outputs are outputs too (ascending): each image's row of the
+    /// result holds theirs, then the last step's.
+    extras: Vec<usize>,
     /// Whether to keep the activations for a backward pass.
     keep: bool,
     saved: Mutex<Option<Saved>>,
@@ -421,14 +484,36 @@ impl CustomOp1 for RunOp {
         let x = f32_slice(s, l, "program input")?;
         let (batch, c, h, w) = l.shape().dims4()?;
         let input = (batch, Dims::map(c, h, w));
+        let mut captured: HashMap<usize, Vec<f32>> = HashMap::new();
         let mut saved = run_forward(
             &self.program,
             x,
             input,
             self.last,
             self.keep,
-            &mut |_, _, _| Ok(()),
+            &mut |i, out, _| {
+                if self.extras.contains(&i) {
+                    captured.insert(i, out.to_vec());
+                }
+                Ok(())
+            },
         )?;
+        if !self.extras.is_empty() {
+            let parts: Vec<&[f32]> = self
+                .extras
+                .iter()
+                .map(|i| captured.get(i).map(Vec::as_slice).unwrap_or(&[]))
+                .chain([saved.output(self.last)?])
+                .collect();
+            let out = interleave(&parts, batch);
+            let width = out.len() / batch.max(1);
+            if self.keep {
+                *self.saved.lock().map_err(|_| {
+                    candle_core::Error::Msg("frozen program state poisoned".into())
+                })? = Some(saved);
+            }
+            return Ok((CpuStorage::F32(out), Shape::from((batch, width))));
+        }
         let shape = saved.dims[self.last].batch_shape(batch);
         let out =
             if self.keep {
@@ -452,9 +537,49 @@ impl CustomOp1 for RunOp {
             return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
         };
         let grad: Vec<f32> = grad_res.flatten_all()?.to_vec1()?;
-        let grad_in = run_backward(&self.program, saved, self.last, grad)?;
+        let (grad, extra) = if self.extras.is_empty() {
+            (grad, HashMap::new())
+        } else {
+            // Split each image's row back into the steps' batch-major gradients.
+            let batch = saved.batch;
+            let lens: Vec<usize> = self
+                .extras
+                .iter()
+                .chain([&self.last])
+                .map(|&i| saved.dims[i].len())
+                .collect();
+            let mut parts = deinterleave(&grad, &lens, batch);
+            let last = parts.pop().unwrap_or_default();
+            (last, self.extras.iter().copied().zip(parts).collect())
+        };
+        let grad_in = run_backward(&self.program, saved, self.last, grad, &extra)?;
         Ok(Some(Tensor::from_vec(grad_in, arg.shape(), arg.device())?))
     }
+}
+
+/// Batch-major `parts` (each `batch` rows of its own width) joined row by row: `[B, sum]`.
+fn interleave(parts: &[&[f32]], batch: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for b in 0..batch {
+        for part in parts {
+            let width = part.len() / batch.max(1);
+            out.extend_from_slice(&part[b * width..(b + 1) * width]);
+        }
+    }
+    out
+}
+
+/// The inverse of [`interleave`]: rows `[B, sum(lens)]` back into batch-major parts.
+fn deinterleave(joined: &[f32], lens: &[usize], batch: usize) -> Vec<Vec<f32>> {
+    let mut parts: Vec<Vec<f32>> = lens.iter().map(|l| Vec::with_capacity(l * batch)).collect();
+    let mut at = 0;
+    for _ in 0..batch {
+        for (part, &len) in parts.iter_mut().zip(lens) {
+            part.extend_from_slice(&joined[at..at + len]);
+            at += len;
+        }
+    }
+    parts
 }
 
 #[cfg(test)]

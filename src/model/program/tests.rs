@@ -289,3 +289,70 @@ fn candles_max_pool_gradient_is_corrected_to_one_per_window() {
     }
     assert!((g.iter().sum::<f32>() - 4.0).abs() < 1e-5);
 }
+
+#[test]
+fn several_taps_from_one_pass_match_separate_runs_in_values_and_gradients() {
+    // A tap inside an open residual and one after it, and the logits.
+    let linear = LinearLayer::new(randn(&[3, 6], 0.3), randn(&[3], 0.1), Activation::Identity);
+    let mut net = NetworkBuilder::default();
+    net.push(Layer::Conv(conv(2, 6, 3, 1, Padding::Symmetric(1))));
+    net.push(Layer::ResidualStart);
+    net.push_tap(
+        Layer::Conv(conv(6, 6, 3, 1, Padding::Symmetric(1))),
+        "inner",
+        TapKind::Conv,
+    );
+    net.push_tap(Layer::identity_add(), "block", TapKind::Block);
+    net.push(Layer::GlobalAvgPool);
+    net.push_tap(Layer::Linear(linear.unwrap()), "logits", TapKind::Logits);
+    let engine = Engine::build(net).unwrap();
+    let x0 = randn(&[2, 2, 7, 7], 1.0);
+    let untils = [Some("block"), None, Some("inner")];
+    let weights: Vec<Tensor> = [[2, 6, 7, 7], [2, 3, 1, 1], [2, 6, 7, 7]]
+        .iter()
+        .map(|d| randn(d, 1.0))
+        .collect();
+    // Every way of running: the program's one pass, candle's one pass, and separate runs.
+    let objective = |outs: &[Tensor]| {
+        let mut total = Tensor::new(0f32, &Device::Cpu).unwrap();
+        for (o, w) in outs.iter().zip(&weights) {
+            let w = w.reshape(o.dims()).unwrap();
+            total = (total + (o * w).unwrap().sum_all().unwrap()).unwrap();
+        }
+        total
+    };
+    let gradient = |run: &dyn Fn(&Tensor) -> Vec<Tensor>| {
+        let x = Var::from_tensor(&x0).unwrap();
+        let outs = run(x.as_tensor());
+        let grads = objective(&outs).backward().unwrap();
+        (outs, grads.get(x.as_tensor()).unwrap().clone())
+    };
+    let program = engine.program().unwrap();
+    let (one, g_one) = gradient(&|x| program.run_at(x, &untils).unwrap());
+    let (apart, g_apart) =
+        gradient(&|x| untils.iter().map(|u| program.run(x, *u).unwrap()).collect());
+    let network = engine.network();
+    let (slow, g_slow) = gradient(&|x| {
+        let mut taps = Vec::new();
+        let logits = reference::forward(network, x, network.steps().len() - 1, &mut |n, _, t| {
+            taps.push((n.to_string(), t.clone()))
+        })
+        .unwrap();
+        let tap = |n: &str| taps.iter().find(|(m, _)| m == n).unwrap().1.clone();
+        vec![tap("block"), logits, tap("inner")]
+    });
+    for (i, ((a, b), c)) in one.iter().zip(&apart).zip(&slow).enumerate() {
+        assert_eq!(a.dims(), b.dims(), "output {i}");
+        assert_eq!(max_abs(&(a - b).unwrap()), 0.0, "output {i}");
+        assert!(max_abs(&(a - c).unwrap()) <= 1e-5 * max_abs(c).max(1.0));
+    }
+    let scale = max_abs(&g_apart);
+    assert!(scale > 0.0);
+    assert!(max_abs(&(&g_one - &g_apart).unwrap()) <= 1e-5 * scale);
+    assert!(max_abs(&(&g_one - &g_slow).unwrap()) <= 1e-5 * scale);
+    // Without gradients (the engine's entry point) the values are the same.
+    let plain = engine.forward_at(&x0, &untils).unwrap();
+    for (a, b) in plain.iter().zip(&one) {
+        assert_eq!(max_abs(&(a - b).unwrap()), 0.0);
+    }
+}

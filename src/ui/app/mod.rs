@@ -56,6 +56,8 @@ pub struct AppOptions {
     pub tab: Tab,
     /// Open the Dream tab's DeepDream section (and that tab) and dream the photo at once.
     pub deepdream: bool,
+    /// Open the Dream tab and dream its target at once with the saved settings.
+    pub dream: bool,
     /// Dream the first layer's gallery at start (Explore).
     pub gallery: bool,
     pub screenshot: Option<ScreenshotRequest>,
@@ -122,7 +124,7 @@ impl ExplorerApp {
             notice: None,
             last_folder: settings.last_folder,
             open_dialog: None,
-            tab: if options.deepdream {
+            tab: if options.deepdream || options.dream {
                 Tab::Dream
             } else {
                 options.tab
@@ -141,6 +143,9 @@ impl ExplorerApp {
         };
         if options.deepdream {
             app.dream.deepdream_mut().start_when_ready();
+        }
+        if options.dream {
+            app.dream.start_when_ready();
         }
         match app
             .models
@@ -296,7 +301,7 @@ impl ExplorerApp {
 
     fn screenshot_step(&mut self, ctx: &egui::Context) {
         let ready = Readiness {
-            busy: self.is_busy() || self.dream.deepdream().is_busy(),
+            busy: self.is_busy() || self.dream.deepdream().is_busy() || self.dream.is_running(),
             drawn: self.explore.analysis().is_some()
                 && (self.tab != Tab::Explore || self.explore.layer_drawn()),
             no_model: self.models.loaded().is_none()

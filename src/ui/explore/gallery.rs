@@ -291,23 +291,7 @@ fn dream_tile(ui: &mut egui::Ui, texture: Option<&TextureHandle>, c: usize, tile
                 painter.rect_filled(rect, 0.0, ui.visuals().faint_bg_color);
             }
         }
-        if tile >= 40.0 {
-            painter.text(
-                rect.left_top() + vec2(3.0, 2.0),
-                egui::Align2::LEFT_TOP,
-                c.to_string(),
-                egui::FontId::monospace(10.0),
-                Color32::from_white_alpha(200),
-            );
-        }
-        if response.hovered() {
-            painter.rect_stroke(
-                rect,
-                0.0,
-                ui.visuals().selection.stroke,
-                egui::StrokeKind::Outside,
-            );
-        }
+        super::maps::tile_marks(ui, rect, c, response.hovered());
     }
     let response = response.on_hover_text(format!("channel {c}: click to open it over the photo"));
     response.clicked()

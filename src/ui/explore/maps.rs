@@ -329,6 +329,29 @@ fn channel_grid(
     clicked
 }
 
+/// A tile's channel number (when the tile is large enough to read it) and its hover outline;
+/// the feature-map and the dream grids mark their tiles alike.
+pub(super) fn tile_marks(ui: &egui::Ui, rect: Rect, channel: usize, hovered: bool) {
+    let painter = ui.painter();
+    if rect.width() >= 40.0 {
+        painter.text(
+            rect.left_top() + vec2(3.0, 2.0),
+            egui::Align2::LEFT_TOP,
+            channel.to_string(),
+            egui::FontId::monospace(10.0),
+            Color32::from_white_alpha(200),
+        );
+    }
+    if hovered {
+        painter.rect_stroke(
+            rect,
+            0.0,
+            ui.visuals().selection.stroke,
+            egui::StrokeKind::Outside,
+        );
+    }
+}
+
 /// One tile; true when clicked.
 fn channel_tile(
     ui: &mut egui::Ui,
@@ -348,23 +371,7 @@ fn channel_tile(
             Rect::from_min_max(pos2(u0, v0), pos2(u1, v1)),
             Color32::WHITE,
         );
-        if tile >= 40.0 {
-            painter.text(
-                rect.left_top() + vec2(3.0, 2.0),
-                egui::Align2::LEFT_TOP,
-                c.to_string(),
-                egui::FontId::monospace(10.0),
-                Color32::from_white_alpha(200),
-            );
-        }
-        if response.hovered() {
-            painter.rect_stroke(
-                rect,
-                0.0,
-                ui.visuals().selection.stroke,
-                egui::StrokeKind::Outside,
-            );
-        }
+        tile_marks(ui, rect, c, response.hovered());
     }
     let s = layer.stats[c];
     let response = response.on_hover_ui(|ui| {

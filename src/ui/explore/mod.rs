@@ -232,8 +232,13 @@ impl ExplorePanel {
         ui.heading(&a.photo_name);
         if let Some(photo) = self.maps.photo_texture() {
             let side = ui.available_width().min(320.0);
+            // The model's own preprocessing (sizes differ: 224, 240, 260, ...).
+            let seen = format!(
+                "What the network sees: resized and centre-cropped to {}×{}, as in torchvision",
+                a.network_view.width, a.network_view.height
+            );
             ui.add(egui::Image::new(photo).fit_to_exact_size(egui::vec2(side, side)))
-                .on_hover_text("What the network sees: resized to 256 and centre-cropped to 224, as in torchvision");
+                .on_hover_text(seen);
         }
         ui.weak(format!(
             "{}×{} network view of a {}×{} photo",
