@@ -68,8 +68,9 @@ pub struct DreamArgs {
     /// PNG is their grid.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Weight of the diversity term for --batch (Lucid's examples: 100).
-    #[arg(long, default_value_t = 100.0, value_parser = super::ranges::diversity_weight)]
+    /// Weight of the diversity term for --batch (10; Lucid's examples use 100, which on a
+    /// class objective costs the class: measured in the README).
+    #[arg(long, default_value_t = 10.0, value_parser = super::ranges::diversity_weight)]
     pub diversity: f32,
     /// The layer whose Gram matrices the diversity term compares (default: the target's layer,
     /// or for a class one two thirds of the way in).

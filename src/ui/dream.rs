@@ -139,7 +139,7 @@ impl DreamSettings {
                 .minus
                 .filter(|&c| c < crate::labels::imagenet_classes().len()),
             batch: self.batch.clamp(1, MAX_BATCH),
-            diversity: finite_within(self.diversity, default.diversity, 0.0..=1000.0),
+            diversity: finite_within(self.diversity, default.diversity, 0.0..=100.0),
             tv_weight: finite_within(self.tv_weight, default.tv_weight, 0.0..=10.0),
             deepdream: self.deepdream.sanitised(),
             ..self
@@ -406,7 +406,7 @@ impl DreamPanel {
                     );
                 if s.batch > 1 {
                     ui.add(
-                        egui::Slider::new(&mut s.diversity, 0.0..=1000.0)
+                        egui::Slider::new(&mut s.diversity, 0.0..=100.0)
                             .logarithmic(true)
                             .text("Diversity"),
                     );

@@ -10,8 +10,10 @@
 //! into (0, 1) by a sigmoid. Candle has no FFT, so the inverse transform is two real matrix
 //! products with cosine and sine tables (exact, and as fast here as the network's own layers).
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
+
+use super::fft::InverseRfft2;
 
 use crate::error::{Error, Result};
 
@@ -45,7 +47,7 @@ fn half_width(w: usize) -> usize {
 /// The inverse real 2-D DFT (orthonormal) as two matrices, for an `h x w` image:
 /// `image = [Ar | Ai] · right` with `[Ar; Ai] = left · [Sr; Si]`, where `Sr`, `Si` `[h, w/2+1]`
 /// are the spectrum's real and imaginary parts. `left` is `[2h, 2h]`, `right` `[2(w/2+1), w]`.
-fn inverse_dft_tables(h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn inverse_dft_tables(h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
     let wf = half_width(w);
     let tau = std::f64::consts::TAU;
     // Inverse DFT along y (complex to complex): A = (Cy + i Sy)(Sr + i Si).
@@ -151,6 +153,8 @@ struct Fourier {
     scale: Tensor,
     /// The colour mix `[3, 3]`.
     mix: Tensor,
+    /// The same inverse transform with FFTs, for f32 on the CPU.
+    fft: InverseRfft2,
 }
 
 /// How the trainable parameters become pixels.
@@ -231,6 +235,7 @@ impl ImageParam {
                 right: Tensor::from_vec(right, (2 * wf, size), device)?,
                 scale: Tensor::from_vec(stacked, (2 * size, wf), device)?,
                 mix: Tensor::from_vec(mix_flat, (3, 3), device)?,
+                fft: InverseRfft2::new(size),
             }),
             param: Var::from_tensor(&init)?,
             batch,
@@ -245,11 +250,17 @@ impl ImageParam {
             return Ok(p.clone());
         };
         let (b, s) = (self.batch, self.size);
-        let a = f.left.broadcast_matmul(&p.broadcast_mul(&f.scale)?)?;
-        // [Ar; Ai] [B, 3, 2S, wf] -> [Ar | Ai] [B, 3, S, 2 wf].
-        let a = a.contiguous()?;
-        let side = Tensor::cat(&[a.narrow(2, 0, s)?, a.narrow(2, s, s)?], 3)?.contiguous()?;
-        let decorrelated = (side.broadcast_matmul(&f.right)? / MAGIC)?;
+        let scaled = p.broadcast_mul(&f.scale)?;
+        let image = if p.device().is_cpu() && p.dtype() == DType::F32 {
+            f.fft.clone().apply(&scaled)?
+        } else {
+            let a = f.left.broadcast_matmul(&scaled)?;
+            // [Ar; Ai] [B, 3, 2S, wf] -> [Ar | Ai] [B, 3, S, 2 wf].
+            let a = a.contiguous()?;
+            let side = Tensor::cat(&[a.narrow(2, 0, s)?, a.narrow(2, s, s)?], 3)?.contiguous()?;
+            side.broadcast_matmul(&f.right)?
+        };
+        let decorrelated = (image / MAGIC)?;
         let rgb = f
             .mix
             .broadcast_matmul(&decorrelated.reshape((b, 3, s * s))?)?

@@ -10,6 +10,7 @@
 //! term ([`objective::gram_similarity`]); [`dream_each`] dreams a different target per member
 //! (a layer gallery).
 
+mod fft;
 mod image_param;
 mod objective;
 mod transforms;
@@ -74,7 +75,9 @@ pub struct DreamSettings {
     pub log_softmax: bool,
     /// How many images of the target to dream at once, 1 to [`MAX_BATCH`].
     pub batch: usize,
-    /// Weight of Lucid's diversity term when `batch` > 1 (Lucid's examples use 100).
+    /// Weight of Lucid's diversity term when `batch` > 1: 10 by default. Lucid's examples use
+    /// 100 on channels; on EfficientNet-Lite0's class logits 30 already loses the class for
+    /// some members, 10 cuts the members' Gram similarity from 2.6 to 0.8 (of 3) and keeps p.
     pub diversity: f32,
     /// The layer whose Gram matrices the diversity term compares; by default the target's own
     /// layer, or for class targets a layer two thirds of the way in.
@@ -96,7 +99,7 @@ impl DreamSettings {
             seed: 0,
             log_softmax: false,
             batch: 1,
-            diversity: 100.0,
+            diversity: 10.0,
             diversity_layer: None,
         }
     }
