@@ -26,7 +26,7 @@ use crate::output::save_png;
 
 /// Changes whenever the recipe behind a gallery's images changes, so older caches are not
 /// shown as if they were made by this one.
-pub const RECIPE_VERSION: u32 = 1;
+pub const RECIPE_VERSION: u32 = 2;
 
 /// How a gallery's dreams are made.
 #[derive(Debug, Clone, PartialEq)]

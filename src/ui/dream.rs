@@ -432,6 +432,9 @@ impl DreamPanel {
                 let tv = ui.add(
                     egui::Slider::new(&mut s.tv_weight, 0.0..=10.0)
                         .logarithmic(true)
+                        // Below 0.01 the weight does nothing visible; "0.000000" was the default.
+                        .smallest_positive(0.01)
+                        .max_decimals(2)
                         .text("TV weight"),
                 );
                 if tv.changed() {

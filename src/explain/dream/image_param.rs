@@ -7,12 +7,14 @@
 //! (plain pixels favour high frequencies, which the network's gradient is full of); the
 //! inverse FFT (orthonormal, divided by Lucid's "magic" 4) gives an image in a decorrelated
 //! colour space, mixed into RGB by the square root of ImageNet's colour correlation and squashed
-//! into (0, 1) by a sigmoid. Candle has no FFT, so the inverse transform is two real matrix
-//! products with cosine and sine tables (exact, and as fast here as the network's own layers).
+//! into (0, 1) by a sigmoid. On the CPU the inverse transform is an FFT op ([`super::fft`]) and
+//! the colour mix with the sigmoid one more ([`super::colour`]); on other devices (candle has
+//! no FFT) it is two real matrix products with cosine and sine tables, then candle's ops.
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
+use super::colour::ColourSigmoid;
 use super::fft::InverseRfft2;
 
 use crate::error::{Error, Result};
@@ -155,6 +157,8 @@ struct Fourier {
     mix: Tensor,
     /// The same inverse transform with FFTs, for f32 on the CPU.
     fft: InverseRfft2,
+    /// The colour mix over the magic factor and the sigmoid as one op, for f32 on the CPU.
+    colour: ColourSigmoid,
 }
 
 /// How the trainable parameters become pixels.
@@ -236,6 +240,7 @@ impl ImageParam {
                 scale: Tensor::from_vec(stacked, (2 * size, wf), device)?,
                 mix: Tensor::from_vec(mix_flat, (3, 3), device)?,
                 fft: InverseRfft2::new(size),
+                colour: ColourSigmoid::new(mix.map(|row| row.map(|v| (v / MAGIC) as f32))),
             }),
             param: Var::from_tensor(&init)?,
             batch,
@@ -251,15 +256,15 @@ impl ImageParam {
         };
         let (b, s) = (self.batch, self.size);
         let scaled = p.broadcast_mul(&f.scale)?;
-        let image = if p.device().is_cpu() && p.dtype() == DType::F32 {
-            f.fft.clone().apply(&scaled)?
-        } else {
-            let a = f.left.broadcast_matmul(&scaled)?;
-            // [Ar; Ai] [B, 3, 2S, wf] -> [Ar | Ai] [B, 3, S, 2 wf].
-            let a = a.contiguous()?;
-            let side = Tensor::cat(&[a.narrow(2, 0, s)?, a.narrow(2, s, s)?], 3)?.contiguous()?;
-            side.broadcast_matmul(&f.right)?
-        };
+        if p.device().is_cpu() && p.dtype() == DType::F32 {
+            let image = f.fft.clone().apply(&scaled)?;
+            return Ok(f.colour.apply(&image)?);
+        }
+        let a = f.left.broadcast_matmul(&scaled)?;
+        // [Ar; Ai] [B, 3, 2S, wf] -> [Ar | Ai] [B, 3, S, 2 wf].
+        let a = a.contiguous()?;
+        let side = Tensor::cat(&[a.narrow(2, 0, s)?, a.narrow(2, s, s)?], 3)?.contiguous()?;
+        let image = side.broadcast_matmul(&f.right)?;
         let decorrelated = (image / MAGIC)?;
         let rgb = f
             .mix

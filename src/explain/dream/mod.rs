@@ -4,12 +4,15 @@
 //! "Feature Visualization", <https://distill.pub/2017/feature-visualization/>): the image lives
 //! in a 1/f-scaled Fourier spectrum in a decorrelated colour space ([`image_param`]) and is seen
 //! through Lucid's random pad, jitter, scale and rotation every step ([`transforms`]), with Adam
-//! at Lucid's rate and no total-variation term unless the user asks for one.
+//! and no total-variation term unless the user asks for one. Two measured changes make it
+//! better than Lucid's: half the steps also see a central zoom of the canvas (the view a saved
+//! PNG gets when opened like a photo), and Adam's rate is 0.08, not 0.05 (more colour).
 //!
 //! Several images of one target can be dreamed at once, pushed apart by Lucid's diversity
 //! term ([`objective::gram_similarity`]); [`dream_each`] dreams a different target per member
 //! (a layer gallery).
 
+mod colour;
 mod fft;
 mod image_param;
 mod objective;
@@ -51,6 +54,12 @@ pub enum DreamStart {
     Photo(RgbImage),
 }
 
+/// The Fourier parameterisation's default learning rate (Lucid's is 0.05).
+pub const FOURIER_RATE: f64 = 0.08;
+
+/// The diversity term's default weight.
+pub const DIVERSITY: f32 = 5.0;
+
 /// The most images one dream optimises at once.
 pub const MAX_BATCH: usize = 8;
 
@@ -61,7 +70,9 @@ pub struct DreamSettings {
     pub parameterisation: Parameterisation,
     pub start: DreamStart,
     pub steps: usize,
-    /// Adam's learning rate (Lucid's 0.05 suits the Fourier parameterisation, 0.02 the pixels).
+    /// Adam's learning rate: 0.08 for the Fourier parameterisation (Lucid's 0.05 gives paler
+    /// pictures: colourfulness 37.5 against 49.3 over the README's 8 classes, the same p),
+    /// 0.02 for the pixels.
     pub learning_rate: f64,
     /// Weight of the total-variation penalty at the start (0 to 10; 0, Lucid's recipe, by
     /// default; 1 is visibly smoother, 10 flat).
@@ -75,9 +86,10 @@ pub struct DreamSettings {
     pub log_softmax: bool,
     /// How many images of the target to dream at once, 1 to [`MAX_BATCH`].
     pub batch: usize,
-    /// Weight of Lucid's diversity term when `batch` > 1: 10 by default. Lucid's examples use
-    /// 100 on channels; on EfficientNet-Lite0's class logits 30 already loses the class for
-    /// some members, 10 cuts the members' Gram similarity from 2.6 to 0.8 (of 3) and keeps p.
+    /// Weight of Lucid's diversity term when `batch` > 1: 5 by default. Lucid's examples use
+    /// 100 on channels; on EfficientNet-Lite0's class logits (tabby, batch 4) 10 already loses
+    /// the class for one member, 5 keeps every p above 0.99 and cuts the members' Gram
+    /// similarity to about a third of what it is without the term (see the README).
     pub diversity: f32,
     /// The layer whose Gram matrices the diversity term compares; by default the target's own
     /// layer, or for class targets a layer two thirds of the way in.
@@ -92,14 +104,14 @@ impl DreamSettings {
             parameterisation: Parameterisation::Fourier,
             start: DreamStart::Noise,
             steps: 256,
-            learning_rate: 0.05,
+            learning_rate: FOURIER_RATE,
             tv_weight: 0.0,
             size: 224,
             transforms: true,
             seed: 0,
             log_softmax: false,
             batch: 1,
-            diversity: 10.0,
+            diversity: DIVERSITY,
             diversity_layer: None,
         }
     }
@@ -142,33 +154,70 @@ pub struct DreamOutcome {
 /// class logit, so the window's slider (0 to 10) spans "no effect" to "flat".
 const TV_SCALE: f64 = 10_000.0;
 
+/// Adam's moments: plain vectors for f32 on the CPU (one loop per step instead of a dozen
+/// tensor ops, each with its own buffer), tensors elsewhere.
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Tensor, v: Tensor },
+}
+
 /// Adam, ascending.
 struct Adam {
-    m: Tensor,
-    v: Tensor,
+    moments: Moments,
     t: i32,
     lr: f64,
 }
 
+const ADAM_BETAS: (f64, f64) = (0.9, 0.999);
+const ADAM_EPS: f64 = 1e-8;
+
 impl Adam {
     fn new(like: &Tensor, lr: f64) -> Result<Self> {
-        Ok(Self {
-            m: like.zeros_like()?,
-            v: like.zeros_like()?,
-            t: 0,
-            lr,
-        })
+        let moments = if like.device().is_cpu() && like.dtype() == DType::F32 {
+            let n = like.elem_count();
+            Moments::Host {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            }
+        } else {
+            Moments::Device {
+                m: like.zeros_like()?,
+                v: like.zeros_like()?,
+            }
+        };
+        Ok(Self { moments, t: 0, lr })
     }
 
     fn step(&mut self, param: &candle_core::Var, grad: &Tensor) -> Result<()> {
-        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+        let (b1, b2) = ADAM_BETAS;
         self.t += 1;
-        self.m = ((&self.m * b1)? + (grad * (1.0 - b1))?)?;
-        self.v = ((&self.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
-        let m_hat = (&self.m / (1.0 - b1.powi(self.t)))?;
-        let v_hat = (&self.v / (1.0 - b2.powi(self.t)))?;
-        let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
-        param.set(&(param.as_tensor() + (update * self.lr)?)?)?;
+        let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
+        match &mut self.moments {
+            Moments::Host { m, v } => {
+                let g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
+                let mut p: Vec<f32> = param.as_tensor().flatten_all()?.to_vec1()?;
+                if g.len() != p.len() || m.len() != p.len() {
+                    return Err(Error::Invalid("the gradient has the wrong size".into()));
+                }
+                let (b1, b2, c1, c2) = (b1 as f32, b2 as f32, c1 as f32, c2 as f32);
+                let (lr, eps) = (self.lr as f32, ADAM_EPS as f32);
+                for (((p, g), m), v) in p.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p += lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+                let shape = param.as_tensor().shape().clone();
+                param.set(&Tensor::from_vec(p, shape, param.device())?)?;
+            }
+            Moments::Device { m, v } => {
+                *m = ((&*m * b1)? + (grad * (1.0 - b1))?)?;
+                *v = ((&*v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+                let m_hat = (&*m / c1)?;
+                let v_hat = (&*v / c2)?;
+                let update = (m_hat / (v_hat.sqrt()? + ADAM_EPS)?)?;
+                param.set(&(param.as_tensor() + (update * self.lr)?)?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -301,8 +350,14 @@ pub fn dream_each(
         )?;
         // TV of the untransformed images, summed over the members.
         let weight = f64::from(tv_weight().max(0.0)) * TV_SCALE * batch as f64;
-        let penalty = (total_variation(&images)? * weight)?;
-        let objective = (&scores.total - &penalty)?;
+        // At weight 0 (the recipe) the penalty's graph would only cost time.
+        let (objective, penalty) = if weight > 0.0 {
+            let penalty = (total_variation(&images)? * weight)?;
+            let value = penalty.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+            ((&scores.total - &penalty)?, value)
+        } else {
+            (scores.total.clone(), 0.0)
+        };
         let grads = objective.backward()?;
         let grad = grads
             .get(param.param.as_tensor())
@@ -318,7 +373,7 @@ pub fn dream_each(
             images: images_of(&images)?,
             probs,
             scores: scores.members,
-            penalty: penalty.to_dtype(DType::F32)?.to_scalar()?,
+            penalty,
             similarity: scores.similarity,
         });
     }

@@ -1,7 +1,8 @@
 //! The random transforms a dream's images go through before the network sees them, so that
 //! what grows is what the network sees robustly (Lucid's `transform.standard_transforms`):
 //! pad 12 px with grey, jitter up to 8 px, scale by 0.9 to 1.1, rotate by -10 to 10 degrees
-//! (0 a third of the time), jitter up to 4 px, then resize to the network's input side.
+//! (0 a third of the time), jitter up to 4 px, then resize to the network's input side; and
+//! ours last: half the time the resize takes only the canvas's centre (zoom 1.075 to 1.3).
 //!
 //! Lucid applies them one after another, resampling five times; here they are composed into
 //! one map from each input pixel of the network back to the dream's image, sampled once
@@ -10,6 +11,7 @@
 
 use candle_core::{Device, Tensor};
 use rand::Rng;
+use rayon::prelude::*;
 
 use crate::error::Result;
 
@@ -22,6 +24,14 @@ const SCALES: [f64; 11] = [
     0.90, 0.92, 0.94, 0.96, 0.98, 1.0, 1.02, 1.04, 1.06, 1.08, 1.10,
 ];
 
+/// Our addition, the zooms of the last step (half of the draws; the other half see the whole
+/// canvas, as Lucid). Lucid's canvas is the image padded by 12 px and its final resize undoes
+/// its scale, so its network sees the image at most at 224/248 of its size, always with a
+/// grey frame; a saved dream opened like a photo (resize to 256, centre crop 224) is seen at
+/// 1.14, a view none of Lucid's steps trained for. Zooming the canvas by up to 1.3 (1.3 x 0.9
+/// = 1.17) covers it.
+const ZOOMS: [f64; 4] = [1.075, 1.15, 1.225, 1.3];
+
 /// One step's draw of the transforms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Draw {
@@ -30,6 +40,8 @@ pub(super) struct Draw {
     /// Degrees.
     angle: f64,
     shift_after: (usize, usize),
+    /// The last step, ours: the network sees the central `1/zoom` of the canvas (1: all of it).
+    zoom: f64,
 }
 
 impl Draw {
@@ -51,6 +63,12 @@ impl Draw {
                 rng.random_range(0..JITTER[1]),
                 rng.random_range(0..JITTER[1]),
             ),
+            // Drawn last, so Lucid's draws above stay the same sequence.
+            zoom: if rng.random_bool(0.5) {
+                ZOOMS[rng.random_range(0..ZOOMS.len())]
+            } else {
+                1.0
+            },
         }
     }
 
@@ -62,6 +80,7 @@ impl Draw {
             scale: 1.0,
             angle: 0.0,
             shift_after: (0, 0),
+            zoom: 1.0,
         }
     }
 }
@@ -109,15 +128,17 @@ impl candle_core::CustomOp1 for SampleOp {
         let rows = x.len() / t.plane;
         let p = t.constant.len();
         let mut out = vec![0f32; rows * p];
-        for (row, o) in x.chunks_exact(t.plane).zip(out.chunks_exact_mut(p)) {
-            for (i, v) in o.iter_mut().enumerate() {
-                let mut acc = t.constant[i];
-                for k in 0..4 {
-                    acc += t.weight[k][i] * row[t.index[k][i] as usize];
+        out.par_chunks_exact_mut(p)
+            .zip(x.par_chunks_exact(t.plane))
+            .for_each(|(o, row)| {
+                for (i, v) in o.iter_mut().enumerate() {
+                    let mut acc = t.constant[i];
+                    for k in 0..4 {
+                        acc += t.weight[k][i] * row[t.index[k][i] as usize];
+                    }
+                    *v = acc;
                 }
-                *v = acc;
-            }
-        }
+            });
         Ok((candle_core::CpuStorage::F32(out), (rows, p).into()))
     }
 
@@ -131,13 +152,16 @@ impl candle_core::CustomOp1 for SampleOp {
         let t = &self.0;
         let p = t.constant.len();
         let mut grad = vec![0f32; arg.elem_count()];
-        for (row, gr) in grad.chunks_exact_mut(t.plane).zip(g.chunks_exact(p)) {
-            for (i, gv) in gr.iter().enumerate() {
-                for k in 0..4 {
-                    row[t.index[k][i] as usize] += t.weight[k][i] * gv;
+        // Each row (plane) scatters into its own gradient plane, so rows run in parallel.
+        grad.par_chunks_exact_mut(t.plane)
+            .zip(g.par_chunks_exact(p))
+            .for_each(|(row, gr)| {
+                for (i, gv) in gr.iter().enumerate() {
+                    for k in 0..4 {
+                        row[t.index[k][i] as usize] += t.weight[k][i] * gv;
+                    }
                 }
-            }
-        }
+            });
         Ok(Some(Tensor::from_vec(grad, arg.shape(), arg.device())?))
     }
 }
@@ -154,16 +178,17 @@ fn source_of(u: f64, v: f64, n_in: usize, n_out: usize, d: &Draw) -> Option<(f64
     let scaled = (d.scale * padded as f64).ceil() as usize;
     let pad_back = padded.saturating_sub(scaled).div_ceil(2);
     let rotated = scaled + 2 * pad_back;
-    // Resize to the network's side (align corners, as Lucid's final upsample).
+    // Resize to the network's side (align corners, as Lucid's final upsample), of the
+    // canvas's central 1/zoom.
     let ratio = (rotated as f64 - 1.0) / (n_out as f64 - 1.0).max(1.0);
-    let (x, y) = (u * ratio, v * ratio);
+    let c = (rotated as f64 - 1.0) / 2.0;
+    let (x, y) = (c + (u * ratio - c) / d.zoom, c + (v * ratio - c) / d.zoom);
     // The second jitter moved the content by +shift_after.
     let (x, y) = (x - d.shift_after.0 as f64, y - d.shift_after.1 as f64);
     if !inside(x, y, rotated) {
         return None;
     }
     // The rotation about the canvas centre, inverted.
-    let c = (rotated as f64 - 1.0) / 2.0;
     let (sin, cos) = d.angle.to_radians().sin_cos();
     let (dx, dy) = (x - c, y - c);
     let (x, y) = (cos * dx + sin * dy + c, -sin * dx + cos * dy + c);
@@ -302,6 +327,7 @@ mod tests {
             let d = Draw::random(&mut rng);
             assert!(d.shift.0 < 8 && d.shift_after.1 < 4);
             assert!((0.9..=1.1).contains(&d.scale) && d.angle.abs() <= 10.0);
+            assert!(d.zoom == 1.0 || ZOOMS.contains(&d.zoom));
             angles.insert(d.angle as i32);
             let v: Vec<f32> = Sampling::new(&d, n, n, &Device::Cpu)
                 .unwrap()
@@ -369,6 +395,30 @@ mod tests {
             g_slow.get(var.as_tensor()).unwrap(),
         );
         assert!(diff(a, b) < 1e-5);
+    }
+
+    #[test]
+    fn the_largest_zoom_sees_only_the_image_where_lucids_view_has_its_grey_frame() {
+        let n = 100;
+        let img = Tensor::ones((1, 3, n, n), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let view = |d: &Draw| -> Vec<f32> {
+            Sampling::new(d, n, n, &Device::Cpu)
+                .unwrap()
+                .apply(&img)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let lucid = view(&Draw::still());
+        assert!((lucid[0] - 0.5).abs() < 1e-5, "corner {}", lucid[0]);
+        let zoomed = view(&Draw {
+            zoom: ZOOMS[ZOOMS.len() - 1],
+            ..Draw::still()
+        });
+        // 1.3 x 100 / 124 > 1: the central 1/1.3 of the padded canvas is all image.
+        assert!(zoomed.iter().all(|v| (v - 1.0).abs() < 1e-5));
     }
 
     #[test]
