@@ -160,7 +160,7 @@ impl DreamArgs {
         settings.diversity_layer = self.diversity_layer.clone();
         settings.learning_rate = self.lr.unwrap_or(match self.mode {
             Parameterisation::Fourier => crate::explain::dream::FOURIER_RATE,
-            Parameterisation::Pixels => 0.02,
+            Parameterisation::Pixels => crate::explain::dream::PIXEL_RATE,
         });
         if let Some(photo) = &self.from {
             settings.start = DreamStart::Photo(load_rgb(photo, DEFAULT_MAX_PIXELS)?);

@@ -16,7 +16,7 @@ use super::widgets::PendingSave;
 use crate::labels::imagenet_label;
 use crate::worker::{
     CancelToken, Command, DreamControls, DreamRequest, DreamSettings as Dream, DreamTarget, Event,
-    JobId, Parameterisation, PhotoSource, RgbaImage, MAX_BATCH,
+    JobId, Parameterisation, PhotoSource, RgbaImage, FOURIER_RATE, MAX_BATCH, PIXEL_RATE,
 };
 
 /// What a channel dream maximises.
@@ -113,6 +113,19 @@ impl DreamSettings {
             batch: self.batch,
             diversity: self.diversity,
             ..Dream::new(target)
+        }
+    }
+
+    /// After the parameterisation changed: a learning rate still at the other one's default
+    /// takes this one's (the pixels diverge at the Fourier rate), a rate the user chose stays.
+    pub fn switched_parameterisation(&mut self) {
+        let (this, other) = if self.fourier {
+            (FOURIER_RATE, PIXEL_RATE)
+        } else {
+            (PIXEL_RATE, FOURIER_RATE)
+        };
+        if (self.learning_rate - other).abs() < 1e-9 {
+            self.learning_rate = this;
         }
     }
 
@@ -391,8 +404,12 @@ impl DreamPanel {
                 let s = &mut self.settings;
                 ui.separator();
                 ui.horizontal(|ui| {
+                    let was = s.fourier;
                     ui.radio_value(&mut s.fourier, true, "Lucid (Fourier)");
                     ui.radio_value(&mut s.fourier, false, "Pixels");
+                    if s.fourier != was {
+                        s.switched_parameterisation();
+                    }
                 });
                 ui.checkbox(&mut s.transforms, "Lucid's random transforms")
                     .on_hover_text("Pad, jitter, scale, rotate each step: what grows is robust");
@@ -550,5 +567,26 @@ impl Panel for DreamPanel {
         } else {
             self.handle(ctx, event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switching_to_pixels_takes_their_rate_unless_the_user_chose_one() {
+        let mut s = DreamSettings::default();
+        assert_eq!(s.learning_rate, FOURIER_RATE);
+        s.fourier = false;
+        s.switched_parameterisation();
+        assert_eq!(s.learning_rate, PIXEL_RATE);
+        s.fourier = true;
+        s.switched_parameterisation();
+        assert_eq!(s.learning_rate, FOURIER_RATE);
+        s.learning_rate = 0.3;
+        s.fourier = false;
+        s.switched_parameterisation();
+        assert_eq!(s.learning_rate, 0.3);
     }
 }

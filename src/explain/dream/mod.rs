@@ -57,6 +57,9 @@ pub enum DreamStart {
 /// The Fourier parameterisation's default learning rate (Lucid's is 0.05).
 pub const FOURIER_RATE: f64 = 0.08;
 
+/// The pixel parameterisation's default learning rate.
+pub const PIXEL_RATE: f64 = 0.02;
+
 /// The diversity term's default weight.
 pub const DIVERSITY: f32 = 5.0;
 
