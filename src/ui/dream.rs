@@ -117,7 +117,7 @@ impl DreamSettings {
     }
 
     /// After the parameterisation changed: a learning rate still at the other one's default
-    /// takes this one's (the pixels diverge at the Fourier rate), a rate the user chose stays.
+    /// takes this one's (as the CLI does), a rate the user chose stays.
     pub fn switched_parameterisation(&mut self) {
         let (this, other) = if self.fourier {
             (FOURIER_RATE, PIXEL_RATE)
