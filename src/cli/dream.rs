@@ -158,10 +158,7 @@ impl DreamArgs {
         settings.batch = self.batch;
         settings.diversity = self.diversity;
         settings.diversity_layer = self.diversity_layer.clone();
-        settings.learning_rate = self.lr.unwrap_or(match self.mode {
-            Parameterisation::Fourier => crate::explain::dream::FOURIER_RATE,
-            Parameterisation::Pixels => crate::explain::dream::PIXEL_RATE,
-        });
+        settings.learning_rate = self.lr.unwrap_or(self.mode.default_rate());
         if let Some(photo) = &self.from {
             settings.start = DreamStart::Photo(load_rgb(photo, DEFAULT_MAX_PIXELS)?);
         }

@@ -16,7 +16,7 @@ use super::widgets::PendingSave;
 use crate::labels::imagenet_label;
 use crate::worker::{
     CancelToken, Command, DreamControls, DreamRequest, DreamSettings as Dream, DreamTarget, Event,
-    JobId, Parameterisation, PhotoSource, RgbaImage, FOURIER_RATE, MAX_BATCH, PIXEL_RATE,
+    JobId, Parameterisation, PhotoSource, RgbaImage, MAX_BATCH,
 };
 
 /// What a channel dream maximises.
@@ -95,14 +95,19 @@ impl DreamSettings {
     /// The sizes the tab offers.
     pub const SIZES: [u32; 3] = [112, 160, 224];
 
+    /// The parameterisation the radio buttons chose.
+    fn parameterisation(&self) -> Parameterisation {
+        if self.fourier {
+            Parameterisation::Fourier
+        } else {
+            Parameterisation::Pixels
+        }
+    }
+
     /// The library's settings to dream `target` with these (starting from noise).
     pub fn for_target(&self, target: DreamTarget) -> Dream {
         Dream {
-            parameterisation: if self.fourier {
-                Parameterisation::Fourier
-            } else {
-                Parameterisation::Pixels
-            },
+            parameterisation: self.parameterisation(),
             steps: self.steps,
             learning_rate: self.learning_rate,
             tv_weight: self.tv_weight,
@@ -119,13 +124,13 @@ impl DreamSettings {
     /// After the parameterisation changed: a learning rate still at the other one's default
     /// takes this one's (as the CLI does), a rate the user chose stays.
     pub fn switched_parameterisation(&mut self) {
-        let (this, other) = if self.fourier {
-            (FOURIER_RATE, PIXEL_RATE)
+        let other = if self.fourier {
+            Parameterisation::Pixels
         } else {
-            (PIXEL_RATE, FOURIER_RATE)
+            Parameterisation::Fourier
         };
-        if (self.learning_rate - other).abs() < 1e-9 {
-            self.learning_rate = this;
+        if (self.learning_rate - other.default_rate()).abs() < 1e-9 {
+            self.learning_rate = self.parameterisation().default_rate();
         }
     }
 
@@ -577,13 +582,17 @@ mod tests {
     #[test]
     fn switching_to_pixels_takes_their_rate_unless_the_user_chose_one() {
         let mut s = DreamSettings::default();
-        assert_eq!(s.learning_rate, FOURIER_RATE);
+        let (fourier, pixels) = (
+            Parameterisation::Fourier.default_rate(),
+            Parameterisation::Pixels.default_rate(),
+        );
+        assert_eq!(s.learning_rate, fourier);
         s.fourier = false;
         s.switched_parameterisation();
-        assert_eq!(s.learning_rate, PIXEL_RATE);
+        assert_eq!(s.learning_rate, pixels);
         s.fourier = true;
         s.switched_parameterisation();
-        assert_eq!(s.learning_rate, FOURIER_RATE);
+        assert_eq!(s.learning_rate, fourier);
         s.learning_rate = 0.3;
         s.fourier = false;
         s.switched_parameterisation();

@@ -10,6 +10,6 @@ pub use protocol::{
     DeepDreamSettings, DeviceChoice, DreamControls, DreamRequest, DreamSettings, DreamTarget,
     EpochMetrics, Event, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId, LayerMaps,
     Layout, Misclassified, ModelSummary, Parameterisation, PhotoSource, RgbaImage, TapKind,
-    TrainReport, TrainRequest, FOURIER_RATE, MAX_BATCH, PIXEL_RATE,
+    TrainReport, TrainRequest, MAX_BATCH,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

@@ -11,9 +11,7 @@ use std::sync::Arc;
 pub use crate::device::DeviceChoice;
 pub use crate::explain::attack::AttackSettings;
 pub use crate::explain::deepdream::DeepDreamSettings;
-pub use crate::explain::dream::{
-    DreamSettings, DreamTarget, Parameterisation, FOURIER_RATE, MAX_BATCH, PIXEL_RATE,
-};
+pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation, MAX_BATCH};
 pub use crate::explain::gallery::GallerySettings;
 pub use crate::inference::ClassScore;
 pub use crate::model::{Arch, TapKind};

@@ -90,9 +90,10 @@ impl CustomOp1 for ColourSigmoid {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor, Var};
+    use candle_core::{Device, Tensor};
 
     use super::ColourSigmoid;
+    use crate::explain::dream::test_support::value_and_gradient;
 
     #[test]
     fn the_op_is_candles_mix_and_sigmoid_forward_and_backward() {
@@ -100,26 +101,19 @@ mod tests {
         let init = Tensor::randn(0f32, 2f32, (2, 3, 5, 7), &Device::Cpu).unwrap();
         let upstream = Tensor::randn(0f32, 1f32, (2, 3, 5, 7), &Device::Cpu).unwrap();
         let run = |op: bool| {
-            let x = Var::from_tensor(&init).unwrap();
-            let y = if op {
-                ColourSigmoid::new(mix).apply(x.as_tensor()).unwrap()
-            } else {
+            value_and_gradient(&init, &upstream, |x| {
+                if op {
+                    return ColourSigmoid::new(mix).apply(x).unwrap();
+                }
                 let flat: Vec<f32> = mix.iter().flatten().copied().collect();
                 let m = Tensor::from_vec(flat, (3, 3), &Device::Cpu).unwrap();
                 let mixed = m
-                    .broadcast_matmul(&x.as_tensor().reshape((2, 3, 35)).unwrap())
+                    .broadcast_matmul(&x.reshape((2, 3, 35)).unwrap())
                     .unwrap()
                     .reshape((2, 3, 5, 7))
                     .unwrap();
                 candle_nn::ops::sigmoid(&mixed).unwrap()
-            };
-            let grads = (&y * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            (y, grads.get(x.as_tensor()).unwrap().clone())
+            })
         };
         let ((a, ga), (b, gb)) = (run(true), run(false));
         let err = |x: &Tensor, y: &Tensor| {

@@ -163,10 +163,11 @@ impl CustomOp1 for InverseRfft2 {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor, Var};
+    use candle_core::{Device, Tensor};
 
     use super::InverseRfft2;
     use crate::explain::dream::image_param::inverse_dft_tables;
+    use crate::explain::dream::test_support::value_and_gradient;
 
     /// The tables' way: `[Ar | Ai] = (left · spectrum)` split, times `right`.
     fn by_tables(spectrum: &Tensor, s: usize) -> Tensor {
@@ -193,19 +194,13 @@ mod tests {
             let init = Tensor::randn(0f32, 1f32, (2, 3, 2 * s, wf), &Device::Cpu).unwrap();
             let upstream = Tensor::randn(0f32, 1f32, (2, 3, s, s), &Device::Cpu).unwrap();
             let run = |fft: bool| {
-                let p = Var::from_tensor(&init).unwrap();
-                let image = if fft {
-                    InverseRfft2::new(s).apply(p.as_tensor()).unwrap()
-                } else {
-                    by_tables(p.as_tensor(), s)
-                };
-                let grads = (&image * &upstream)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                (image, grads.get(p.as_tensor()).unwrap().clone())
+                value_and_gradient(&init, &upstream, |p| {
+                    if fft {
+                        InverseRfft2::new(s).apply(p).unwrap()
+                    } else {
+                        by_tables(p, s)
+                    }
+                })
             };
             let ((a, ga), (b, gb)) = (run(true), run(false));
             let err = |x: &Tensor, y: &Tensor| {

@@ -11,7 +11,7 @@
 //! the colour mix with the sigmoid one more ([`super::colour`]); on other devices (candle has
 //! no FFT) it is two real matrix products with cosine and sine tables, then candle's ops.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
 use super::colour::ColourSigmoid;
@@ -148,17 +148,26 @@ fn forward_dft(image: &[f64], h: usize, w: usize) -> Vec<f64> {
 
 /// Lucid's Fourier basis for `[B, 3, S, S]` images.
 struct Fourier {
-    /// `[2S, 2S]` and `[2(S/2+1), S]`, see [`inverse_dft_tables`].
-    left: Tensor,
-    right: Tensor,
     /// The 1/frequency scale, stacked for the real and imaginary parts: `[2S, S/2+1]`.
     scale: Tensor,
-    /// The colour mix `[3, 3]`.
-    mix: Tensor,
-    /// The same inverse transform with FFTs, for f32 on the CPU.
-    fft: InverseRfft2,
-    /// The colour mix over the magic factor and the sigmoid as one op, for f32 on the CPU.
-    colour: ColourSigmoid,
+    inverse: Inverse,
+}
+
+/// How the scaled spectrum becomes RGB, chosen once for the device.
+enum Inverse {
+    /// On the CPU: the inverse FFT as one op, then the colour mix over the magic factor and
+    /// the sigmoid as another.
+    Ops {
+        fft: InverseRfft2,
+        colour: ColourSigmoid,
+    },
+    /// Elsewhere (candle has no FFT): the tables `[2S, 2S]` and `[2(S/2+1), S]` (see
+    /// [`inverse_dft_tables`]) and the colour mix `[3, 3]`, through candle's ops.
+    Tables {
+        left: Tensor,
+        right: Tensor,
+        mix: Tensor,
+    },
 }
 
 /// How the trainable parameters become pixels.
@@ -218,7 +227,6 @@ impl ImageParam {
             });
         }
         let wf = half_width(size);
-        let (left, right) = inverse_dft_tables(size, size);
         let scale = spectrum_scale(size, size);
         let stacked: Vec<f32> = scale.iter().chain(&scale).copied().collect();
         let mix = colour_mix();
@@ -231,16 +239,25 @@ impl ImageParam {
                 .map(|_| INIT_SD * gaussian(&mut rng))
                 .collect(),
         };
-        let mix_flat: Vec<f32> = mix.iter().flatten().map(|v| *v as f32).collect();
         let init = Tensor::from_vec(init, (batch, 3, 2 * size, wf), device)?;
-        Ok(Self {
-            basis: Basis::Fourier(Fourier {
-                left: Tensor::from_vec(left, (2 * size, 2 * size), device)?,
-                right: Tensor::from_vec(right, (2 * wf, size), device)?,
-                scale: Tensor::from_vec(stacked, (2 * size, wf), device)?,
-                mix: Tensor::from_vec(mix_flat, (3, 3), device)?,
+        let inverse = if device.is_cpu() {
+            Inverse::Ops {
                 fft: InverseRfft2::new(size),
                 colour: ColourSigmoid::new(mix.map(|row| row.map(|v| (v / MAGIC) as f32))),
+            }
+        } else {
+            let (left, right) = inverse_dft_tables(size, size);
+            let mix_flat: Vec<f32> = mix.iter().flatten().map(|v| *v as f32).collect();
+            Inverse::Tables {
+                left: Tensor::from_vec(left, (2 * size, 2 * size), device)?,
+                right: Tensor::from_vec(right, (2 * wf, size), device)?,
+                mix: Tensor::from_vec(mix_flat, (3, 3), device)?,
+            }
+        };
+        Ok(Self {
+            basis: Basis::Fourier(Fourier {
+                scale: Tensor::from_vec(stacked, (2 * size, wf), device)?,
+                inverse,
             }),
             param: Var::from_tensor(&init)?,
             batch,
@@ -256,18 +273,20 @@ impl ImageParam {
         };
         let (b, s) = (self.batch, self.size);
         let scaled = p.broadcast_mul(&f.scale)?;
-        if p.device().is_cpu() && p.dtype() == DType::F32 {
-            let image = f.fft.clone().apply(&scaled)?;
-            return Ok(f.colour.apply(&image)?);
-        }
-        let a = f.left.broadcast_matmul(&scaled)?;
+        let (left, right, mix) = match &f.inverse {
+            Inverse::Ops { fft, colour } => {
+                let image = fft.clone().apply(&scaled)?;
+                return Ok(colour.apply(&image)?);
+            }
+            Inverse::Tables { left, right, mix } => (left, right, mix),
+        };
+        let a = left.broadcast_matmul(&scaled)?;
         // [Ar; Ai] [B, 3, 2S, wf] -> [Ar | Ai] [B, 3, S, 2 wf].
         let a = a.contiguous()?;
         let side = Tensor::cat(&[a.narrow(2, 0, s)?, a.narrow(2, s, s)?], 3)?.contiguous()?;
-        let image = side.broadcast_matmul(&f.right)?;
+        let image = side.broadcast_matmul(right)?;
         let decorrelated = (image / MAGIC)?;
-        let rgb = f
-            .mix
+        let rgb = mix
             .broadcast_matmul(&decorrelated.reshape((b, 3, s * s))?)?
             .reshape((b, 3, s, s))?;
         Ok(candle_nn::ops::sigmoid(&rgb)?)

@@ -317,6 +317,18 @@ mod tests {
         assert!((30..=60).contains(&white), "{white}");
     }
 
+    /// The network's `n x n` view of `img` `[B, 3, n, n]` under `d`, flattened.
+    fn view(d: &Draw, img: &Tensor, n: usize) -> Vec<f32> {
+        Sampling::new(d, n, n, &Device::Cpu)
+            .unwrap()
+            .apply(img)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
     #[test]
     fn draws_follow_lucids_ranges_and_the_view_keeps_its_mass_where_it_should() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -329,14 +341,7 @@ mod tests {
             assert!((0.9..=1.1).contains(&d.scale) && d.angle.abs() <= 10.0);
             assert!(d.zoom == 1.0 || ZOOMS.contains(&d.zoom));
             angles.insert(d.angle as i32);
-            let v: Vec<f32> = Sampling::new(&d, n, n, &Device::Cpu)
-                .unwrap()
-                .apply(&img)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let v = view(&d, &img, n);
             // Everything is a mix of white image, grey padding and black: within [0, 1], and
             // the centre is always the image.
             assert!(v.iter().all(|x| (-1e-6..=1.0 + 1e-6).contains(x)));
@@ -401,22 +406,16 @@ mod tests {
     fn the_largest_zoom_sees_only_the_image_where_lucids_view_has_its_grey_frame() {
         let n = 100;
         let img = Tensor::ones((1, 3, n, n), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let view = |d: &Draw| -> Vec<f32> {
-            Sampling::new(d, n, n, &Device::Cpu)
-                .unwrap()
-                .apply(&img)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        };
-        let lucid = view(&Draw::still());
+        let lucid = view(&Draw::still(), &img, n);
         assert!((lucid[0] - 0.5).abs() < 1e-5, "corner {}", lucid[0]);
-        let zoomed = view(&Draw {
-            zoom: ZOOMS[ZOOMS.len() - 1],
-            ..Draw::still()
-        });
+        let zoomed = view(
+            &Draw {
+                zoom: ZOOMS[ZOOMS.len() - 1],
+                ..Draw::still()
+            },
+            &img,
+            n,
+        );
         // 1.3 x 100 / 124 > 1: the central 1/1.3 of the padded canvas is all image.
         assert!(zoomed.iter().all(|v| (v - 1.0).abs() < 1e-5));
     }
