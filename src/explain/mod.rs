@@ -3,6 +3,7 @@
 //! channel, cached).
 
 pub mod attack;
+pub mod attribution;
 pub mod deepdream;
 pub mod dream;
 pub mod gallery;

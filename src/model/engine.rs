@@ -1,7 +1,7 @@
 //! A [`Network`] ready to run: with the fast CPU program where its weights are f32 on the CPU,
 //! else (and for inputs the program cannot take) with candle's own ops.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result, Tensor, Var};
 
 use super::network::{Network, NetworkBuilder, TapSink};
 use super::program::FrozenProgram;
@@ -23,6 +23,15 @@ impl Engine {
             .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
         let program = on_cpu_f32.then(|| FrozenProgram::new(network.steps()));
         Self { network, program }
+    }
+
+    /// An engine that always runs candle's ops (tests compare the two ways).
+    #[cfg(test)]
+    pub(crate) fn without_program(network: Network) -> Self {
+        Self {
+            network,
+            program: None,
+        }
     }
 
     /// The engine of the network `builder` describes.
@@ -84,6 +93,83 @@ impl Engine {
             .collect()
     }
 
+    /// The gradient of an objective of tap `output`'s activation (the logits when `None`)
+    /// with respect to tap `layer`'s activation (the input `x` `[B, 3, H, W]` when `None`):
+    /// Grad-CAM's and the input-gradient methods' one primitive. `objective` receives the
+    /// output `[B, ...]` (no gradients) and returns the objective's gradient with respect to
+    /// it, same shape (a one-hot row per image for a class score).
+    ///
+    /// The gradient is the partial derivative at the layer, as PyTorch's hooks see it: what
+    /// later steps receive from the layer's output, not through residual skips that left
+    /// before it.
+    pub fn layer_gradient(
+        &self,
+        x: &Tensor,
+        layer: Option<&str>,
+        output: Option<&str>,
+        objective: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<LayerGradient> {
+        let last = self.network.last_step(output)?;
+        let layer_step = layer.map(|l| self.network.last_step(Some(l))).transpose()?;
+        if layer_step.is_some_and(|l| l > last) {
+            candle_core::bail!(
+                "layer {} comes after {}, which it would be explained by",
+                layer.unwrap_or_default(),
+                output.unwrap_or("the logits")
+            );
+        }
+        if let Some(program) = self.program().filter(|p| p.supports(x)) {
+            let (output, activation, gradient) =
+                program.layer_gradient(x, layer_step, last, objective)?;
+            return Ok(LayerGradient {
+                output,
+                activation,
+                gradient,
+            });
+        }
+        // candle keeps no gradient of an intermediate tensor: the pass is split at the layer,
+        // whose activation becomes a variable the second half starts from.
+        let mut residuals = Vec::new();
+        let (start, first) = match layer_step {
+            None => (x.detach(), 0),
+            Some(l) => (
+                reference::forward_steps(
+                    &self.network,
+                    &x.detach(),
+                    0..=l,
+                    &mut residuals,
+                    &mut |_, _, _| {},
+                )?,
+                l + 1,
+            ),
+        };
+        let residuals: Vec<Tensor> = residuals.iter().map(Tensor::detach).collect();
+        let var = Var::from_tensor(&start)?;
+        let out = if first > last {
+            var.as_tensor().clone()
+        } else {
+            let mut open = residuals;
+            reference::forward_steps(
+                &self.network,
+                var.as_tensor(),
+                first..=last,
+                &mut open,
+                &mut |_, _, _| {},
+            )?
+        };
+        let grad_out = objective(&out.detach())?;
+        let grads = (&out * grad_out.detach())?.sum_all()?.backward()?;
+        let gradient = match grads.get(var.as_tensor()) {
+            Some(g) => g.clone(),
+            None => var.as_tensor().zeros_like()?,
+        };
+        Ok(LayerGradient {
+            output: out.detach(),
+            activation: var.as_tensor().detach(),
+            gradient,
+        })
+    }
+
     /// The logits `[B, classes]`, reporting every tap to `sink` (the logits last). Without
     /// gradients to `x`, the fast program computes them where it can.
     pub fn forward_with(&self, x: &Tensor, sink: TapSink) -> Result<Tensor> {
@@ -93,4 +179,15 @@ impl Engine {
             None => reference::forward(&self.network, x, last, sink),
         }
     }
+}
+
+/// What [`Engine::layer_gradient`] gives.
+#[derive(Debug, Clone)]
+pub struct LayerGradient {
+    /// The output the objective read, `[B, ...]`.
+    pub output: Tensor,
+    /// The layer's activation (or the input), `[B, C, H, W]` (`[B, F]` for fc taps).
+    pub activation: Tensor,
+    /// The objective's gradient with respect to it, same shape.
+    pub gradient: Tensor,
 }

@@ -17,9 +17,23 @@ use crate::kernels::{Activation, PoolWindow};
 /// Runs steps `0..=last` of `network` on `x` `[B, 3, H, W]`, reporting each tap to `sink`;
 /// the last step's output.
 pub fn forward(network: &Network, x: &Tensor, last: usize, sink: TapSink) -> Result<Tensor> {
+    forward_steps(network, x, 0..=last, &mut Vec::new(), sink)
+}
+
+/// Runs `steps` of `network` on `x` (the input of the first of them), with `residuals` the
+/// starts of the residuals open before them (left as open after them), reporting each tap to
+/// `sink`; the last step's output. Splitting a pass in two this way lets the second half
+/// start from a gradient-tracking activation (attribution maps need the gradient there).
+pub fn forward_steps(
+    network: &Network,
+    x: &Tensor,
+    steps: std::ops::RangeInclusive<usize>,
+    residuals: &mut Vec<Tensor>,
+    sink: TapSink,
+) -> Result<Tensor> {
     let mut x = x.clone();
-    let mut residuals: Vec<Tensor> = Vec::new();
-    for step in network.steps().iter().take(last + 1) {
+    let (first, last) = (*steps.start(), *steps.end());
+    for step in network.steps().iter().take(last + 1).skip(first) {
         x = match &step.layer {
             Layer::Conv(conv) => conv_forward(conv, &x)?,
             Layer::MaxPool(window) => max_pool(&x, *window)?,

@@ -224,6 +224,54 @@ impl FrozenProgram {
         logits.ok_or_else(|| candle_core::Error::Msg("empty program".into()))
     }
 
+    /// Step `last`'s output `[B, ...]` for `x` `[B, C, H, W]` and, for the gradient
+    /// `objective` gives of it (same shape), the gradient with respect to step `layer`'s output
+    /// (the input `x` when `None`), with that activation: `(output, activation, gradient)`.
+    /// One forward pass keeping every output, then the backward walk down to `layer` only.
+    pub(super) fn layer_gradient(
+        &self,
+        x: &Tensor,
+        layer: Option<usize>,
+        last: usize,
+        objective: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        if layer.is_some_and(|l| l > last) {
+            candle_core::bail!("the layer lies after the output it is explained by");
+        }
+        let (batch, c, h, w) = x.dims4()?;
+        let x = x.detach().contiguous()?.to_dtype(DType::F32)?;
+        let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let saved = run_forward(
+            self,
+            &input,
+            (batch, Dims::map(c, h, w)),
+            last,
+            true,
+            &mut |_, _, _| Ok(()),
+        )?;
+        let shape_of = |i: usize| saved.dims[i].batch_shape(batch);
+        let output = Tensor::from_slice(saved.output(last)?, shape_of(last), &Device::Cpu)?;
+        let grad_out = objective(&output)?;
+        if grad_out.dims() != output.dims() {
+            candle_core::bail!(
+                "a gradient of shape {:?} for an output of shape {:?}",
+                grad_out.dims(),
+                output.dims()
+            );
+        }
+        let grad_out: Vec<f32> = grad_out.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let first = layer.map_or(0, |l| l + 1);
+        let grad = run_backward(self, &saved, (first, last), grad_out, &HashMap::new())?;
+        let (activation, gradient) = match layer {
+            None => (x, Tensor::from_vec(grad, (batch, c, h, w), &Device::Cpu)?),
+            Some(l) => (
+                Tensor::from_slice(saved.output(l)?, shape_of(l), &Device::Cpu)?,
+                Tensor::from_vec(grad, shape_of(l), &Device::Cpu)?,
+            ),
+        };
+        Ok((output, activation, gradient))
+    }
+
     /// The output dimensions of every step `0..=last` for one image of `input`.
     fn shapes(&self, input: Dims, last: usize) -> Result<Vec<Dims>> {
         let mut dims: Vec<Dims> = Vec::with_capacity(last + 1);
@@ -387,19 +435,21 @@ fn run_forward(
     Ok(saved)
 }
 
-/// The input gradient `[B, C, H, W]` for the last step's output gradient `grad`, plus the
-/// gradients `extra` of earlier steps' outputs (by step index) where those were outputs too.
+/// The gradient of step `first`'s input (the program's input `[B, C, H, W]` when `first` is
+/// 0) for the last step's output gradient `grad`, plus the gradients `extra` of earlier steps'
+/// outputs (by step index) where those were outputs too. Skips of residuals that start before
+/// `first` are left out: they reach activations before step `first`'s input, not it.
 fn run_backward(
     program: &FrozenProgram,
     saved: &Saved,
-    last: usize,
+    (first, last): (usize, usize),
     mut grad: Vec<f32>,
     extra: &HashMap<usize, Vec<f32>>,
 ) -> Result<Vec<f32>> {
     let batch = saved.batch;
     let mut pending: Vec<Vec<f32>> = Vec::new();
     let starts = program.residual_starts(last);
-    for (i, step) in program.steps[..=last].iter().enumerate().rev() {
+    for (i, step) in program.steps[..=last].iter().enumerate().skip(first).rev() {
         // `grad` is the gradient of step i's output here: add what reached it directly.
         if let Some(g) = extra.get(&i) {
             grad.par_iter_mut()
@@ -552,7 +602,7 @@ impl CustomOp1 for RunOp {
             let last = parts.pop().unwrap_or_default();
             (last, self.extras.iter().copied().zip(parts).collect())
         };
-        let grad_in = run_backward(&self.program, saved, self.last, grad, &extra)?;
+        let grad_in = run_backward(&self.program, saved, (0, self.last), grad, &extra)?;
         Ok(Some(Tensor::from_vec(grad_in, arg.shape(), arg.device())?))
     }
 }

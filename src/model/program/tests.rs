@@ -356,3 +356,61 @@ fn several_taps_from_one_pass_match_separate_runs_in_values_and_gradients() {
         assert_eq!(max_abs(&(a - b).unwrap()), 0.0);
     }
 }
+
+#[test]
+fn layer_gradients_agree_between_the_program_and_candles_split_pass() {
+    // A tap inside an open residual, the residual's end, and the input; the logits' gradient.
+    let linear = LinearLayer::new(randn(&[3, 6], 0.3), randn(&[3], 0.1), Activation::Identity);
+    let mut net = NetworkBuilder::default();
+    net.push(Layer::Conv(conv(2, 6, 3, 1, Padding::Symmetric(1))));
+    net.push(Layer::ResidualStart);
+    net.push_tap(
+        Layer::Conv(conv(6, 6, 3, 1, Padding::Symmetric(1))),
+        "inner",
+        TapKind::Conv,
+    );
+    net.push_tap(Layer::identity_add(), "block", TapKind::Block);
+    net.push(Layer::GlobalAvgPool);
+    net.push_tap(Layer::Linear(linear.unwrap()), "logits", TapKind::Logits);
+    let fast = Engine::build(net).unwrap();
+    let slow = Engine::without_program(fast.network().clone());
+    let x0 = randn(&[2, 2, 7, 7], 1.0);
+    let upstream = randn(&[2, 3], 1.0);
+    let mut objective = |_: &Tensor| Ok(upstream.clone());
+    for layer in [Some("inner"), Some("block"), None] {
+        let a = fast
+            .layer_gradient(&x0, layer, None, &mut objective)
+            .unwrap();
+        let b = slow
+            .layer_gradient(&x0, layer, None, &mut objective)
+            .unwrap();
+        assert_eq!(a.gradient.dims(), b.gradient.dims(), "{layer:?}");
+        let scale = max_abs(&b.gradient);
+        assert!(scale > 0.0, "{layer:?}");
+        let diff = max_abs(&(&a.gradient - &b.gradient).unwrap());
+        assert!(diff <= 1e-5 * scale, "{layer:?}: {diff} of {scale}");
+        assert!(max_abs(&(&a.activation - &b.activation).unwrap()) <= 1e-5);
+        assert!(max_abs(&(&a.output - &b.output).unwrap()) <= 1e-5);
+    }
+    // The input's gradient is the one candle's autograd gives through the program.
+    let x = Var::from_tensor(&x0).unwrap();
+    let logits = fast.program().unwrap().run(x.as_tensor(), None).unwrap();
+    let grads = (logits * &upstream)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let want = grads.get(x.as_tensor()).unwrap();
+    let got = fast
+        .layer_gradient(&x0, None, None, &mut objective)
+        .unwrap()
+        .gradient;
+    assert!(max_abs(&(&got - want).unwrap()) <= 1e-6 * max_abs(want));
+    // At the residual's end inside the block, the gradient is the output's own: the skip
+    // that left before "inner" does not reach it (PyTorch's hooks see the same).
+    let at_block = fast
+        .layer_gradient(&x0, Some("block"), Some("block"), &mut |o| o.ones_like())
+        .unwrap();
+    assert_eq!(max_abs(&(at_block.gradient - 1.0).unwrap()), 0.0);
+}
