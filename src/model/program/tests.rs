@@ -290,9 +290,9 @@ fn candles_max_pool_gradient_is_corrected_to_one_per_window() {
     assert!((g.iter().sum::<f32>() - 4.0).abs() < 1e-5);
 }
 
-#[test]
-fn several_taps_from_one_pass_match_separate_runs_in_values_and_gradients() {
-    // A tap inside an open residual and one after it, and the logits.
+/// `[B, 2, H, W]` -> conv -> (residual: conv tapped `inner`, add tapped `block`) -> mean ->
+/// linear `logits` `[B, 3]`.
+fn residual_net() -> Engine {
     let linear = LinearLayer::new(randn(&[3, 6], 0.3), randn(&[3], 0.1), Activation::Identity);
     let mut net = NetworkBuilder::default();
     net.push(Layer::Conv(conv(2, 6, 3, 1, Padding::Symmetric(1))));
@@ -305,7 +305,13 @@ fn several_taps_from_one_pass_match_separate_runs_in_values_and_gradients() {
     net.push_tap(Layer::identity_add(), "block", TapKind::Block);
     net.push(Layer::GlobalAvgPool);
     net.push_tap(Layer::Linear(linear.unwrap()), "logits", TapKind::Logits);
-    let engine = Engine::build(net).unwrap();
+    Engine::build(net).unwrap()
+}
+
+#[test]
+fn several_taps_from_one_pass_match_separate_runs_in_values_and_gradients() {
+    // A tap inside an open residual and one after it, and the logits.
+    let engine = residual_net();
     let x0 = randn(&[2, 2, 7, 7], 1.0);
     let untils = [Some("block"), None, Some("inner")];
     let weights: Vec<Tensor> = [[2, 6, 7, 7], [2, 3, 1, 1], [2, 6, 7, 7]]
@@ -360,19 +366,7 @@ fn several_taps_from_one_pass_match_separate_runs_in_values_and_gradients() {
 #[test]
 fn layer_gradients_agree_between_the_program_and_candles_split_pass() {
     // A tap inside an open residual, the residual's end, and the input; the logits' gradient.
-    let linear = LinearLayer::new(randn(&[3, 6], 0.3), randn(&[3], 0.1), Activation::Identity);
-    let mut net = NetworkBuilder::default();
-    net.push(Layer::Conv(conv(2, 6, 3, 1, Padding::Symmetric(1))));
-    net.push(Layer::ResidualStart);
-    net.push_tap(
-        Layer::Conv(conv(6, 6, 3, 1, Padding::Symmetric(1))),
-        "inner",
-        TapKind::Conv,
-    );
-    net.push_tap(Layer::identity_add(), "block", TapKind::Block);
-    net.push(Layer::GlobalAvgPool);
-    net.push_tap(Layer::Linear(linear.unwrap()), "logits", TapKind::Logits);
-    let fast = Engine::build(net).unwrap();
+    let fast = residual_net();
     let slow = Engine::without_program(fast.network().clone());
     let x0 = randn(&[2, 2, 7, 7], 1.0);
     let upstream = randn(&[2, 3], 1.0);
