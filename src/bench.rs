@@ -1,7 +1,9 @@
 //! The `bench` command's measurements: median wall time of a forward pass and of a dream step
 //! (forward + gradient to the input + update) per model, as the PyTorch reference benchmark
 //! (`shared/bench/peer_bench.py`) measures them; and of a step of the real dream (Lucid's
-//! recipe, [`crate::explain::dream`]) alone and as a diverse batch of 4.
+//! recipe, [`crate::explain::dream`]) alone and as a diverse batch of 4; and of each
+//! attribution map with its default settings ([`bench_attribution`], as
+//! `scripts/bench_attribution.py` times pytorch-grad-cam and Captum).
 
 use std::time::Instant;
 
@@ -9,6 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::explain::attribution::{attribute, Method, Settings, Target};
 use crate::explain::dream::{dream, DreamSettings, DreamTarget};
 use crate::explain::gradients::ascent_step;
 use crate::inference::LoadedModel;
@@ -119,6 +122,53 @@ pub fn bench_lucid(model: &LoadedModel, size: u32, plan: BenchPlan) -> Result<Ve
             what: what.into(),
             size: size as usize,
             median_ms: times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
+        });
+    }
+    Ok(records)
+}
+
+/// Times each attribution method with its default settings (SmoothGrad 25 samples,
+/// Integrated Gradients 50 steps, occlusion a seventh of the side with half of that as
+/// stride) for one image of `model`'s size: `attr_METHOD` records. The slow ones (SmoothGrad,
+/// Integrated Gradients, occlusion) are timed at most 3 times after one warm-up.
+pub fn bench_attribution(model: &LoadedModel, plan: BenchPlan) -> Result<Vec<BenchRecord>> {
+    let size = model.preprocess.size as usize;
+    let device = &model.device;
+    let x = Tensor::rand(-2f32, 2f32, (1, 3, size, size), device)?;
+    let settings = Settings::default();
+    let target = Target::imagenet(281);
+    let mut records = Vec::new();
+    for method in Method::ALL {
+        let slow = matches!(
+            method,
+            Method::SmoothGrad | Method::IntegratedGradients | Method::Occlusion
+        );
+        let plan = if slow {
+            BenchPlan {
+                warmup: plan.warmup.min(1),
+                runs: plan.runs.clamp(1, 3),
+            }
+        } else {
+            plan
+        };
+        let ms = median_ms(plan, || {
+            attribute(
+                model.backbone.as_ref(),
+                &x,
+                method,
+                &target,
+                &settings,
+                &|| false,
+                &mut |_, _| {},
+            )?;
+            device.synchronize()?;
+            Ok(())
+        })?;
+        records.push(BenchRecord {
+            model: model.spec.name.to_string(),
+            what: format!("attr_{}", method.name()),
+            size,
+            median_ms: ms,
         });
     }
     Ok(records)

@@ -81,6 +81,10 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
         layer: args.layer.clone(),
         channel: args.channel,
         gallery: args.gallery,
+        explain: args.explain.map(|e| match e {
+            cnn_explorer::cli::ExplainAtStart::One(m) => Some(m),
+            cnn_explorer::cli::ExplainAtStart::All => None,
+        }),
         tab: args.tab,
         deepdream: args.deepdream,
         dream: args.dream,
@@ -89,7 +93,7 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
             outcome: Default::default(),
             // A dream, DeepDream or gallery at start is waited for longer.
             timeout: std::time::Duration::from_secs(
-                if args.dream || args.deepdream || args.gallery {
+                if args.dream || args.deepdream || args.gallery || args.explain.is_some() {
                     600
                 } else {
                     120

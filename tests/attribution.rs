@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use cnn_explorer::error::Error;
 use cnn_explorer::explain::attribution::{
-    attribute, causal_metric, smoothgrad, upsample, Causal, Method, Settings,
+    attribute, causal_metric, smoothgrad, upsample, Causal, Method, Settings, Target,
 };
+use cnn_explorer::model::network::Layer;
 use cnn_explorer::model::resnet::ResNetConfig;
 use cnn_explorer::model::{Arch, Backbone};
+use cnn_explorer::train::head::{Head, HeadKind};
 use cnn_explorer::weights::loading::load_backbone;
 use common::load_fixture;
 use common::tiny::{tiny_config, tiny_resnet, tiny_vgg};
@@ -111,8 +113,16 @@ fn check_methods(
                 layer: Some(layer.to_string()),
                 ..Settings::default()
             };
-            let got =
-                attribute(model, x, method, class, &settings, &never, &mut |_, _| {}).unwrap();
+            let got = attribute(
+                model,
+                x,
+                method,
+                &Target::imagenet(class),
+                &settings,
+                &never,
+                &mut |_, _| {},
+            )
+            .unwrap();
             let key = format!("{}@{layer}", method.name());
             let want = &io[&key];
             assert_eq!([got.height, got.width], want.dims()[..], "{key}");
@@ -131,7 +141,16 @@ fn check_methods(
         Method::IntegratedGradients,
         Method::Occlusion,
     ] {
-        let got = attribute(model, x, method, class, &settings, &never, &mut |_, _| {}).unwrap();
+        let got = attribute(
+            model,
+            x,
+            method,
+            &Target::imagenet(class),
+            &settings,
+            &never,
+            &mut |_, _| {},
+        )
+        .unwrap();
         let logit = model
             .forward(x)
             .unwrap()
@@ -148,7 +167,15 @@ fn check_methods(
         );
     }
     if let Some(noise) = io.get("smoothgrad.noise") {
-        let got = smoothgrad(model, x, class, noise, &never, &mut |_, _| {}).unwrap();
+        let got = smoothgrad(
+            model,
+            x,
+            &Target::imagenet(class),
+            noise,
+            &never,
+            &mut |_, _| {},
+        )
+        .unwrap();
         let e = rel(&got, &io["smoothgrad"], "smoothgrad");
         assert!(e < TOLERANCE, "smoothgrad: relative error {e}");
     }
@@ -204,7 +231,7 @@ fn real_lite0_maps_and_faithfulness_on_the_cat_match_the_references() {
             model.as_ref(),
             x,
             &saliency,
-            class,
+            &Target::imagenet(class),
             (mode, 32),
             &never,
             &mut |_, _| {},
@@ -237,7 +264,7 @@ fn integrated_gradients_stops_when_cancelled() {
         model.as_ref(),
         &io["input"],
         Method::IntegratedGradients,
-        281,
+        &Target::imagenet(281),
         &settings,
         &cancel_after_one,
         &mut |done, _| {
@@ -248,4 +275,176 @@ fn integrated_gradients_stops_when_cancelled() {
     );
     assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
     assert_eq!(batches.get(), 1, "one batch of 500 points ran, not all");
+}
+
+/// A linear head made of three rows of EfficientNet-Lite0's own classifier (tabby, tiger cat,
+/// Egyptian cat): its logits are those classes' ImageNet logits, so its maps must be theirs.
+fn cat_head(model: &dyn Backbone) -> Head {
+    let rows = [281u32, 282, 285];
+    let fc = model
+        .network()
+        .steps()
+        .iter()
+        .rev()
+        .find_map(|s| match &s.layer {
+            Layer::Linear(l) => Some(l),
+            _ => None,
+        })
+        .unwrap();
+    let index = Tensor::new(&rows, &Device::Cpu).unwrap();
+    let weights = HashMap::from([
+        (
+            "fc.weight".to_string(),
+            fc.weight.index_select(&index, 0).unwrap(),
+        ),
+        (
+            "fc.bias".to_string(),
+            fc.bias.index_select(&index, 0).unwrap(),
+        ),
+    ]);
+    Head {
+        kind: HeadKind::Linear,
+        dim: model.embedding_dim(),
+        classes: vec!["tabby".into(), "tiger cat".into(), "Egyptian cat".into()],
+        weights,
+        metrics: Vec::new(),
+        best_epoch: 0,
+        block: None,
+    }
+}
+
+#[test]
+fn a_heads_class_map_is_that_of_the_classifier_rows_it_was_made_of() {
+    let model = real_lite0();
+    let io = load_fixture("attribution_lite0_cat.safetensors");
+    let x = &io["input"];
+    let head = cat_head(model.as_ref());
+    let target = Target::head(model.as_ref(), &head, 0).unwrap();
+    let settings = Settings::default();
+    // The head reads the pooled "head" tap, so its default CAM layer is that tap.
+    let cam = attribute(
+        model.as_ref(),
+        x,
+        Method::GradCam,
+        &target,
+        &settings,
+        &never,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(cam.layer.as_deref(), Some("head"));
+    let e = rel(&cam.map, &io["grad-cam@head"], "head grad-cam");
+    assert!(e < TOLERANCE, "a head's Grad-CAM: relative error {e}");
+    let ours = attribute(
+        model.as_ref(),
+        x,
+        Method::Saliency,
+        &target,
+        &settings,
+        &never,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let imagenet = attribute(
+        model.as_ref(),
+        x,
+        Method::Saliency,
+        &Target::imagenet(281),
+        &settings,
+        &never,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let want = Tensor::new(imagenet.map.as_slice(), &Device::Cpu).unwrap();
+    let e = rel(&ours.map, &want, "head saliency");
+    assert!(e < TOLERANCE, "a head's saliency: relative error {e}");
+    // Another head's class count, or a class it lacks, is refused by name.
+    assert!(Target::head(model.as_ref(), &head, 3).is_err());
+}
+
+/// Random maps with blobs the size of a CAM's cells: `[7, 7]` uniform values upsampled to the
+/// input, as a CAM is (pixel-level noise would delete scattered pixels, which harms any
+/// network more than deleting any one region).
+fn random_blob_maps(n: usize, (h, w): (usize, usize)) -> Vec<Vec<f32>> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            let cells: Vec<f32> = (0..49)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect();
+            upsample(&cells, (7, 7), (h, w))
+        })
+        .collect()
+}
+
+#[test]
+fn every_methods_map_of_the_cat_deletes_the_cat_faster_than_random_maps() {
+    let model = real_lite0();
+    let io = load_fixture("attribution_lite0_cat.safetensors");
+    let x = &io["input"];
+    // The photo's top class (the fixture's class is tabby, its second).
+    let target = Target::imagenet(285);
+    let steps = 16;
+    let deletion = |map: &[f32]| {
+        causal_metric(
+            model.as_ref(),
+            x,
+            map,
+            &target,
+            (Causal::Deletion, steps),
+            &never,
+            &mut |_, _| {},
+        )
+        .unwrap()
+        .0
+    };
+    let random: Vec<f32> = random_blob_maps(4, (224, 224))
+        .iter()
+        .map(|m| deletion(m))
+        .collect();
+    let random_mean = random.iter().sum::<f32>() / random.len() as f32;
+    let settings = Settings {
+        smooth_samples: 8,
+        ig_steps: 16,
+        occlusion_window: 32,
+        occlusion_stride: 16,
+        ..Settings::default()
+    };
+    let mut scores = Vec::new();
+    for method in Method::ALL {
+        let a = attribute(
+            model.as_ref(),
+            x,
+            method,
+            &target,
+            &settings,
+            &never,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let full = upsample(&a.map, (a.height, a.width), (224, 224));
+        scores.push((method.name(), deletion(&full)));
+    }
+    eprintln!("random {random:?}; methods {scores:?}");
+    // The CAMs at Lite0's `head` do not pass this check on this photo (measured: Grad-CAM
+    // 0.361, Grad-CAM++ 0.346, HiResCAM 0.361, LayerCAM 0.331 against random blobs'
+    // 0.250-0.387, mean 0.338); they match pytorch-grad-cam's maps to 1e-4, so this is the
+    // method's faithfulness here, not a bug of ours. Only the input methods and occlusion
+    // are held to it until the CAM side is understood (issue 16's notes).
+    let cam_names: Vec<&str> = Method::ALL
+        .iter()
+        .filter(|m| m.is_cam())
+        .map(|m| m.name())
+        .collect();
+    for (name, score) in scores.iter().filter(|(n, _)| !cam_names.contains(n)) {
+        assert!(
+            *score < random_mean,
+            "{name}: deletion {score} against random maps' {random_mean} ({random:?})"
+        );
+    }
 }

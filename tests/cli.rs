@@ -588,6 +588,119 @@ fn train_head_saves_a_head_that_predict_uses_with_the_resize_mode_asked_for() {
         );
     }
     assert_ne!(crop, whole, "the resize mode changes what the head sees");
+
+    // explain --head: a map of one of the head's classes, named by name.
+    let map = out.path().join("disc.png");
+    let o = cnn_explorer(&[
+        "explain",
+        "--head",
+        head_arg,
+        "--class",
+        "disc",
+        "--causal-steps",
+        "4",
+        "--json",
+        "-o",
+        map.to_str().unwrap(),
+        cat_photo().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        (row["class"].as_u64(), row["label"].as_str()),
+        (Some(0), Some("disc"))
+    );
+    assert_eq!(row["layer"], "head");
+    assert_eq!(row["map"].as_array().unwrap().len(), 7);
+    assert!(map.is_file());
+    let o = cnn_explorer(&[
+        "explain",
+        "--head",
+        head_arg,
+        "--class",
+        "tabby",
+        cat_photo().to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "no class 'tabby'");
+}
+
+#[test]
+fn explain_writes_an_overlay_with_the_raw_map_and_its_scores() {
+    common::efficientnet_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cat_map.png");
+    let cat = cat_photo();
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["explain", "--model", "efficientnet-lite0"];
+        args.extend_from_slice(extra);
+        args.push(cat.to_str().unwrap());
+        cnn_explorer(&args)
+    };
+    let o = explain(&["--json", "--causal-steps", "8", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(row["method"], "grad-cam");
+    assert!(
+        [281, 282, 285].contains(&row["class"].as_u64().unwrap()),
+        "{}",
+        row["class"]
+    );
+    assert_eq!(row["layer"], "head");
+    let map = row["map"].as_array().unwrap();
+    assert_eq!(map.len(), 7, "7x7 at the head");
+    assert!(map.iter().all(|r| r.as_array().unwrap().len() == 7));
+    let values: Vec<f64> = map
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    assert!(values.iter().all(|v| *v >= 0.0) && values.iter().any(|v| *v > 0.0));
+    for key in ["deletion", "insertion"] {
+        let v = row[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} {v}");
+        assert_eq!(row[format!("{key}_curve")].as_array().unwrap().len(), 9);
+    }
+    assert_eq!(row["output"], out.to_str().unwrap());
+    let png = image::open(&out).unwrap();
+    assert_eq!(
+        (png.width(), png.height()),
+        (224 + 16, 224),
+        "overlay and colour bar"
+    );
+
+    // An input method: the map at the input's resolution; no scores when asked for none.
+    let o = explain(&[
+        "--method",
+        "saliency",
+        "--causal-steps",
+        "0",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(row["map"].as_array().unwrap().len(), 224);
+    assert!(row["layer"].is_null() && row["deletion"].is_null());
+
+    // Bad requests are named, before any work, and the photo is never overwritten.
+    assert_clean_failure(&explain(&["--method", "lime"]), "unknown method 'lime'");
+    assert_clean_failure(
+        &explain(&["--method", "saliency", "--layer", "head"]),
+        "--layer",
+    );
+    assert_clean_failure(&explain(&["--layer", "block99"]), "block99");
+    assert_clean_failure(&explain(&["--class", "no such class"]), "no such class");
+    let before = std::fs::read(&cat).unwrap();
+    assert_clean_failure(&explain(&["-o", cat.to_str().unwrap()]), "chelsea");
+    assert_eq!(std::fs::read(&cat).unwrap(), before);
+    let missing = dir.path().join("missing.jpg");
+    let o = cnn_explorer(&[
+        "explain",
+        "--model",
+        "efficientnet-lite0",
+        missing.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "missing.jpg");
 }
 
 /// An output that is an input, a folder or a device is refused before any work, and the

@@ -805,3 +805,45 @@ fn the_gallery_asked_for_at_start_dreams_the_first_layer_shown() {
     });
     assert!(has_label(&h, "dream of channel 31"));
 }
+
+/// The class button "NAME NN%" of "Where it looks".
+fn class_button<'t>(h: &'t Harness<'static, ExplorerApp>, name: &'t str) -> egui_kittest::Node<'t> {
+    h.query_all(egui_kittest::kittest::by().predicate(move |n| {
+        n.label()
+            .is_some_and(|l| l.starts_with(&format!("{name} ")) && l.ends_with('%'))
+    }))
+    .next()
+    .unwrap_or_else(|| panic!("no class button for {name}"))
+}
+
+#[test]
+fn where_it_looks_maps_the_top_class_then_another_and_all_methods_can_be_cancelled() {
+    let mut h = explorer_on_the_cat();
+    h.get_by_label("Where it looks").click();
+    wait_for(&mut h, "the top class's Grad-CAM", |h| {
+        has_text(h, "Grad-CAM of “Egyptian cat”")
+    });
+    assert!(has_text(&h, "Deletion") && has_text(&h, "Insertion"));
+    assert!(
+        has_text(&h, "layer head, 7×7 map"),
+        "the last convolutional layer"
+    );
+
+    // Another class of the top five: its map replaces the first.
+    class_button(&h, "tabby").click();
+    wait_for(&mut h, "tabby's Grad-CAM", |h| {
+        has_text(h, "Grad-CAM of “tabby”")
+    });
+
+    // All methods side by side; cancelled, the unfinished ones say so and nothing runs.
+    h.get_by_label("Compare all methods").click();
+    h.step();
+    assert!(has_label(&h, "Cancel"));
+    h.get_by_label("Cancel").click();
+    wait_for(&mut h, "the cancel", |h| !has_label(h, "Cancel"));
+    assert!(has_text(&h, "not computed (cancelled)"));
+    assert!(
+        has_text(&h, "Grad-CAM of “tabby”"),
+        "the single map stays shown"
+    );
+}

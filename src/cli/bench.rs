@@ -1,6 +1,7 @@
-//! `bench`: forward passes and dream steps timed per model.
+//! `bench`: forward passes, dream steps and (with `--attribution`) attribution maps timed per
+//! model.
 
-use crate::bench::{bench_backbone, bench_lucid, BenchPlan};
+use crate::bench::{bench_attribution, bench_backbone, bench_lucid, BenchPlan};
 use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::inference::{backbone_or_stand_in, LoadedModel, StandIn};
 use crate::weights::{find_model, CATALOGUE};
@@ -20,6 +21,9 @@ pub struct BenchArgs {
     /// Skip the steps of the real dream (Lucid's recipe, 1 and 4 images at the model's size).
     #[arg(long)]
     pub no_lucid: bool,
+    /// Also time every attribution map (Grad-CAM ... occlusion) at the model's size.
+    #[arg(long)]
+    pub attribution: bool,
     /// A JSON list of the measurements.
     #[arg(long)]
     pub json: bool,
@@ -57,15 +61,18 @@ impl BenchArgs {
                     plan,
                 )?);
             }
+            let model = LoadedModel {
+                spec,
+                backbone,
+                preprocess: spec.preprocess,
+                device: device.clone(),
+                weights_path: spec.path_in(&crate::weights::weights_dir()),
+            };
             if !self.no_lucid {
-                let model = LoadedModel {
-                    spec,
-                    backbone,
-                    preprocess: spec.preprocess,
-                    device: device.clone(),
-                    weights_path: spec.path_in(&crate::weights::weights_dir()),
-                };
                 rows.extend(bench_lucid(&model, spec.preprocess.size, plan)?);
+            }
+            if self.attribution {
+                rows.extend(bench_attribution(&model, plan)?);
             }
             if !self.json {
                 for r in &rows {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::explain::check_output_early;
+use super::args::check_output_early;
 use super::ModelArgs;
 use crate::device::DeviceChoice;
 use crate::explain::deepdream::{deepdream, octave_sizes, working_photo, DeepDreamSettings};
@@ -96,7 +96,7 @@ impl DeepDreamArgs {
 
     /// The PNG's path: `-o`, else `STEM_deepdream.png`.
     fn output_path(&self) -> PathBuf {
-        super::explain::output_beside(&self.output, &self.image, "deepdream")
+        super::args::output_beside(&self.output, &self.image, "deepdream")
     }
 
     /// Dreams, printing progress about once a second, and writes the PNG.

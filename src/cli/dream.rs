@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::explain::{check_output_early, class_of};
+use super::args::{check_output_early, class_of};
 use super::ModelArgs;
 use crate::device::DeviceChoice;
 use crate::explain::dream::{

@@ -1,239 +1,227 @@
-//! `attack`: PGD or FGSM on a photo, written out as a PNG; and the early output check the
-//! gradient commands share.
+//! `explain`: where the network looks. An attribution map of a class for a photo, written over
+//! the network's view of the photo as a PNG, with its deletion and insertion scores.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use super::args::{check_output_early, class_of, output_beside};
 use super::ModelArgs;
 use crate::device::DeviceChoice;
-use crate::explain::attack::{attack, working_photo, AttackSettings, DEFAULT_CONFIDENCE};
-use crate::labels::{find_class, imagenet_label};
-use crate::output::{check_output, save_png};
+use crate::explain::attribution::explanation::{
+    explain, Explanation, Request, DEFAULT_CAUSAL_STEPS,
+};
+use crate::explain::attribution::{Method, Settings};
+use crate::output::save_png;
+use crate::train::head::Head;
+use crate::vision::heatmap::{overlay_with_bar, Heatmap};
 use crate::vision::image_io::{load_rgb, DEFAULT_MAX_PIXELS};
 
-/// Refuses `output` before any work: [`check_output`] against `inputs`, and a folder that does
-/// not exist, which would otherwise fail only once every step has run.
-pub(super) fn check_output_early(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
-    check_output(output, inputs)?;
-    let folder = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        bail!(
-            "cannot write {}: the folder {} does not exist",
-            output.display(),
-            folder.display()
-        );
-    }
-    Ok(())
-}
-
-/// `output` when given, else `STEM_SUFFIX.png` in the current folder for `image`.
-pub(super) fn output_beside(output: &Option<PathBuf>, image: &Path, suffix: &str) -> PathBuf {
-    output.clone().unwrap_or_else(|| {
-        let stem = image
-            .file_stem()
-            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from(format!("{stem}_{suffix}.png"))
-    })
-}
-
-/// A class named by the user, by name or index.
-pub(super) fn class_of(name: &str) -> anyhow::Result<usize> {
-    find_class(name).with_context(|| {
-        format!("no ImageNet class matches '{name}' (give a name or an index 0-999)")
-    })
-}
-
-/// `attack`: PGD towards a target class, or one untargeted FGSM step.
+/// `explain`: one attribution map of one photo.
 #[derive(Debug, Clone, clap::Args)]
-pub struct AttackArgs {
-    /// The photo to attack.
+pub struct ExplainArgs {
+    /// The photo to explain.
     pub image: PathBuf,
-    /// Target class, by name or index (required unless --fgsm).
-    #[arg(long, value_name = "NAME|INDEX", required_unless_present = "fgsm")]
-    pub target: Option<String>,
-    /// L-infinity budget in 8-bit pixel units: 4 means 4/255.
-    #[arg(long, default_value_t = 4.0, value_parser = super::ranges::pixel_units)]
-    pub eps: f32,
-    /// Step size in 8-bit pixel units.
-    #[arg(long, default_value_t = 1.0, value_parser = super::ranges::pixel_units)]
-    pub step: f32,
-    /// Steps at most (the attack stops when the confidence is reached).
+    /// grad-cam, grad-cam-plus-plus, hires-cam, layer-cam, saliency, smoothgrad,
+    /// integrated-gradients or occlusion.
+    #[arg(long, default_value = "grad-cam", value_parser = super::ranges::method)]
+    pub method: Method,
+    /// The class to explain, by name or index (ImageNet's, or the head's with --head; default:
+    /// the top class).
+    #[arg(long, value_name = "NAME|INDEX")]
+    pub class: Option<String>,
+    /// The layer of a CAM method (see `layers`; default: the last convolutional one).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Explain a class of this trained head (see `train-head`) on its backbone's features.
+    #[arg(long)]
+    pub head: Option<PathBuf>,
+    /// Integrated Gradients' integration points.
     #[arg(long, default_value_t = 50, value_parser = super::ranges::count)]
     pub steps: usize,
-    /// The target's probability to reach, more than 0 and at most 1.
-    #[arg(long, default_value_t = DEFAULT_CONFIDENCE, value_parser = super::ranges::probability)]
-    pub confidence: f32,
-    /// One untargeted FGSM step of size --eps instead.
-    #[arg(long, conflicts_with = "target")]
-    pub fgsm: bool,
-    /// Where to write the PNG (default: IMAGE-STEM_adversarial.png here).
+    /// SmoothGrad's noisy copies.
+    #[arg(long, default_value_t = 25, value_parser = super::ranges::count)]
+    pub samples: usize,
+    /// Steps of the deletion and insertion curves (0 skips them).
+    #[arg(long, default_value_t = DEFAULT_CAUSAL_STEPS, value_parser = super::ranges::causal_steps)]
+    pub causal_steps: usize,
+    /// The map's opacity over the photo, 0 to 1.
+    #[arg(long, default_value_t = 0.5, value_parser = super::ranges::opacity)]
+    pub opacity: f32,
+    /// Where to write the overlay PNG (default: IMAGE-STEM_METHOD.png here).
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// One JSON object: the classes before and after, the steps, the distances.
+    /// One JSON object: the class, the raw map, the scores, the output.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(serde::Serialize)]
-struct AttackJson<'a> {
+struct ExplainJson<'a> {
     image: String,
     model: &'a str,
-    source: usize,
-    source_label: String,
-    target: Option<usize>,
-    target_label: Option<String>,
-    top: usize,
-    top_label: String,
-    /// The top class is the target (untargeted: not the source).
-    success: bool,
-    /// The confidence asked for, and whether the target's probability reached it.
-    confidence: f32,
-    confidence_reached: bool,
-    /// Probability of the target (untargeted: of the best other class) on the saved PNG.
-    prob: f32,
-    source_prob: f32,
-    steps: usize,
-    /// The adversarial PNG's size (the photo's, or its bounded working size).
-    width: u32,
-    height: u32,
-    ms_per_step: f64,
-    eps: f32,
-    linf: u8,
-    l2: f64,
-    psnr_db: Option<f64>,
+    head: Option<String>,
+    method: &'static str,
+    class: usize,
+    label: &'a str,
+    probability: f32,
+    layer: Option<&'a str>,
+    /// The raw map, rows of numbers at its own resolution (before normalising or resizing).
+    map: Vec<&'a [f32]>,
+    height: usize,
+    width: usize,
+    deletion: Option<f32>,
+    insertion: Option<f32>,
+    deletion_curve: Option<&'a [f32]>,
+    insertion_curve: Option<&'a [f32]>,
+    map_ms: f64,
+    scores_ms: f64,
     output: String,
 }
 
-impl AttackArgs {
-    /// The attack's settings these flags describe.
-    fn settings(&self) -> anyhow::Result<AttackSettings> {
-        let target = match (&self.target, self.fgsm) {
-            (_, true) => None,
-            (Some(t), false) => Some(class_of(t)?),
-            (None, false) => bail!("give --target CLASS, or --fgsm"),
-        };
-        Ok(AttackSettings {
-            target,
-            eps: self.eps,
-            step: if self.fgsm { self.eps } else { self.step },
-            max_steps: if self.fgsm { 1 } else { self.steps },
-            confidence: self.confidence,
+/// A class of `head`, by name (any case) or index.
+fn head_class(head: &Head, name: &str) -> anyhow::Result<usize> {
+    if let Ok(i) = name.trim().parse::<usize>() {
+        if i < head.classes.len() {
+            return Ok(i);
+        }
+    }
+    head.classes
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case(name.trim()))
+        .with_context(|| {
+            format!(
+                "the head has no class '{name}' (its classes: {})",
+                head.classes.join(", ")
+            )
         })
-    }
+}
 
-    /// The adversarial PNG's path: `-o`, else `STEM_adversarial.png`.
-    fn output_path(&self) -> PathBuf {
-        output_beside(&self.output, &self.image, "adversarial")
-    }
-
-    /// Attacks, printing each step, writes the PNG, and fails when the attack did not reach
-    /// its confidence (FGSM: did not move the photo off its class).
+impl ExplainArgs {
+    /// Computes the map and its scores, writes the overlay, prints a line or JSON.
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
-        let settings = self.settings()?;
-        let output = self.output_path();
-        // The photo is never replaced by its adversarial copy; refused before the attack runs.
-        check_output_early(&output, &[&self.image])?;
-        let model = self.model.open(device)?;
-        let photo = load_rgb(&self.image, DEFAULT_MAX_PIXELS)?;
-        let (width, height) = photo.dimensions();
-        // Only the bounded working copy is kept while the attack runs.
-        let photo = working_photo(&model.preprocess, &photo).into_owned();
-        if photo.dimensions() != (width, height) && !self.json {
-            eprintln!(
-                "the {width}x{height} photo is attacked at {}x{}",
-                photo.width(),
-                photo.height()
+        let output = output_beside(&self.output, &self.image, self.method.name());
+        // Neither the photo nor the head is ever replaced by the overlay.
+        let mut inputs: Vec<&Path> = vec![&self.image];
+        inputs.extend(self.head.as_deref());
+        check_output_early(&output, &inputs)?;
+        if self.layer.is_some() && !self.method.is_cam() {
+            bail!(
+                "--layer is for the CAM methods; {} explains the input",
+                self.method.name()
             );
         }
-        let outcome = attack(&model, &photo, &settings, &|| false, &mut |p| {
-            if !self.json {
-                eprintln!(
-                    "step {:>3}: source {:.3}, target {:.3}, top: {}",
-                    p.step,
-                    p.source_prob,
-                    p.target_prob,
-                    imagenet_label(p.top_class)
-                );
-            }
-        })?
-        .context("the attack was cancelled")?;
-        save_png(
-            &output,
-            &[&self.image],
-            &image::DynamicImage::ImageRgb8(outcome.adversarial.clone()),
-        )?;
-        let label = imagenet_label;
+        let loaded = self.head.as_deref().map(Head::load).transpose()?;
+        let mut args = self.model.clone();
+        if let (Some((_, info)), None) = (&loaded, &args.model) {
+            // A head explains on the backbone it was trained on.
+            args.model = Some(info.backbone.clone());
+        }
+        let head = loaded.map(|(head, _)| head);
+        let model = args.open(device)?;
+        let class = match (&self.class, &head) {
+            (None, _) => None,
+            (Some(name), Some(head)) => Some(head_class(head, name)?),
+            (Some(name), None) => Some(class_of(name)?),
+        };
+        let photo = load_rgb(&self.image, DEFAULT_MAX_PIXELS)?;
+        let view = model.preprocess.network_view(&photo);
+        let request = Request {
+            method: self.method,
+            class,
+            settings: Settings {
+                layer: self.layer.clone(),
+                smooth_samples: self.samples,
+                ig_steps: self.steps,
+                ..Settings::default()
+            },
+            causal_steps: self.causal_steps,
+        };
+        let json = self.json;
+        let explanation = explain(
+            &model,
+            &photo,
+            head.as_ref(),
+            &request,
+            &|| false,
+            &mut |stage, done, total| {
+                if !json && total > 1 && (done == total || done % 16 == 0) {
+                    eprint!("\r{stage}: {done}/{total}   ");
+                    if done == total {
+                        eprintln!();
+                    }
+                }
+            },
+        )
+        .with_context(|| format!("could not explain {}", self.image.display()))?;
+        let overlay = overlay_with_bar(&view, &heatmap(&explanation), self.opacity);
+        save_png(&output, &inputs, &image::DynamicImage::ImageRgb8(overlay))?;
+        self.report(&model, &explanation, &output)
+    }
+
+    fn report(
+        &self,
+        model: &crate::inference::LoadedModel,
+        e: &Explanation,
+        output: &Path,
+    ) -> anyhow::Result<()> {
+        let a = &e.attribution;
         if self.json {
-            super::print_json(&AttackJson {
+            return super::print_json(&ExplainJson {
                 image: self.image.display().to_string(),
                 model: model.spec.name,
-                source: outcome.source,
-                source_label: label(outcome.source),
-                target: outcome.target,
-                target_label: outcome.target.map(label),
-                top: outcome.last.top_class,
-                top_label: label(outcome.last.top_class),
-                success: outcome.success,
-                confidence: outcome.confidence,
-                confidence_reached: outcome.reached,
-                prob: outcome.last.target_prob,
-                source_prob: outcome.last.source_prob,
-                steps: outcome.steps,
-                width: outcome.adversarial.width(),
-                height: outcome.adversarial.height(),
-                ms_per_step: outcome.ms_per_step,
-                eps: settings.eps,
-                linf: outcome.linf,
-                l2: outcome.l2,
-                psnr_db: outcome.psnr_db.is_finite().then_some(outcome.psnr_db),
+                head: self.head.as_ref().map(|p| p.display().to_string()),
+                method: a.method.name(),
+                class: a.class,
+                label: &e.label,
+                probability: e.probability,
+                layer: a.layer.as_deref(),
+                map: a.map.chunks(a.width.max(1)).collect(),
+                height: a.height,
+                width: a.width,
+                deletion: e.deletion.as_ref().map(|s| s.auc),
+                insertion: e.insertion.as_ref().map(|s| s.auc),
+                deletion_curve: e.deletion.as_ref().map(|s| s.curve.as_slice()),
+                insertion_curve: e.insertion.as_ref().map(|s| s.curve.as_slice()),
+                map_ms: e.map_ms,
+                scores_ms: e.scores_ms,
                 output: output.display().to_string(),
-            })?;
-        } else {
-            println!(
-                "{}: {} -> {} at {:.1}% (confidence {:.0}% {}) after {} steps ({:.0} ms/step): \
-                 L-inf {}/255, L2 {:.3}, PSNR {:.1} dB; wrote {}",
-                self.image.display(),
-                label(outcome.source),
-                label(outcome.last.top_class),
-                outcome.last.target_prob * 100.0,
-                outcome.confidence * 100.0,
-                if outcome.reached {
-                    "reached"
-                } else {
-                    "not reached"
-                },
-                outcome.steps,
-                outcome.ms_per_step,
-                outcome.linf,
-                outcome.l2,
-                outcome.psnr_db,
-                output.display()
-            );
+            });
         }
-        if self.fgsm {
-            if !outcome.success {
-                bail!(
-                    "one FGSM step of {}/255 did not move the photo off {}",
-                    settings.eps,
-                    label(outcome.source)
-                );
-            }
-        } else if !outcome.reached {
-            bail!(
-                "confidence {:.0}% not reached: the target's probability is {:.1}% after {} steps \
-                 at eps {}/255 (raise --steps or --eps, or lower --confidence)",
-                outcome.confidence * 100.0,
-                outcome.last.target_prob * 100.0,
-                outcome.steps,
-                settings.eps
-            );
-        }
+        let scores = match (&e.deletion, &e.insertion) {
+            (Some(d), Some(i)) => format!(
+                "; deletion {:.3} (lower is better), insertion {:.3} (higher is better)",
+                d.auc, i.auc
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "{}: {} of {} ({:.1}%){} at {}x{} in {:.0} ms{scores}; wrote {}",
+            self.image.display(),
+            a.method.name(),
+            e.label,
+            e.probability * 100.0,
+            a.layer
+                .as_deref()
+                .map_or(String::new(), |l| format!(" on {l}")),
+            a.width,
+            a.height,
+            e.map_ms,
+            output.display()
+        );
         Ok(())
+    }
+}
+
+/// The map as drawn: the raw map at its own resolution, signed where the method is.
+fn heatmap(e: &Explanation) -> Heatmap<'_> {
+    let a = &e.attribution;
+    Heatmap {
+        values: &a.map,
+        height: a.height,
+        width: a.width,
+        signed: a.method.signed(),
     }
 }

@@ -58,7 +58,7 @@ impl GalleryArgs {
     /// Dreams the gallery, printing progress, and writes the grid.
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
         if let Some(output) = &self.output {
-            super::explain::check_output_early(output, &[])?;
+            super::args::check_output_early(output, &[])?;
         }
         let model = self.model.open(device)?;
         let output = self.output.clone().unwrap_or_else(|| {

@@ -15,6 +15,8 @@
 //! | [`deepdream`] | `deepdream` |
 //! | [`bench`](mod@bench) | `bench` |
 
+mod args;
+pub mod attack;
 pub mod bench;
 pub mod catalogue;
 pub mod compare;
@@ -82,11 +84,29 @@ pub struct WindowArgs {
     /// a screenshot waits for it.
     #[arg(long)]
     pub gallery: bool,
+    /// Show Explore's "Where it looks" with this attribution method (grad-cam, saliency, ...;
+    /// `all`: every method side by side) for the photo's top class; a screenshot waits for it.
+    #[arg(long, value_name = "METHOD|all", value_parser = parse_explain)]
+    pub explain: Option<ExplainAtStart>,
     /// Once the photo, its feature maps and predictions are drawn, save the window as this
     /// PNG and quit (exit status 1 if that cannot happen within 2 minutes, 10 with --dream,
     /// --deepdream or --gallery).
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
+}
+
+/// `--explain`: one method, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExplainAtStart {
+    One(crate::explain::attribution::Method),
+    All,
+}
+
+fn parse_explain(s: &str) -> Result<ExplainAtStart, String> {
+    if s.trim() == "all" {
+        return Ok(ExplainAtStart::All);
+    }
+    ranges::method(s).map(ExplainAtStart::One)
 }
 
 /// The commands; each variant's struct parses its flags and runs it.
@@ -121,7 +141,11 @@ pub enum Command {
     Gallery(gallery::GalleryArgs),
     /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
     /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
-    Attack(explain::AttackArgs),
+    Attack(attack::AttackArgs),
+    /// Where the network looks: an attribution map (Grad-CAM, saliency, Integrated Gradients,
+    /// occlusion, ...) of a class for a photo, over the photo as PNG, with its deletion and
+    /// insertion scores.
+    Explain(explain::ExplainArgs),
     /// Time forward passes and dream steps (forward + gradient to the input) per model.
     Bench(bench::BenchArgs),
 }
@@ -141,6 +165,7 @@ impl Command {
             Self::DeepDream(args) => args.run(device),
             Self::Gallery(args) => args.run(device),
             Self::Attack(args) => args.run(device),
+            Self::Explain(args) => args.run(device),
             Self::Bench(args) => args.run(device),
         }
     }

@@ -114,6 +114,25 @@ pub fn max_side(s: &str) -> Result<u32, String> {
     within(s, *MAX_SIDE.start(), *MAX_SIDE.end())
 }
 
+/// An opacity: 0 to 1.
+pub fn opacity(s: &str) -> Result<f32, String> {
+    within(s, 0.0, 1.0)
+}
+
+/// Deletion and insertion steps: 0 (skip them) to 1,024.
+pub fn causal_steps(s: &str) -> Result<usize, String> {
+    within(s, 0, 1024)
+}
+
+/// An attribution method by its name (`grad-cam`, `saliency`, ...).
+pub fn method(s: &str) -> Result<crate::explain::attribution::Method, String> {
+    use crate::explain::attribution::Method;
+    Method::from_name(s.trim()).ok_or_else(|| {
+        let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+        format!("unknown method '{s}' (one of {})", names.join(", "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,14 +12,13 @@
 //! last stages are not scaled. Taps: `stem`, `block0` ... `block15` (Lite1, Lite2:
 //! `block20`), `head`, `logits`.
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use super::engine::Engine;
 use super::layers::{conv_bn_layer, linear, ConvSpec};
 use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
-use super::reference::global_avg_pool;
-use super::{Arch, Backbone};
+use super::{Arch, Backbone, EmbeddingTap};
 use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-3;
@@ -285,8 +284,11 @@ impl Backbone for EfficientNetLite {
     }
 
     /// The head's features averaged over space: `[B, 1280]`.
-    fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        global_avg_pool(&self.forward_until(x, Some("head"))?)
+    fn embedding_tap(&self) -> EmbeddingTap<'_> {
+        EmbeddingTap {
+            name: "head",
+            pooled: true,
+        }
     }
 }
 

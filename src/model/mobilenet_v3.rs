@@ -8,13 +8,13 @@
 //! `stem`, `block0` ... `block15` (each block's output), `head` (the last 1x1 convolution,
 //! 960 channels), `pre_logits` (`conv_head` after hard-swish, 1280 features), `logits`.
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use super::engine::Engine;
 use super::layers::{conv_bn, linear, pointwise_as_linear, ConvSpec};
 use super::network::{Layer, NetworkBuilder, SqueezeExciteLayer, TapKind};
-use super::{Arch, Backbone};
+use super::{Arch, Backbone, EmbeddingTap};
 use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-5;
@@ -323,8 +323,11 @@ impl Backbone for MobileNetV3 {
 
     /// timm's pre-logits: the pooled last features through `conv_head` and hard-swish,
     /// `[B, 1280]` (what a new classifier replaces `classifier` on).
-    fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_until(x, Some("pre_logits"))
+    fn embedding_tap(&self) -> EmbeddingTap<'_> {
+        EmbeddingTap {
+            name: "pre_logits",
+            pooled: false,
+        }
     }
 }
 

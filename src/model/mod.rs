@@ -89,6 +89,25 @@ pub mod arch_display_name {
 }
 
 /// A pretrained classification CNN.
+/// Where a backbone's embedding comes from: a tap, averaged over space when `pooled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingTap<'a> {
+    pub name: &'a str,
+    pub pooled: bool,
+}
+
+impl EmbeddingTap<'_> {
+    /// The embedding `[B, D]` of this tap's activation (`[B, D, H, W]` when pooled, else
+    /// `[B, D]`); differentiable.
+    pub fn embed(&self, activation: &Tensor) -> Result<Tensor> {
+        if self.pooled {
+            reference::global_avg_pool(activation)
+        } else {
+            Ok(activation.clone())
+        }
+    }
+}
+
 pub trait Backbone: Send + Sync {
     fn arch(&self) -> Arch;
 
@@ -101,9 +120,15 @@ pub trait Backbone: Send + Sync {
     /// The layers (the one description both ways of running them share) and their program.
     fn engine(&self) -> &engine::Engine;
 
+    /// The tap [`Backbone::embed`] reads, and whether it averages it over space.
+    fn embedding_tap(&self) -> EmbeddingTap<'_>;
+
     /// The pooled embedding for transfer learning: the last convolutional features averaged
     /// over space (MobileNetV3: timm's pre-logits), `[B, 3, H, W]` -> `[B, embedding_dim]`.
-    fn embed(&self, x: &Tensor) -> Result<Tensor>;
+    fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        let tap = self.embedding_tap();
+        tap.embed(&self.forward_until(x, Some(tap.name))?)
+    }
 
     /// The last convolutional block, where the model can fine-tune it.
     fn last_block(&self) -> Option<LastBlock> {

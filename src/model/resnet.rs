@@ -9,14 +9,13 @@
 //! max-pool), `layer1.0` ... `layer4.N` (each residual block's output, after its ReLU; the last
 //! block of a layer is that stage's output), `logits`.
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use super::engine::Engine;
 use super::layers::{conv_bn, linear, ConvSpec};
 use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
-use super::reference::global_avg_pool;
-use super::{Arch, Backbone};
+use super::{Arch, Backbone, EmbeddingTap};
 use crate::kernels::{Activation, Padding, PoolWindow};
 
 const BN_EPS: f64 = 1e-5;
@@ -225,7 +224,10 @@ impl Backbone for ResNet {
     }
 
     /// The last block's output averaged over space: `[B, 512]` (ResNet-18) or `[B, 2048]`.
-    fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        global_avg_pool(&self.forward_until(x, Some(self.last_tap()))?)
+    fn embedding_tap(&self) -> EmbeddingTap<'_> {
+        EmbeddingTap {
+            name: self.last_tap(),
+            pooled: true,
+        }
     }
 }

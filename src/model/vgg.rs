@@ -5,14 +5,13 @@
 //! (`pre_logits.fc1`, ...) are renamed on load (see `weights::loading`). Taps: `conv1_1` ...
 //! `conv5_3` (after ReLU), `pool1` ... `pool5`, `fc6`, `fc7` (after ReLU), `logits`.
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 use candle_nn::VarBuilder;
 
 use super::engine::Engine;
 use super::layers::{conv, linear, ConvSpec};
 use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
-use super::reference::global_avg_pool;
-use super::{Arch, Backbone};
+use super::{Arch, Backbone, EmbeddingTap};
 use crate::kernels::{Activation, Padding, PoolWindow};
 
 /// Sizes of a VGG; [`VggConfig::vgg16`] and [`VggConfig::vgg19`] are the real ones, smaller
@@ -141,7 +140,10 @@ impl Backbone for Vgg {
     }
 
     /// pool5 averaged over space: `[B, 512]`.
-    fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        global_avg_pool(&self.forward_until(x, Some("pool5"))?)
+    fn embedding_tap(&self) -> EmbeddingTap<'_> {
+        EmbeddingTap {
+            name: "pool5",
+            pooled: true,
+        }
     }
 }

@@ -424,6 +424,12 @@ impl Head {
         self.block.as_ref().map_or(self.dim, BlockInfo::input_len)
     }
 
+    /// Logits `[n, classes]` of examples `x` `[n, input_width]` (CPU, f32), differentiable
+    /// with respect to `x`: the score an attribution map of one of the head's classes explains.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        logits(&self.net()?, self.trained_block()?.as_ref(), x, false)
+    }
+
     /// Class probabilities `[n, classes]` (row-major) of examples `x` `[n, input_width]`:
     /// pooled features, or the fine-tuned block's inputs.
     pub fn probabilities(&self, x: &[f32]) -> Result<Vec<f32>> {

@@ -7,6 +7,7 @@
 use eframe::egui::{self, TextureHandle, TextureOptions};
 use egui_plot::{Legend, Line, Plot};
 
+use super::attack_inside::Inside;
 use super::class_picker::ClassPicker;
 use super::command::Commands;
 use super::panel::{Panel, PanelEnv, SideColumn};
@@ -76,6 +77,8 @@ pub struct AttackPanel {
     /// (step, source probability, target probability).
     history: Vec<[f64; 3]>,
     result: Option<(AttackResult, [TextureHandle; 3])>,
+    /// The look inside the network of the result.
+    inside: Option<Inside>,
     preview: Option<Preview>,
     status: String,
     save: Option<PendingSave>,
@@ -90,6 +93,7 @@ impl AttackPanel {
             running: None,
             history: Vec::new(),
             result: None,
+            inside: None,
             preview: None,
             status: String::new(),
             save: None,
@@ -125,6 +129,7 @@ impl AttackPanel {
             .is_some_and(|p| p.photo_name == analysis.photo_name);
         if !same_photo && self.running.is_none() {
             self.result = None;
+            self.inside = None;
             self.history.clear();
             self.status.clear();
         }
@@ -217,6 +222,7 @@ impl AttackPanel {
                     ),
                 ];
                 self.status = finished_status(&result, confidence);
+                self.inside = Inside::new(ctx, &result);
                 self.result = Some((*result, textures));
             }
             Event::Cancelled { .. } => {
@@ -415,6 +421,10 @@ impl AttackPanel {
                 p.line(Line::new("source class", source));
                 p.line(Line::new("target class", target));
             });
+        if let (Some(inside), Some((r, _))) = (&self.inside, &self.result) {
+            ui.separator();
+            inside.show(ui, r);
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod attack;
+mod attack_inside;
 pub mod class_picker;
 pub mod command;
 pub mod deepdream;

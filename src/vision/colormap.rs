@@ -271,9 +271,53 @@ pub fn viridis(t: f32) -> [u8; 3] {
     VIRIDIS[(t * 255.0).round() as usize]
 }
 
+/// ColorBrewer's RdBu, reversed (blue for negative, near-white at 0, red for positive): the
+/// 11 anchors matplotlib's `RdBu_r` interpolates.
+const RDBU_R: [[u8; 3]; 11] = [
+    [5, 48, 97],
+    [33, 102, 172],
+    [67, 147, 195],
+    [146, 197, 222],
+    [209, 229, 240],
+    [247, 247, 247],
+    [253, 219, 199],
+    [244, 165, 130],
+    [214, 96, 77],
+    [178, 24, 43],
+    [103, 0, 31],
+];
+
+/// A diverging colour for signed values: `t` in [-1, 1] from blue through white (0) to red
+/// (NaN maps to white).
+pub fn diverging(t: f32) -> [u8; 3] {
+    let t = if t.is_finite() {
+        t.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    let s = (t + 1.0) * 0.5 * (RDBU_R.len() - 1) as f32;
+    let i = (s.floor() as usize).min(RDBU_R.len() - 2);
+    let f = s - i as f32;
+    let (a, b) = (RDBU_R[i], RDBU_R[i + 1]);
+    std::array::from_fn(|c| (f32::from(a[c]) * (1.0 - f) + f32::from(b[c]) * f).round() as u8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_diverging_map_runs_blue_white_red() {
+        assert_eq!(diverging(-1.0), RDBU_R[0]);
+        assert_eq!(diverging(0.0), [247, 247, 247]);
+        assert_eq!(diverging(1.0), RDBU_R[10]);
+        assert_eq!(diverging(f32::NAN), diverging(0.0));
+        assert_eq!(diverging(7.0), diverging(1.0));
+        let [r, _, b] = diverging(-0.5);
+        assert!(b > r, "negative is blue");
+        let [r, _, b] = diverging(0.5);
+        assert!(r > b, "positive is red");
+    }
 
     #[test]
     fn endpoints_match_matplotlib() {

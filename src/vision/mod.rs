@@ -6,6 +6,7 @@ pub mod atlas;
 pub mod colormap;
 pub mod difference;
 pub mod grid;
+pub mod heatmap;
 pub mod image_io;
 pub mod preprocess;
 pub mod sheet;

@@ -5,11 +5,12 @@ pub mod protocol;
 pub mod runner;
 
 pub use protocol::{
-    Analysis, Arch, AttackRequest, AttackResult, AttackSettings, CancelToken, ClassScore, Command,
-    CompareFailure, CompareRequest, CompareRow, ComparisonRow, DatasetSummary, DeepDreamRequest,
-    DeepDreamSettings, DeviceChoice, DreamControls, DreamRequest, DreamSettings, DreamTarget,
-    EpochMetrics, Event, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId, LayerMaps,
-    Layout, Misclassified, ModelSummary, Parameterisation, PhotoSource, RgbaImage, TapKind,
-    TrainReport, TrainRequest, MAX_BATCH,
+    Analysis, Arch, AttackRequest, AttackResult, AttackSettings, Attribution, AttributionSettings,
+    CancelToken, CausalScore, ClassScore, Command, CompareFailure, CompareRequest, CompareRow,
+    ComparisonRow, DatasetSummary, DeepDreamRequest, DeepDreamSettings, DeviceChoice,
+    DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, ExplainRequest,
+    Explanation, Fooling, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId,
+    LayerChange, LayerMaps, Layout, Method, Misclassified, ModelSummary, Parameterisation,
+    PhotoSource, RgbaImage, TapKind, TrainReport, TrainRequest, MAX_BATCH,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 pub use crate::device::DeviceChoice;
 pub use crate::explain::attack::AttackSettings;
+pub use crate::explain::attribution::explanation::{CausalScore, Explanation};
+pub use crate::explain::attribution::{Attribution, Method, Settings as AttributionSettings};
 pub use crate::explain::deepdream::DeepDreamSettings;
 pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation, MAX_BATCH};
+pub use crate::explain::fooling::{Fooling, LayerChange};
 pub use crate::explain::gallery::GallerySettings;
 pub use crate::inference::ClassScore;
 pub use crate::model::{Arch, TapKind};
@@ -141,11 +144,32 @@ pub struct AttackRequest {
     pub settings: AttackSettings,
 }
 
+/// Attribution maps of a photo: one method, or several side by side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplainRequest {
+    pub photo: PhotoSource,
+    /// The methods to run, in this order, each answered as it finishes.
+    pub methods: Vec<Method>,
+    /// The class (ImageNet's, or the head's with `head`); `None`: the top class.
+    pub class: Option<usize>,
+    /// Explain a class of the head in use rather than an ImageNet class.
+    pub head: bool,
+    pub settings: AttributionSettings,
+    /// Deletion and insertion steps (0: none).
+    pub causal_steps: usize,
+}
+
 /// A finished attack.
 #[derive(Debug, Clone)]
 pub struct AttackResult {
     pub original: RgbaImage,
     pub adversarial: RgbaImage,
+    /// What the network sees of each (its preprocessing), where the maps of `fooling` lie.
+    pub original_view: RgbaImage,
+    pub adversarial_view: RgbaImage,
+    /// Inside the network: each layer's change and the Grad-CAMs of source and target
+    /// (`None` when it could not be computed; the attack itself stands).
+    pub fooling: Option<Fooling>,
     /// The change, amplified to fill the 8-bit range around mid-grey.
     pub perturbation: RgbaImage,
     pub source: usize,
@@ -313,6 +337,14 @@ pub enum Command {
         job: JobId,
         cancel: CancelToken,
         request: AttackRequest,
+    },
+    /// Attribution maps of a photo with the loaded model (and head). Answered by
+    /// [`Event::ExplainProgress`]es and an [`Event::Explained`] per method, then
+    /// [`Event::ExplainFinished`], [`Event::Cancelled`] or [`Event::Failed`].
+    Explain {
+        job: JobId,
+        cancel: CancelToken,
+        request: Box<ExplainRequest>,
     },
     /// Read a training folder's classes and counts. Answered by [`Event::FolderScanned`] or
     /// [`Event::Failed`].
@@ -546,6 +578,24 @@ pub enum Event {
         job: JobId,
         result: Box<AttackResult>,
     },
+    /// Method `index` of `total` is at `stage` ("map", "deletion", "insertion"), `fraction`
+    /// of the whole job done (at most ~20 a second, and each stage's last).
+    ExplainProgress {
+        job: JobId,
+        index: usize,
+        total: usize,
+        stage: String,
+        fraction: f32,
+    },
+    /// Method `index`'s map, with its scores.
+    Explained {
+        job: JobId,
+        index: usize,
+        explanation: Box<Explanation>,
+    },
+    ExplainFinished {
+        job: JobId,
+    },
     FolderScanned {
         job: JobId,
         summary: DatasetSummary,
@@ -611,6 +661,9 @@ impl Event {
             | Self::GalleryFinished { job, .. }
             | Self::AttackStep { job, .. }
             | Self::AttackFinished { job, .. }
+            | Self::ExplainProgress { job, .. }
+            | Self::Explained { job, .. }
+            | Self::ExplainFinished { job }
             | Self::FolderScanned { job, .. }
             | Self::TrainScanned { job, .. }
             | Self::TrainFeatures { job, .. }

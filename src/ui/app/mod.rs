@@ -60,6 +60,8 @@ pub struct AppOptions {
     pub dream: bool,
     /// Dream the first layer's gallery at start (Explore).
     pub gallery: bool,
+    /// Show Explore's "Where it looks" with this method (`Some(None)`: all side by side).
+    pub explain: Option<Option<crate::worker::Method>>,
     pub screenshot: Option<ScreenshotRequest>,
 }
 
@@ -141,6 +143,9 @@ impl ExplorerApp {
             frame_stats: FrameStats::default(),
             screenshot: options.screenshot.map(Screenshotter::new),
         };
+        if let Some(method) = options.explain {
+            app.explore.explain_at_start(method);
+        }
         if options.deepdream {
             app.dream.deepdream_mut().start_when_ready();
         }

@@ -4,19 +4,31 @@
 //! make the next one and the layer's gallery.
 
 pub mod gallery;
+pub mod looks;
 pub mod maps;
 
 use eframe::egui;
 use serde::{Deserialize, Serialize};
 
 use self::gallery::GalleryState;
+use self::looks::LooksState;
 use self::maps::MapsState;
 use super::command::{AppCommand, Commands, Notice, NoticeKind};
 use super::panel::{Panel, PanelEnv, SideColumn};
 use super::predictions;
 use super::widgets::busy_indicator;
 use super::widgets::finite_within;
-use crate::worker::{Analysis, CancelToken, Command, Event, JobId, PhotoSource};
+use crate::worker::{Analysis, CancelToken, Command, Event, JobId, Method, PhotoSource};
+
+/// What the Explore view shows of the photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExploreView {
+    /// Each layer's feature maps (or their dreams).
+    #[default]
+    FeatureMaps,
+    /// Attribution maps: where the network looks for a class.
+    WhereItLooks,
+}
 
 /// The order channels are shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -52,6 +64,9 @@ pub struct ExploreSettings {
     pub gallery_size: u32,
     /// Gradient steps per gallery dream (1 to 512).
     pub gallery_steps: usize,
+    /// "Where it looks": the method, and the map's opacity over the photo (0 to 1).
+    pub looks_method: Method,
+    pub looks_opacity: f32,
 }
 
 impl Default for ExploreSettings {
@@ -62,6 +77,8 @@ impl Default for ExploreSettings {
             overlay_opacity: 0.6,
             gallery_size: 96,
             gallery_steps: 96,
+            looks_method: Method::GradCam,
+            looks_opacity: 0.5,
         }
     }
 }
@@ -79,6 +96,7 @@ impl ExploreSettings {
             ),
             gallery_size: self.gallery_size.clamp(32, 256),
             gallery_steps: self.gallery_steps.clamp(1, 512),
+            looks_opacity: finite_within(self.looks_opacity, default.looks_opacity, 0.0..=1.0),
             ..self
         }
     }
@@ -119,6 +137,8 @@ pub struct ExplorePanel {
     gallery_at_start: bool,
     /// The predictions show the head's classes (else ImageNet's).
     show_head: bool,
+    view: ExploreView,
+    looks: LooksState,
 }
 
 impl ExplorePanel {
@@ -140,7 +160,24 @@ impl ExplorePanel {
             preferred_channel: channel,
             gallery_at_start: gallery,
             show_head: false,
+            view: ExploreView::default(),
+            looks: LooksState::default(),
         }
+    }
+
+    /// Shows "Where it looks" with `method` (all methods side by side when `None`), computed
+    /// as soon as the photo is shown.
+    pub fn explain_at_start(&mut self, method: Option<Method>) {
+        self.view = ExploreView::WhereItLooks;
+        match method {
+            Some(m) => self.settings.looks_method = m,
+            None => self.looks.compare_at_start(),
+        }
+    }
+
+    /// What the view shows.
+    pub fn view_mode(&self) -> ExploreView {
+        self.view
     }
 
     /// The settings as they would be saved.
@@ -161,6 +198,9 @@ impl ExplorePanel {
     /// Whether the selected layer is drawn, and its gallery when one was asked for at start
     /// (what a screenshot waits for).
     pub fn layer_drawn(&self) -> bool {
+        if self.view == ExploreView::WhereItLooks {
+            return self.looks.drawn();
+        }
         let layer = self
             .analysis
             .as_ref()
@@ -286,7 +326,20 @@ impl Panel for ExplorePanel {
 
     fn view(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
         self.gallery.set_model(env.model.map(|m| m.name.as_str()));
+        if self.analysis.is_some() {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.view, ExploreView::FeatureMaps, "Feature maps")
+                    .on_hover_text("What each layer computes for the photo");
+                ui.selectable_value(&mut self.view, ExploreView::WhereItLooks, "Where it looks")
+                    .on_hover_text("Which parts of the photo made the network see a class");
+            });
+            ui.separator();
+        }
         match &self.analysis {
+            Some(a) if self.view == ExploreView::WhereItLooks => {
+                self.looks
+                    .show(ui, a, env.photo, &mut self.settings, commands)
+            }
             Some(a) => maps::show(
                 ui,
                 &mut self.maps,
@@ -305,12 +358,20 @@ impl Panel for ExplorePanel {
     }
 
     fn owns(&self, job: JobId) -> bool {
-        self.photo_job.as_ref().is_some_and(|p| p.job == job) || self.gallery.owns(job)
+        self.photo_job.as_ref().is_some_and(|p| p.job == job)
+            || self.gallery.owns(job)
+            || self.looks.owns(job)
     }
 
     fn on_event(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands) {
         if self.gallery.owns(event.job()) {
             self.gallery.on_event(ctx, event);
+            return;
+        }
+        if self.looks.owns(event.job()) {
+            let view = self.analysis.as_ref().map(|a| &a.network_view);
+            self.looks
+                .on_event(ctx, event, view, self.settings.looks_opacity);
             return;
         }
         match event {

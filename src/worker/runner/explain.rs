@@ -7,6 +7,7 @@ use super::{decode_photo, rgba_of, Runner};
 use crate::error::Result;
 use crate::explain::attack::{attack, working_photo};
 use crate::explain::dream::{dream, DreamStart};
+use crate::explain::fooling::fooling;
 use crate::progress::Throttle;
 use crate::vision::difference::amplified_difference;
 use crate::worker::protocol::{
@@ -93,9 +94,29 @@ impl Runner {
         )?;
         let Some(o) = outcome else { return Ok(None) };
         let perturbation = amplified_difference(&o.original, &o.adversarial, request.settings.eps);
+        // The attack stands even where the look inside fails; the failure is logged.
+        let target = o.target.unwrap_or(o.last.top_class);
+        let inside = fooling(
+            model,
+            &o.original,
+            &o.adversarial,
+            (o.source, target),
+            &|| cancel.is_cancelled(),
+        );
+        let inside = match inside {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look inside the attacked network");
+                None
+            }
+        };
+        let view = |img: &image::RgbImage| rgba_of(&model.preprocess.network_view(img));
         Ok(Some(AttackResult {
             original: rgba_of(&o.original),
             adversarial: rgba_of(&o.adversarial),
+            original_view: view(&o.original),
+            adversarial_view: view(&o.adversarial),
+            fooling: inside,
             perturbation: rgba_of(&perturbation),
             source: o.source,
             target: o.target,

@@ -6,6 +6,7 @@
 //! compare, heads) and [`download`].
 
 mod analyse;
+mod attribution;
 mod deepdream;
 mod download;
 mod explain;
@@ -157,6 +158,7 @@ impl Runner {
                 | Command::DeepDream { job, .. }
                 | Command::DreamGallery { job, .. }
                 | Command::Attack { job, .. }
+                | Command::Explain { job, .. }
                 | Command::ScanFolder { job, .. }
                 | Command::Train { job, .. }
                 | Command::Compare { job, .. }
@@ -249,6 +251,16 @@ impl Runner {
                         job,
                         result: Box::new(result),
                     }
+                });
+                self.send(event);
+            }
+            Command::Explain {
+                job,
+                cancel,
+                request,
+            } => {
+                let event = answer(job, self.explain(job, &request, &cancel), |()| {
+                    Event::ExplainFinished { job }
                 });
                 self.send(event);
             }
