@@ -64,7 +64,7 @@ impl Inside {
 
 /// One bar per layer, the relative L2 change of its activation.
 fn layer_changes(ui: &mut egui::Ui, f: &Fooling) {
-    ui.label("How much each layer changed, ‖A(adv) − A(orig)‖ / ‖A(orig)‖");
+    ui.label("How much each layer changed: L2(A_adv - A_orig) / L2(A_orig)");
     let bars: Vec<Bar> = f
         .changes
         .iter()

@@ -116,7 +116,7 @@ pub fn colour_bar(ui: &mut egui::Ui, signed: bool, height: f32) {
                 Color32::from_rgb(r, g, b),
             );
         }
-        ui.weak(if signed { "−" } else { "low" });
+        ui.weak(if signed { "-" } else { "low" });
     });
 }
 

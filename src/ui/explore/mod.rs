@@ -328,7 +328,7 @@ impl Panel for ExplorePanel {
         self.gallery.set_model(env.model.map(|m| m.name.as_str()));
         if self.analysis.is_some() {
             ui.horizontal(|ui| {
-                ui.selectable_value(&mut self.view, ExploreView::FeatureMaps, "Feature maps")
+                ui.selectable_value(&mut self.view, ExploreView::FeatureMaps, "What it computes")
                     .on_hover_text("What each layer computes for the photo");
                 ui.selectable_value(&mut self.view, ExploreView::WhereItLooks, "Where it looks")
                     .on_hover_text("Which parts of the photo made the network see a class");
