@@ -32,6 +32,7 @@ from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency  #
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 
+@torch.enable_grad()
 def median_ms(fn, runs, warmup):
     for _ in range(warmup):
         fn()
