@@ -95,6 +95,17 @@ fn class_of(io: &HashMap<String, Tensor>) -> usize {
         .unwrap()[0] as usize
 }
 
+/// The map of `method` for `target`, uncancelled, progress ignored.
+fn map_of(
+    model: &dyn Backbone,
+    x: &Tensor,
+    method: Method,
+    target: &Target,
+    settings: &Settings,
+) -> cnn_explorer::explain::attribution::Attribution {
+    attribute(model, x, method, target, settings, &never, &mut |_, _| {}).unwrap()
+}
+
 /// Every method of the fixture against ours; `ig_steps` and the occlusion window as the
 /// fixture script used them.
 fn check_methods(
@@ -113,16 +124,7 @@ fn check_methods(
                 layer: Some(layer.to_string()),
                 ..Settings::default()
             };
-            let got = attribute(
-                model,
-                x,
-                method,
-                &Target::imagenet(class),
-                &settings,
-                &never,
-                &mut |_, _| {},
-            )
-            .unwrap();
+            let got = map_of(model, x, method, &Target::imagenet(class), &settings);
             let key = format!("{}@{layer}", method.name());
             let want = &io[&key];
             assert_eq!([got.height, got.width], want.dims()[..], "{key}");
@@ -141,16 +143,7 @@ fn check_methods(
         Method::IntegratedGradients,
         Method::Occlusion,
     ] {
-        let got = attribute(
-            model,
-            x,
-            method,
-            &Target::imagenet(class),
-            &settings,
-            &never,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let got = map_of(model, x, method, &Target::imagenet(class), &settings);
         let logit = model
             .forward(x)
             .unwrap()
@@ -322,39 +315,18 @@ fn a_heads_class_map_is_that_of_the_classifier_rows_it_was_made_of() {
     let target = Target::head(model.as_ref(), &head, 0).unwrap();
     let settings = Settings::default();
     // The head reads the pooled "head" tap, so its default CAM layer is that tap.
-    let cam = attribute(
-        model.as_ref(),
-        x,
-        Method::GradCam,
-        &target,
-        &settings,
-        &never,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let cam = map_of(model.as_ref(), x, Method::GradCam, &target, &settings);
     assert_eq!(cam.layer.as_deref(), Some("head"));
     let e = rel(&cam.map, &io["grad-cam@head"], "head grad-cam");
     assert!(e < TOLERANCE, "a head's Grad-CAM: relative error {e}");
-    let ours = attribute(
-        model.as_ref(),
-        x,
-        Method::Saliency,
-        &target,
-        &settings,
-        &never,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let imagenet = attribute(
+    let ours = map_of(model.as_ref(), x, Method::Saliency, &target, &settings);
+    let imagenet = map_of(
         model.as_ref(),
         x,
         Method::Saliency,
         &Target::imagenet(281),
         &settings,
-        &never,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    );
     let want = Tensor::new(imagenet.map.as_slice(), &Device::Cpu).unwrap();
     let e = rel(&ours.map, &want, "head saliency");
     assert!(e < TOLERANCE, "a head's saliency: relative error {e}");
@@ -417,16 +389,7 @@ fn every_methods_map_of_the_cat_deletes_the_cat_faster_than_random_maps() {
     };
     let mut scores = Vec::new();
     for method in Method::ALL {
-        let a = attribute(
-            model.as_ref(),
-            x,
-            method,
-            &target,
-            &settings,
-            &never,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let a = map_of(model.as_ref(), x, method, &target, &settings);
         let full = upsample(&a.map, (a.height, a.width), (224, 224));
         scores.push((method.name(), deletion(&full)));
     }
