@@ -88,12 +88,18 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
         tab: args.tab,
         deepdream: args.deepdream,
         dream: args.dream,
+        attack: args.attack,
         screenshot: args.screenshot.clone().map(|path| ScreenshotRequest {
             path,
             outcome: Default::default(),
             // A dream, DeepDream or gallery at start is waited for longer.
             timeout: std::time::Duration::from_secs(
-                if args.dream || args.deepdream || args.gallery || args.explain.is_some() {
+                if args.dream
+                    || args.deepdream
+                    || args.gallery
+                    || args.attack
+                    || args.explain.is_some()
+                {
                     600
                 } else {
                     120

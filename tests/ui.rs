@@ -458,12 +458,14 @@ fn the_dream_flag_opens_the_dream_tab_and_dreams_once_the_model_is_loaded() {
 }
 
 #[test]
-fn the_attack_tab_turns_the_cat_into_a_dog_within_4_of_255() {
-    let mut h = explorer_on_the_cat();
-    h.get_by_label("Attack").click();
-    h.run_steps(2);
+fn the_attack_flag_turns_the_cat_into_a_dog_within_4_of_255_and_shows_inside_the_network() {
+    let mut h = start(AppOptions {
+        attack: true,
+        ..real_model_options()
+    });
+    assert_eq!(h.state().tab(), cnn_explorer::ui::app::Tab::Attack);
+    assert!(h.state().attack_panel().is_running(), "waiting to start");
     assert!(has_text(&h, "Chosen: golden retriever (207)"));
-    h.get_by_label("Attack (PGD)").click();
     wait_for(&mut h, "the attack's result", |h| {
         h.state().attack_panel().result().is_some()
     });
@@ -477,6 +479,22 @@ fn the_attack_tab_turns_the_cat_into_a_dog_within_4_of_255() {
     assert!(has_text(&h, "Success after"));
     assert!(has_text(&h, "Adversarial: golden retriever"));
     assert!(has_text(&h, "PSNR"));
+    // Inside the network: the four Grad-CAMs and one bar per layer, stem to logits.
+    assert!(has_text(&h, "Inside the network"));
+    assert!(has_text(&h, "Grad-CAM of\nEgyptian cat"));
+    assert!(has_text(&h, "Grad-CAM of\ngolden retriever"));
+    assert!(has_text(&h, "How much each layer changed"));
+    let f = r.fooling.as_ref().expect("a targeted attack's look inside");
+    assert_eq!(f.changes.first().map(|c| c.layer.as_str()), Some("stem"));
+    assert_eq!(f.changes.last().map(|c| c.layer.as_str()), Some("logits"));
+    // The button path: one untargeted FGSM step replaces the result.
+    h.get_by_label("FGSM (untargeted)").click();
+    wait_for(&mut h, "the FGSM result", |h| {
+        h.state()
+            .attack_panel()
+            .result()
+            .is_some_and(|r| r.steps == 1)
+    });
 }
 
 #[test]

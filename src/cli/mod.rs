@@ -80,6 +80,10 @@ pub struct WindowArgs {
     /// a screenshot waits for the dream to finish).
     #[arg(long)]
     pub deepdream: bool,
+    /// Show the Attack tab and attack the photo at once (with the settings saved last time,
+    /// towards a dog by default); a screenshot waits for the attack.
+    #[arg(long)]
+    pub attack: bool,
     /// Dream the first layer's gallery at start (read from the cache when `gallery` made it);
     /// a screenshot waits for it.
     #[arg(long)]

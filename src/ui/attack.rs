@@ -82,6 +82,8 @@ pub struct AttackPanel {
     preview: Option<Preview>,
     status: String,
     save: Option<PendingSave>,
+    /// Attack with the settings as soon as a model is loaded (`--attack`).
+    start_when_ready: bool,
 }
 
 impl AttackPanel {
@@ -97,7 +99,13 @@ impl AttackPanel {
             preview: None,
             status: String::new(),
             save: None,
+            start_when_ready: false,
         }
+    }
+
+    /// Starts an attack with the settings once a model is loaded.
+    pub fn start_when_ready(&mut self) {
+        self.start_when_ready = true;
     }
 
     /// The settings as they would be saved.
@@ -105,9 +113,9 @@ impl AttackPanel {
         &self.settings
     }
 
-    /// Whether an attack is running.
+    /// Whether an attack is running, or about to start.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.running.is_some() || self.start_when_ready
     }
 
     /// The last finished attack.
@@ -376,8 +384,12 @@ impl AttackPanel {
         if !self.status.is_empty() {
             ui.label(&self.status);
         }
+        // With the look inside below, the photos and the curves give up height so that the
+        // whole result fits a 1280x800 window.
+        let compact = self.inside.is_some();
         if let Some((r, textures)) = &self.result {
             let width = (ui.available_width() / 3.0 - 12.0).max(64.0);
+            let max_height = if compact { 150.0 } else { f32::INFINITY };
             ui.horizontal(|ui| {
                 let captions = [
                     format!("Original: {}", imagenet_label(r.source)),
@@ -387,8 +399,12 @@ impl AttackPanel {
                 for (t, caption) in textures.iter().zip(captions) {
                     ui.vertical(|ui| {
                         let size = t.size_vec2();
-                        let height = width * size.y / size.x.max(1.0);
-                        ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(width, height)));
+                        let aspect = size.x / size.y.max(1.0);
+                        let height = (width / aspect.max(1e-3)).min(max_height);
+                        ui.add(
+                            egui::Image::new(t)
+                                .fit_to_exact_size(egui::vec2(height * aspect, height)),
+                        );
                         ui.label(caption);
                     });
                 }
@@ -411,7 +427,7 @@ impl AttackPanel {
         let source: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[1]]).collect();
         let target: Vec<[f64; 2]> = self.history.iter().map(|h| [h[0], h[2]]).collect();
         Plot::new("attack-probs")
-            .height(160.0)
+            .height(if compact { 110.0 } else { 160.0 })
             .include_y(0.0)
             .include_y(1.0)
             .legend(Legend::default())
@@ -459,6 +475,11 @@ impl Panel for AttackPanel {
 
     fn column(&mut self, _: usize, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
         self.controls(ui, env.photo, commands);
+        if self.start_when_ready && env.model.is_some() {
+            self.start_when_ready = false;
+            // Without a target class (one saved so), the untargeted step.
+            self.start(env.photo, self.settings.target.is_none(), commands);
+        }
     }
 
     fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, _: &mut Commands) {

@@ -36,8 +36,12 @@ impl Inside {
         let Some(f) = &result.fooling else { return };
         let target = result.target.unwrap_or(result.top_class);
         ui.strong("Inside the network");
+        // Two rows of maps below their captions in the height left, and 40% of the width
+        // (measured here: inside the row, the height available is the row's).
+        let by_width = (ui.available_width() * 0.4) / 2.0 - 12.0;
+        let by_height = (ui.available_height() - 32.0) / 2.0;
+        let side = by_width.min(by_height).clamp(80.0, 200.0);
         ui.horizontal(|ui| {
-            let side = ((ui.available_width() * 0.4) / 2.0 - 12.0).clamp(80.0, 200.0);
             egui::Grid::new("inside-maps")
                 .spacing(vec2(6.0, 4.0))
                 .show(ui, |ui| {

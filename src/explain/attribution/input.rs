@@ -204,16 +204,17 @@ pub fn occlusion(
     for group in squares.chunks(per) {
         check(cancelled)?;
         let mut batch = Vec::with_capacity(group.len() * plain.len());
+        // Each occluded copy is written in place in the batch: one copy of the image each.
         for &(y0, x0) in group {
-            let mut img = plain.clone();
+            let img = batch.len();
+            batch.extend_from_slice(&plain);
             for ch in 0..c {
                 for y in y0..y0 + window {
                     let row = ch * h * w + y * w;
-                    img[row + x0..row + x0 + window]
+                    batch[img + row + x0..img + row + x0 + window]
                         .copy_from_slice(&base[row + x0..row + x0 + window]);
                 }
             }
-            batch.extend(img);
         }
         let batch = Tensor::from_vec(batch, (group.len(), c, h, w), x.device())?;
         let scores = class_scores(

@@ -58,6 +58,8 @@ pub struct AppOptions {
     pub deepdream: bool,
     /// Open the Dream tab and dream its target at once with the saved settings.
     pub dream: bool,
+    /// Open the Attack tab and attack the photo at once with the saved settings.
+    pub attack: bool,
     /// Dream the first layer's gallery at start (Explore).
     pub gallery: bool,
     /// Show Explore's "Where it looks" with this method (`Some(None)`: all side by side).
@@ -128,6 +130,8 @@ impl ExplorerApp {
             open_dialog: None,
             tab: if options.deepdream || options.dream {
                 Tab::Dream
+            } else if options.attack {
+                Tab::Attack
             } else {
                 options.tab
             },
@@ -151,6 +155,9 @@ impl ExplorerApp {
         }
         if options.dream {
             app.dream.start_when_ready();
+        }
+        if options.attack {
+            app.attack.start_when_ready();
         }
         match app
             .models
@@ -306,7 +313,10 @@ impl ExplorerApp {
 
     fn screenshot_step(&mut self, ctx: &egui::Context) {
         let ready = Readiness {
-            busy: self.is_busy() || self.dream.deepdream().is_busy() || self.dream.is_running(),
+            busy: self.is_busy()
+                || self.dream.deepdream().is_busy()
+                || self.dream.is_running()
+                || self.attack.is_running(),
             drawn: self.explore.analysis().is_some()
                 && (self.tab != Tab::Explore || self.explore.layer_drawn()),
             no_model: self.models.loaded().is_none()
