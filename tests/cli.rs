@@ -524,6 +524,31 @@ fn train_head_saves_a_head_that_predict_uses_with_the_resize_mode_asked_for() {
     assert_eq!(events, ["dataset", "epoch", "epoch", "epoch", "done"]);
     assert_eq!(rows[0]["layout"], "class-folders");
     assert_eq!(rows[4]["head"], head_arg);
+    // Per-class scores in class order beside the confusion matrix, recall its diagonal share.
+    let done = &rows[4];
+    let confusion = done["confusion"].as_array().unwrap();
+    for key in ["precision", "recall", "f1"] {
+        assert_eq!(
+            done[key].as_array().unwrap().len(),
+            confusion.len(),
+            "{key}"
+        );
+    }
+    for (c, row) in confusion.iter().enumerate() {
+        let row: Vec<u64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let total: u64 = row.iter().sum();
+        let recall = if total == 0 {
+            0.0
+        } else {
+            row[c] as f64 / total as f64
+        };
+        assert!((done["recall"][c].as_f64().unwrap() - recall).abs() < 1e-6);
+    }
 
     // The window's dropout is a flag here too, and the preprocessing is saved as data.
     let info: serde_json::Value =

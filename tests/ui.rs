@@ -576,7 +576,7 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     assert!(out.is_file() && out.with_extension("json").is_file());
     assert!(has_text(&h, "Validation accuracy"));
     assert!(has_label(&h, "confusion matrix"));
-    assert!(has_text(&h, "Per-class accuracy"));
+    assert!(has_text(&h, "Per class") && has_label(&h, "precision") && has_label(&h, "F1"));
     assert_eq!(h.state().head().map(|h| h.name.as_str()), Some("shapes"));
 
     // A misclassified photo opens in Explore, classified by the head.

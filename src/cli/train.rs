@@ -162,6 +162,7 @@ impl TrainHeadArgs {
             write_split(&outcome, path)?;
         }
         let best = &outcome.head.metrics[outcome.head.best_epoch];
+        let scores = crate::train::metrics::per_class(&outcome.confusion);
         if self.json {
             return super::print_json(&serde_json::json!({
                 "event": "done",
@@ -175,6 +176,9 @@ impl TrainHeadArgs {
                 "features_computed": outcome.features_computed,
                 "images_per_s": outcome.images_per_s,
                 "confusion": outcome.confusion,
+                "precision": scores.precision,
+                "recall": scores.recall,
+                "f1": scores.f1,
                 "head": request.output.to_string_lossy(),
             }));
         }
@@ -193,6 +197,22 @@ impl TrainHeadArgs {
             outcome.images_per_s,
             outcome.features_from_cache
         );
+        println!("per class (validation): precision, recall, F1, photos");
+        for (c, name) in outcome
+            .head
+            .classes
+            .iter()
+            .enumerate()
+            .take(scores.f1.len())
+        {
+            println!(
+                "  {name:<24} {:>5.1}% {:>5.1}% {:>5.3} {:>5}",
+                scores.precision[c] * 100.0,
+                scores.recall[c] * 100.0,
+                scores.f1[c],
+                scores.support[c]
+            );
+        }
         println!(
             "saved {} and {}",
             request.output.display(),

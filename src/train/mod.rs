@@ -4,7 +4,8 @@
 //! validation, [`features`] computes the backbone's pooled features (cached on disk by
 //! `feature_cache`), and [`head`] trains, evaluates, saves and loads the head; [`finetune`]
 //! trains the backbone's last block along with it; [`pipeline`] runs the whole job on a
-//! folder and [`compare`] runs it with several backbones. Every front end describes a run as a
+//! folder and [`compare`] runs it with several backbones; [`metrics`] scores a confusion matrix
+//! per class. Every front end describes a run as a
 //! [`TrainRequest`] and follows it through a [`TrainObserver`] ([`observe`]).
 
 pub mod compare;
@@ -13,6 +14,7 @@ mod feature_cache;
 pub mod features;
 pub mod finetune;
 pub mod head;
+pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod request;

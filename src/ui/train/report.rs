@@ -69,7 +69,7 @@ impl TrainPanel {
             ui.columns(2, |cols| {
                 cols[0].strong("Confusion matrix (rows: true class, columns: predicted)");
                 confusion_heatmap(&mut cols[0], &r.classes, &r.confusion);
-                cols[1].strong("Per-class accuracy");
+                cols[1].strong("Per class");
                 per_class_accuracy(&mut cols[1], &r.classes, &r.confusion);
             });
             ui.add_space(8.0);
@@ -253,26 +253,36 @@ fn confusion_heatmap(ui: &mut egui::Ui, classes: &[String], confusion: &[Vec<usi
     }
 }
 
-/// Each class's validation accuracy (the confusion matrix's diagonal over its row).
+/// Each class's validation scores from the confusion matrix: recall (the diagonal over its
+/// row: the class's accuracy) as a bar with the photos right, then precision and F1.
 fn per_class_accuracy(ui: &mut egui::Ui, classes: &[String], confusion: &[Vec<usize>]) {
+    let scores = crate::train::metrics::per_class(confusion);
     egui::Grid::new("per-class-accuracy")
         .striped(true)
         .show(ui, |ui| {
+            ui.label("");
+            ui.label("right");
+            ui.label("recall")
+                .on_hover_text("the share of the class's photos found");
+            ui.label("precision")
+                .on_hover_text("the share of the photos called this class that are");
+            ui.label("F1")
+                .on_hover_text("the harmonic mean of precision and recall");
+            ui.end_row();
             for (t, (name, row)) in classes.iter().zip(confusion).enumerate() {
                 let total: usize = row.iter().sum();
                 let right = row.get(t).copied().unwrap_or(0);
-                let acc = if total > 0 {
-                    right as f32 / total as f32
-                } else {
-                    0.0
-                };
+                let score = |v: &[f32]| v.get(t).copied().unwrap_or(0.0);
+                let recall = score(&scores.recall);
                 ui.label(name);
                 ui.label(format!("{right}/{total}"));
                 ui.add(
-                    egui::ProgressBar::new(acc)
-                        .desired_width(120.0)
-                        .text(format!("{:.0}%", acc * 100.0)),
+                    egui::ProgressBar::new(recall)
+                        .desired_width(100.0)
+                        .text(format!("{:.0}%", recall * 100.0)),
                 );
+                ui.label(format!("{:.0}%", score(&scores.precision) * 100.0));
+                ui.label(format!("{:.2}", score(&scores.f1)));
                 ui.end_row();
             }
         });
