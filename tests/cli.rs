@@ -549,6 +549,15 @@ fn train_head_saves_a_head_that_predict_uses_with_the_resize_mode_asked_for() {
         };
         assert!((done["recall"][c].as_f64().unwrap() - recall).abs() < 1e-6);
     }
+    // The most confused pairs are off-diagonal cells with their counts.
+    for pair in done["most_confused"].as_array().unwrap() {
+        let (t, p) = (
+            pair["truth"].as_u64().unwrap(),
+            pair["predicted"].as_u64().unwrap(),
+        );
+        assert_ne!(t, p);
+        assert_eq!(pair["count"], confusion[t as usize][p as usize]);
+    }
 
     // The window's dropout is a flag here too, and the preprocessing is saved as data.
     let info: serde_json::Value =

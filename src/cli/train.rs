@@ -179,6 +179,7 @@ impl TrainHeadArgs {
                 "precision": scores.precision,
                 "recall": scores.recall,
                 "f1": scores.f1,
+                "most_confused": crate::train::metrics::most_confused(&outcome.confusion, 10),
                 "head": request.output.to_string_lossy(),
             }));
         }
@@ -211,6 +212,15 @@ impl TrainHeadArgs {
                 scores.recall[c] * 100.0,
                 scores.f1[c],
                 scores.support[c]
+            );
+        }
+        let name = |c: usize| outcome.head.classes.get(c).map_or("?", String::as_str);
+        for p in crate::train::metrics::most_confused(&outcome.confusion, 5) {
+            println!(
+                "most confused: {}, seen as {} ({} photos)",
+                name(p.truth),
+                name(p.predicted),
+                p.count
             );
         }
         println!(

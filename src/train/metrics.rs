@@ -39,9 +39,56 @@ pub fn per_class(confusion: &[Vec<usize>]) -> PerClass {
     out
 }
 
+/// One off-diagonal cell: `count` photos of class `truth` predicted as `predicted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Confused {
+    pub truth: usize,
+    pub predicted: usize,
+    pub count: usize,
+}
+
+/// The `n` largest off-diagonal cells of `confusion`, largest first (ties: by true, then
+/// predicted class), empty cells left out: fastai's `most_confused`.
+pub fn most_confused(confusion: &[Vec<usize>], n: usize) -> Vec<Confused> {
+    let mut cells: Vec<Confused> = confusion
+        .iter()
+        .enumerate()
+        .flat_map(|(truth, row)| {
+            row.iter()
+                .enumerate()
+                .filter(move |&(predicted, &count)| predicted != truth && count > 0)
+                .map(move |(predicted, &count)| Confused {
+                    truth,
+                    predicted,
+                    count,
+                })
+        })
+        .collect();
+    cells.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.truth.cmp(&b.truth))
+            .then(a.predicted.cmp(&b.predicted))
+    });
+    cells.truncate(n);
+    cells
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_most_confused_pairs_are_the_largest_off_diagonal_cells() {
+        let m = [vec![9, 2, 0], vec![5, 1, 2], vec![0, 2, 7]];
+        let pairs: Vec<(usize, usize, usize)> = most_confused(&m, 3)
+            .iter()
+            .map(|c| (c.truth, c.predicted, c.count))
+            .collect();
+        assert_eq!(pairs, [(1, 0, 5), (0, 1, 2), (1, 2, 2)]);
+        assert_eq!(most_confused(&m, 10).len(), 4);
+        assert!(most_confused(&[vec![3]], 5).is_empty());
+    }
 
     #[test]
     fn a_class_never_predicted_or_never_present_scores_zero() {

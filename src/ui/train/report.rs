@@ -71,6 +71,7 @@ impl TrainPanel {
                 confusion_heatmap(&mut cols[0], &r.classes, &r.confusion);
                 cols[1].strong("Per class");
                 per_class_accuracy(&mut cols[1], &r.classes, &r.confusion);
+                most_confused(&mut cols[1], &r.classes, &r.confusion);
             });
             ui.add_space(8.0);
             ui.strong(format!(
@@ -286,6 +287,26 @@ fn per_class_accuracy(ui: &mut egui::Ui, classes: &[String], confusion: &[Vec<us
                 ui.end_row();
             }
         });
+}
+
+/// The five most confused pairs of classes, as "true -> predicted: count".
+fn most_confused(ui: &mut egui::Ui, classes: &[String], confusion: &[Vec<usize>]) {
+    let pairs = crate::train::metrics::most_confused(confusion, 5);
+    if pairs.is_empty() {
+        return;
+    }
+    ui.add_space(6.0);
+    ui.strong("Most confused (true, seen as)");
+    let name = |c: usize| classes.get(c).map_or("?", String::as_str);
+    for p in pairs {
+        ui.label(format!(
+            "{}, seen as {}: {} photo{}",
+            name(p.truth),
+            name(p.predicted),
+            p.count,
+            if p.count == 1 { "" } else { "s" }
+        ));
+    }
 }
 
 fn lerp_colour(a: Color32, b: Color32, t: f32) -> Color32 {
