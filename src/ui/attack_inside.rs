@@ -6,6 +6,7 @@ use eframe::egui::{self, vec2, Color32, TextureHandle};
 use egui_plot::{Bar, BarChart, Plot};
 
 use super::explore::looks::{colour_bar, heatmap_texture};
+use super::widgets::bar_names;
 use crate::labels::imagenet_label;
 use crate::worker::{AttackResult, Fooling};
 
@@ -91,14 +92,7 @@ fn layer_changes(ui: &mut egui::Ui, f: &Fooling) {
         .allow_drag(false)
         .allow_zoom(false)
         .allow_scroll(false)
-        .x_axis_formatter(move |mark, _| {
-            let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_axis_formatter(bar_names(names))
         .show(ui, |p| p.bar_chart(BarChart::new("relative change", bars)));
     if let (Some(first), Some(last)) = (f.changes.first(), f.changes.last()) {
         ui.weak(format!(

@@ -221,6 +221,21 @@ pub fn finite_within(value: f32, default: f32, range: std::ops::RangeInclusive<f
     v.clamp(*range.start(), *range.end())
 }
 
+/// An x-axis formatter for a bar chart with one bar per integer position: bar `i`'s name at
+/// `i`, nothing between bars.
+pub fn bar_names(
+    names: Vec<String>,
+) -> impl Fn(egui_plot::GridMark, &std::ops::RangeInclusive<f64>) -> String {
+    move |mark, _| {
+        let i = mark.value.round();
+        if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+            names.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

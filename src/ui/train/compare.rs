@@ -8,6 +8,7 @@ use eframe::egui::{self, Color32};
 use egui_plot::{Bar, BarChart, Plot};
 
 use crate::ui::command::Commands;
+use crate::ui::widgets::bar_names;
 use crate::worker::{
     CancelToken, Command, CompareRequest, CompareRow, ComparisonRow, Event, JobId, TrainRequest,
 };
@@ -277,13 +278,6 @@ fn bar_chart(
         .allow_drag(false)
         .allow_scroll(false)
         .include_y(0.0)
-        .x_axis_formatter(move |mark, _| {
-            let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_axis_formatter(bar_names(names))
         .show(ui, |plot| plot.bar_chart(BarChart::new(id, bars)));
 }

@@ -271,7 +271,7 @@ fn per_class_accuracy(ui: &mut egui::Ui, classes: &[String], confusion: &[Vec<us
                 .on_hover_text("the harmonic mean of precision and recall");
             ui.end_row();
             for (t, (name, row)) in classes.iter().zip(confusion).enumerate() {
-                let total: usize = row.iter().sum();
+                let total = scores.support.get(t).copied().unwrap_or(0);
                 let right = row.get(t).copied().unwrap_or(0);
                 let score = |v: &[f32]| v.get(t).copied().unwrap_or(0.0);
                 let recall = score(&scores.recall);
