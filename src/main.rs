@@ -89,6 +89,7 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
         deepdream: args.deepdream,
         dream: args.dream,
         attack: args.attack,
+        train: args.train.clone(),
         screenshot: args.screenshot.clone().map(|path| ScreenshotRequest {
             path,
             outcome: Default::default(),
@@ -98,6 +99,7 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
                     || args.deepdream
                     || args.gallery
                     || args.attack
+                    || args.train.is_some()
                     || args.explain.is_some()
                 {
                     600

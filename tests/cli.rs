@@ -558,6 +558,27 @@ fn train_head_saves_a_head_that_predict_uses_with_the_resize_mode_asked_for() {
         assert_ne!(t, p);
         assert_eq!(pair["count"], confusion[t as usize][p as usize]);
     }
+    // The top losses: every mistake (up to 10), surest first, each loss -ln p(true).
+    let off_diagonal: u64 = (0..confusion.len())
+        .flat_map(|t| (0..confusion.len()).map(move |p| (t, p)))
+        .filter(|(t, p)| t != p)
+        .map(|(t, p)| confusion[t][p].as_u64().unwrap())
+        .sum();
+    let losses = done["top_losses"].as_array().unwrap();
+    assert_eq!(losses.len() as u64, off_diagonal.min(10));
+    for (n, m) in losses.iter().enumerate() {
+        assert_ne!(m["truth"], m["predicted"]);
+        let (loss, p_truth) = (m["loss"].as_f64().unwrap(), m["p_truth"].as_f64().unwrap());
+        assert!(
+            (loss + p_truth.max(1e-12).ln()).abs() < 1e-4 * loss.max(1.0),
+            "{m}"
+        );
+        assert!(m["p_predicted"].as_f64().unwrap() >= p_truth, "{m}");
+        assert!(Path::new(m["path"].as_str().unwrap()).is_file());
+        if n > 0 {
+            assert!(losses[n - 1]["loss"].as_f64().unwrap() >= loss);
+        }
+    }
 
     // The window's dropout is a flag here too, and the preprocessing is saved as data.
     let info: serde_json::Value =

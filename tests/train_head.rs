@@ -64,7 +64,27 @@ fn head_trains_caches_cancels_and_round_trips() {
         first.head.metrics
     );
     let diagonal: usize = (0..3).map(|i| first.confusion[i][i]).sum();
-    assert_eq!(diagonal + first.mistakes.len(), first.split.val.len());
+    assert_eq!(diagonal + first.mistakes().count(), first.split.val.len());
+    // Every validation photo's prediction is the head's on that photo, read again from disk:
+    // what the confusion cells and the top losses are made of.
+    assert_eq!(first.predictions.len(), first.split.val.len());
+    for (p, &i) in first.predictions.iter().zip(&first.split.val) {
+        assert_eq!(p.path, first.dataset.items[i].path);
+        assert_eq!(p.truth, first.dataset.items[i].class);
+        let photo = load_rgb(&p.path, DEFAULT_MAX_PIXELS).unwrap();
+        let again = &classify_with_head(&model, &first.head, &[&photo]).unwrap()[0];
+        for (a, b) in p.probabilities.iter().zip(again) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1e-3),
+                "{}: {a} vs {b}",
+                p.path.display()
+            );
+        }
+        let top = (0..again.len())
+            .max_by(|&a, &b| again[a].total_cmp(&again[b]))
+            .unwrap();
+        assert_eq!(p.predicted, top, "{}", p.path.display());
+    }
 
     // Second run: every decodable photo's features come from the cache.
     let second = train_on_folder(&model, data.path(), &config, &mut Silent).unwrap();

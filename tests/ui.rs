@@ -569,8 +569,14 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     let disc_right =
         report.confusion[0][0] as f32 / report.confusion[0].iter().sum::<usize>() as f32;
     assert!(disc_right >= 0.99, "discs are easy: {:?}", report.confusion);
+    assert_eq!(report.predictions.len(), report.val_count);
+    let mistakes: Vec<_> = report
+        .predictions
+        .iter()
+        .filter(|p| p.is_mistake())
+        .collect();
     assert!(
-        report.mistakes_total > 0,
+        !mistakes.is_empty(),
         "the two square classes look alike: {report:?}"
     );
     assert!(out.is_file() && out.with_extension("json").is_file());
@@ -579,13 +585,88 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     assert!(has_text(&h, "Per class") && has_label(&h, "precision") && has_label(&h, "F1"));
     assert_eq!(h.state().head().map(|h| h.name.as_str()), Some("shapes"));
 
-    // A misclassified photo opens in Explore, classified by the head.
-    let first = &report.mistakes[0];
-    let caption = format!(
-        "{}, seen as {}",
-        report.classes[first.truth], report.classes[first.predicted]
-    );
-    h.get_all_by_label(&caption).next().unwrap().click();
+    // The gallery starts with the top losses, surest mistake first, each with its thumbnail.
+    assert!(has_text(&h, "Top losses"));
+    let worst = mistakes
+        .iter()
+        .max_by(|a, b| a.loss().total_cmp(&b.loss()))
+        .unwrap();
+    let shown = h.state().train_panel().review_shown();
+    assert_eq!(shown.len(), mistakes.len().min(60));
+    assert_eq!(shown[0].0, worst.path);
+    assert!(shown.iter().all(|(_, thumb)| *thumb), "{shown:?}");
+
+    // A click on a confusion cell lists exactly that cell's photos (thumbnails on request).
+    let (t, p) = (worst.truth, worst.predicted);
+    let matrix = h.get_by_label("confusion matrix").rect();
+    let k = report.classes.len() as f32;
+    // The cells' side as the heatmap picks it: the width left by the names, 40 at most.
+    let cell = ((matrix.width() - 110.0) / k).min(40.0);
+    let at = matrix.min
+        + egui::vec2(
+            110.0 + (p as f32 + 0.5) * cell,
+            16.0 + (t as f32 + 0.5) * cell,
+        );
+    h.hover_at(at);
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::default(),
+        });
+    }
+    h.run_steps(2);
+    let mut expected: Vec<_> = report
+        .predictions
+        .iter()
+        .filter(|x| x.truth == t && x.predicted == p)
+        .map(|x| x.path.clone())
+        .collect();
+    expected.truncate(60);
+    let mut listed: Vec<_> = h
+        .state()
+        .train_panel()
+        .review_shown()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected, "cell ({t}, {p})");
+    assert!(has_text(
+        &h,
+        &format!(
+            "True {}, predicted {}",
+            report.classes[t], report.classes[p]
+        )
+    ));
+    wait_for(&mut h, "the cell's thumbnails", |h| {
+        h.state().train_panel().review_shown().iter().all(|s| s.1)
+    });
+    h.get_by_label("Show the top losses").click();
+    h.run_steps(2);
+    assert_eq!(h.state().train_panel().review_shown()[0].0, worst.path);
+
+    // The surest mistake, looked at closely: the head's Grad-CAM for both classes, then it
+    // opens in Explore, classified by the head.
+    let first = worst;
+    h.query_all_by_label_contains(&format!(
+        "{} {:.0}%\nseen as",
+        report.classes[first.truth],
+        first.probability(first.truth) * 100.0
+    ))
+    .next()
+    .unwrap()
+    .click();
+    wait_for(&mut h, "both classes' maps", |h| {
+        has_text(h, &format!("true: {} (", report.classes[first.truth]))
+            && has_text(
+                h,
+                &format!("seen as: {} (", report.classes[first.predicted]),
+            )
+    });
+    h.get_by_label("Open in Explore").click();
     wait_for(&mut h, "the mistake in Explore", |h| {
         h.state()
             .analysis()

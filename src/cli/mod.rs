@@ -84,6 +84,10 @@ pub struct WindowArgs {
     /// towards a dog by default); a screenshot waits for the attack.
     #[arg(long)]
     pub attack: bool,
+    /// Show the Train tab, read this folder and train a head on it at once (with the settings
+    /// saved last time); a screenshot waits for the training and its first thumbnails.
+    #[arg(long, value_name = "DIR")]
+    pub train: Option<PathBuf>,
     /// Dream the first layer's gallery at start (read from the cache when `gallery` made it);
     /// a screenshot waits for it.
     #[arg(long)]
@@ -94,7 +98,7 @@ pub struct WindowArgs {
     pub explain: Option<ExplainAtStart>,
     /// Once the photo, its feature maps and predictions are drawn, save the window as this
     /// PNG and quit (exit status 1 if that cannot happen within 2 minutes, 10 with --dream,
-    /// --deepdream or --gallery).
+    /// --deepdream, --gallery, --attack, --explain or --train).
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
 }

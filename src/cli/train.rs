@@ -163,7 +163,24 @@ impl TrainHeadArgs {
         }
         let best = &outcome.head.metrics[outcome.head.best_epoch];
         let scores = crate::train::metrics::per_class(&outcome.confusion);
+        let top_losses: Vec<_> = crate::train::review::top_losses(&outcome.predictions, 10)
+            .into_iter()
+            .map(|i| &outcome.predictions[i])
+            .collect();
         if self.json {
+            let top_losses: Vec<_> = top_losses
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "path": p.path.to_string_lossy(),
+                        "truth": p.truth,
+                        "predicted": p.predicted,
+                        "loss": p.loss(),
+                        "p_truth": p.probability(p.truth),
+                        "p_predicted": p.probability(p.predicted),
+                    })
+                })
+                .collect();
             return super::print_json(&serde_json::json!({
                 "event": "done",
                 "val_acc": outcome.val_accuracy,
@@ -180,6 +197,7 @@ impl TrainHeadArgs {
                 "recall": scores.recall,
                 "f1": scores.f1,
                 "most_confused": crate::train::metrics::most_confused(&outcome.confusion, 10),
+                "top_losses": top_losses,
                 "head": request.output.to_string_lossy(),
             }));
         }
@@ -221,6 +239,17 @@ impl TrainHeadArgs {
                 name(p.truth),
                 name(p.predicted),
                 p.count
+            );
+        }
+        for p in top_losses.iter().take(5) {
+            println!(
+                "top loss {:.2}: {} is {} ({:.0}%), seen as {} ({:.0}%)",
+                p.loss(),
+                p.path.display(),
+                name(p.truth),
+                p.probability(p.truth) * 100.0,
+                name(p.predicted),
+                p.probability(p.predicted) * 100.0
             );
         }
         println!(

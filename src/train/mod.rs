@@ -5,7 +5,7 @@
 //! `feature_cache`), and [`head`] trains, evaluates, saves and loads the head; [`finetune`]
 //! trains the backbone's last block along with it; [`pipeline`] runs the whole job on a
 //! folder and [`compare`] runs it with several backbones; [`metrics`] scores a confusion matrix
-//! per class. Every front end describes a run as a
+//! per class and [`review`] sorts the validation photos for error analysis. Every front end describes a run as a
 //! [`TrainRequest`] and follows it through a [`TrainObserver`] ([`observe`]).
 
 pub mod compare;
@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod request;
+pub mod review;
 pub mod split;
 
 pub use observe::{Silent, TrainEvent, TrainObserver};

@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use super::dataset::{scan, Dataset, ScanOptions, Skipped};
 use super::features::{extract, FeatureOptions};
 use super::head::{train, Examples, FineTune, Head, TrainData, TrainOptions};
 use super::observe::{TrainEvent, TrainObserver};
+use super::review::ValPrediction;
 use super::split::{stratified_split, Split};
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
@@ -42,14 +41,6 @@ impl Default for TrainConfig {
     }
 }
 
-/// A validation photo the head got wrong.
-#[derive(Debug, Clone, Serialize)]
-pub struct Mistake {
-    pub path: PathBuf,
-    pub truth: usize,
-    pub predicted: usize,
-}
-
 /// The result of [`train_on_folder`].
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -66,7 +57,15 @@ pub struct TrainOutcome {
     pub val_accuracy: f32,
     /// `[true][predicted]` counts on the validation photos.
     pub confusion: Vec<Vec<usize>>,
-    pub mistakes: Vec<Mistake>,
+    /// Every validation photo's prediction, in `split.val`'s order.
+    pub predictions: Vec<ValPrediction>,
+}
+
+impl TrainOutcome {
+    /// The validation photos the head got wrong.
+    pub fn mistakes(&self) -> impl Iterator<Item = &ValPrediction> {
+        self.predictions.iter().filter(|p| p.is_mistake())
+    }
 }
 
 /// Trains a head for `model` on the photos of `dir`, telling `observer` each stage's
@@ -156,17 +155,9 @@ pub fn train_on_folder(
         });
     let head = train(&data, &config.head, fine_tune, observer)?;
     let (val_accuracy, predicted, confusion) = head.evaluate(&val_set)?;
-    let mistakes = split
-        .val
-        .iter()
-        .zip(&predicted)
-        .filter(|(&i, &p)| dataset.items[i].class != p as usize)
-        .map(|(&i, &p)| Mistake {
-            path: dataset.items[i].path.clone(),
-            truth: dataset.items[i].class,
-            predicted: p as usize,
-        })
-        .collect();
+    let predictions = val_predictions(&head, &val_set, &predicted, |n| {
+        &dataset.items[split.val[n]].path
+    })?;
     Ok(TrainOutcome {
         images_per_s: if features.computed > 0 && features.seconds > 0.0 {
             features.computed as f64 / features.seconds
@@ -181,8 +172,38 @@ pub fn train_on_folder(
         head,
         val_accuracy,
         confusion,
-        mistakes,
+        predictions,
     })
+}
+
+/// Each validation example's [`ValPrediction`] (`path(n)` names the `n`-th), its
+/// probabilities computed in batches so that fine-tuned block inputs stay within memory.
+fn val_predictions<'p>(
+    head: &Head,
+    val: &Examples,
+    predicted: &[u32],
+    path: impl Fn(usize) -> &'p PathBuf,
+) -> Result<Vec<ValPrediction>> {
+    const BATCH: usize = 256;
+    let width = head.input_width().max(1);
+    let mut probabilities = Vec::with_capacity(val.len() * head.classes.len());
+    for chunk in val.x.chunks(BATCH * width) {
+        probabilities.extend(head.probabilities(chunk)?);
+    }
+    let k = head.classes.len().max(1);
+    Ok(val
+        .y
+        .iter()
+        .zip(predicted)
+        .zip(probabilities.chunks(k))
+        .enumerate()
+        .map(|(n, ((&truth, &p), probs))| ValPrediction {
+            path: path(n).clone(),
+            truth: truth as usize,
+            predicted: p as usize,
+            probabilities: probs.to_vec(),
+        })
+        .collect())
 }
 
 /// Most memory the block inputs of a fine-tuning run may take.

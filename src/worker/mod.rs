@@ -6,11 +6,11 @@ pub mod runner;
 
 pub use protocol::{
     Analysis, Arch, AttackRequest, AttackResult, AttackSettings, Attribution, AttributionSettings,
-    CancelToken, CausalScore, ClassScore, Command, CompareFailure, CompareRequest, CompareRow,
-    ComparisonRow, DatasetSummary, DeepDreamRequest, DeepDreamSettings, DeviceChoice,
+    CancelToken, CausalScore, ClassMap, ClassScore, Command, CompareFailure, CompareRequest,
+    CompareRow, ComparisonRow, DatasetSummary, DeepDreamRequest, DeepDreamSettings, DeviceChoice,
     DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, ExplainRequest,
     Explanation, Fooling, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId,
-    LayerChange, LayerMaps, Layout, Method, Misclassified, ModelSummary, Parameterisation,
-    PhotoSource, RgbaImage, TapKind, TrainReport, TrainRequest, MAX_BATCH,
+    LayerChange, LayerMaps, Layout, Method, ModelSummary, Parameterisation, PhotoSource, RgbaImage,
+    TapKind, Thumbnail, TrainReport, TrainRequest, ValPrediction, MAX_BATCH, THUMBNAIL_SIDE,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

@@ -21,6 +21,7 @@ pub use crate::model::{Arch, TapKind};
 pub use crate::train::compare::CompareRow;
 pub use crate::train::dataset::Layout;
 pub use crate::train::head::{EpochMetrics, HeadKind};
+pub use crate::train::review::ValPrediction;
 pub use crate::train::TrainRequest;
 use crate::vision::atlas::{Atlas, ChannelStats};
 
@@ -220,15 +221,26 @@ pub struct CompareFailure {
 /// One backbone's result in a comparison: its numbers, or why it could not run.
 pub type ComparisonRow = Result<CompareRow, CompareFailure>;
 
-/// A validation photo the trained head got wrong.
+/// A small version of a photo for a gallery (at most [`THUMBNAIL_SIDE`] pixels a side).
 #[derive(Debug, Clone)]
-pub struct Misclassified {
+pub struct Thumbnail {
     pub path: PathBuf,
-    pub truth: usize,
-    pub predicted: usize,
-    /// A small version for the gallery (at most 96 pixels a side).
-    pub thumbnail: RgbaImage,
+    pub image: RgbaImage,
 }
+
+/// A head class's Grad-CAM over a photo.
+#[derive(Debug, Clone)]
+pub struct ClassMap {
+    /// The head's class.
+    pub class: usize,
+    /// The head's probability of it on the photo.
+    pub probability: f32,
+    /// The map over the photo as the network sees it (its preprocessing).
+    pub overlay: RgbaImage,
+}
+
+/// The longest side of a [`Thumbnail`].
+pub const THUMBNAIL_SIDE: u32 = 96;
 
 /// A finished training.
 #[derive(Debug, Clone)]
@@ -241,9 +253,12 @@ pub struct TrainReport {
     /// The kept epoch's number (1-based).
     pub best_epoch: usize,
     pub epochs: Vec<EpochMetrics>,
-    /// The first misclassified validation photos (with thumbnails), and how many there are.
-    pub mistakes: Vec<Misclassified>,
-    pub mistakes_total: usize,
+    /// Every validation photo's prediction and probabilities (the confusion matrix's cells,
+    /// the top losses).
+    pub predictions: Vec<ValPrediction>,
+    /// Thumbnails of the misclassified photos with the highest loss (the first of the top
+    /// losses); others come on request ([`Command::Thumbnails`]).
+    pub thumbnails: Vec<Thumbnail>,
     pub train_count: usize,
     pub val_count: usize,
     /// Photos that could not be decoded (skipped), with the reason.
@@ -373,6 +388,23 @@ pub enum Command {
     /// Load a saved head and use it for every analysed photo. Answered by
     /// [`Event::HeadLoaded`] or [`Event::Failed`].
     LoadHead { job: JobId, path: PathBuf },
+    /// Small versions of photos for a gallery. Answered by an [`Event::Thumbnail`] per photo
+    /// that decodes (others are skipped), then [`Event::ThumbnailsFinished`] or
+    /// [`Event::Cancelled`].
+    Thumbnails {
+        job: JobId,
+        cancel: CancelToken,
+        paths: Vec<PathBuf>,
+    },
+    /// Grad-CAM of a photo for several of the head's classes (a mistake's true and predicted
+    /// class), drawn over the photo as the network sees it. Answered by
+    /// [`Event::ClassMaps`], [`Event::Cancelled`] or [`Event::Failed`].
+    ClassMaps {
+        job: JobId,
+        cancel: CancelToken,
+        path: PathBuf,
+        classes: Vec<usize>,
+    },
     /// Stop the worker thread.
     Shutdown,
 }
@@ -632,6 +664,19 @@ pub enum Event {
         job: JobId,
         head: HeadSummary,
     },
+    Thumbnail {
+        job: JobId,
+        thumbnail: Thumbnail,
+    },
+    ThumbnailsFinished {
+        job: JobId,
+    },
+    ClassMaps {
+        job: JobId,
+        path: PathBuf,
+        /// One per requested class, in order.
+        maps: Vec<ClassMap>,
+    },
     Cancelled {
         job: JobId,
     },
@@ -670,6 +715,9 @@ impl Event {
             | Self::TrainStep { job, .. }
             | Self::TrainEpoch { job, .. }
             | Self::TrainFinished { job, .. }
+            | Self::Thumbnail { job, .. }
+            | Self::ThumbnailsFinished { job }
+            | Self::ClassMaps { job, .. }
             | Self::HeadLoaded { job, .. }
             | Self::Cancelled { job }
             | Self::Failed { job, .. } => *job,

@@ -60,6 +60,8 @@ pub struct AppOptions {
     pub dream: bool,
     /// Open the Attack tab and attack the photo at once with the saved settings.
     pub attack: bool,
+    /// Open the Train tab and train a head on this folder at once with the saved settings.
+    pub train: Option<std::path::PathBuf>,
     /// Dream the first layer's gallery at start (Explore).
     pub gallery: bool,
     /// Show Explore's "Where it looks" with this method (`Some(None)`: all side by side).
@@ -158,6 +160,12 @@ impl ExplorerApp {
         }
         if options.attack {
             app.attack.start_when_ready();
+        }
+        if let Some(dir) = &options.train {
+            let mut commands = app.commands();
+            commands.push(super::command::AppCommand::TrainOnFolder(dir.clone()));
+            app.apply_all(ctx, commands.into_queue());
+            app.train.start_when_ready();
         }
         match app
             .models
@@ -316,7 +324,9 @@ impl ExplorerApp {
             busy: self.is_busy()
                 || self.dream.deepdream().is_busy()
                 || self.dream.is_running()
-                || self.attack.is_running(),
+                || self.attack.is_running()
+                || self.train.is_running()
+                || self.train.is_reviewing(),
             drawn: self.explore.analysis().is_some()
                 && (self.tab != Tab::Explore || self.explore.layer_drawn()),
             no_model: self.models.loaded().is_none()

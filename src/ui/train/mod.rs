@@ -7,16 +7,17 @@
 pub mod compare;
 mod controls;
 mod report;
+mod review;
 
 use std::path::{Path, PathBuf};
 
-use eframe::egui::{self, TextureHandle, TextureOptions};
+use eframe::egui;
 use serde::{Deserialize, Serialize};
 
 use self::compare::ComparePanel;
 use super::command::{AppCommand, Commands};
 use super::panel::{Panel, PanelEnv, SideColumn};
-use super::widgets::{texture, PendingPick};
+use super::widgets::PendingPick;
 use crate::worker::{
     CancelToken, Command, DatasetSummary, EpochMetrics, Event, JobId, TrainReport, TrainRequest,
 };
@@ -102,7 +103,7 @@ struct FeatureProgress {
 
 struct Finished {
     report: TrainReport,
-    thumbnails: Vec<TextureHandle>,
+    review: review::Review,
 }
 
 /// The Train tab's state.
@@ -128,6 +129,8 @@ pub struct TrainPanel {
     head_dialog: Option<PendingPick>,
     head_job: Option<JobId>,
     compare: ComparePanel,
+    /// Start training as soon as the model is loaded and the folder read (`--train`).
+    start_when_ready: bool,
 }
 
 impl TrainPanel {
@@ -152,6 +155,7 @@ impl TrainPanel {
             head_dialog: None,
             head_job: None,
             compare: ComparePanel::default(),
+            start_when_ready: false,
         }
     }
 
@@ -160,9 +164,21 @@ impl TrainPanel {
         &self.settings
     }
 
-    /// Whether a training or a comparison is running.
+    /// Whether a training or a comparison is running, or about to start.
     pub fn is_running(&self) -> bool {
-        self.running.is_some() || self.compare.is_running()
+        self.running.is_some() || self.compare.is_running() || self.start_when_ready
+    }
+
+    /// Whether the review gallery still waits for pictures it asked for.
+    pub fn is_reviewing(&self) -> bool {
+        self.finished
+            .as_ref()
+            .is_some_and(|f| f.review.is_waiting())
+    }
+
+    /// Trains on the folder as soon as a model is loaded and the folder is read.
+    pub fn start_when_ready(&mut self) {
+        self.start_when_ready = true;
     }
 
     /// The backbone comparison.
@@ -183,6 +199,15 @@ impl TrainPanel {
     /// The last finished training.
     pub fn report(&self) -> Option<&TrainReport> {
         self.finished.as_ref().map(|f| &f.report)
+    }
+
+    /// The validation photos the review gallery shows now (a clicked confusion cell's, else
+    /// the top losses), and whether each has its thumbnail.
+    pub fn review_shown(&self) -> Vec<(PathBuf, bool)> {
+        self.finished
+            .as_ref()
+            .map(|f| f.review.shown_paths(&f.report.predictions))
+            .unwrap_or_default()
     }
 
     /// Epochs reported so far by the training in progress (or the last one).
@@ -348,19 +373,7 @@ impl TrainPanel {
             }
             Event::TrainFinished { report, head, .. } => {
                 self.running = None;
-                let thumbnails = report
-                    .mistakes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| {
-                        texture(
-                            ctx,
-                            &format!("mistake-{i}"),
-                            &m.thumbnail,
-                            TextureOptions::LINEAR,
-                        )
-                    })
-                    .collect();
+                let review = review::Review::new(ctx, &report.thumbnails);
                 self.status = format!(
                     "Done: {:.1}% validation accuracy (epoch {}), saved to {}; the predictions \
                      panel can now use it.",
@@ -372,7 +385,7 @@ impl TrainPanel {
                 commands.push(AppCommand::UseHead(head));
                 self.finished = Some(Finished {
                     report: *report,
-                    thumbnails,
+                    review,
                 });
             }
             Event::Cancelled { .. } => {
@@ -400,6 +413,20 @@ impl Panel for TrainPanel {
 
     fn column(&mut self, _: usize, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
         self.controls(ui, env, commands);
+        if self.start_when_ready {
+            if self.scan_error.is_some() {
+                self.start_when_ready = false;
+            } else if env.model.is_some() && self.scanned.is_some() && self.scan_job.is_none() {
+                self.start_when_ready = false;
+                if !self.output_edited {
+                    // Named now: the model was not loaded yet when the folder was chosen.
+                    if let Some(dir) = self.scanned_dir.clone() {
+                        self.output = default_output(&dir, env).display().to_string();
+                    }
+                }
+                self.start(env, commands);
+            }
+        }
     }
 
     fn view(&mut self, ui: &mut egui::Ui, _: &PanelEnv, commands: &mut Commands) {
@@ -408,6 +435,7 @@ impl Panel for TrainPanel {
 
     fn owns(&self, job: JobId) -> bool {
         self.compare.owns(job)
+            || self.finished.as_ref().is_some_and(|f| f.review.owns(job))
             || self.scan_job == Some(job)
             || self.head_job == Some(job)
             || self.running.as_ref().is_some_and(|r| r.job == job)
@@ -417,6 +445,8 @@ impl Panel for TrainPanel {
         let job = event.job();
         if self.compare.owns(job) {
             self.compare.on_event(event);
+        } else if let Some(f) = self.finished.as_mut().filter(|f| f.review.owns(job)) {
+            f.review.on_event(ctx, event);
         } else if self.scan_job == Some(job) {
             self.on_scan(event);
         } else if self.head_job == Some(job) {

@@ -19,7 +19,7 @@ impl TrainPanel {
                 ui.separator();
             }
             self.curves(ui);
-            let Some(finished) = &self.finished else {
+            let Some(finished) = &mut self.finished else {
                 if self.running.is_none() && self.epoch_rows.is_empty() {
                     ui.add_space(12.0);
                     ui.weak(
@@ -68,45 +68,18 @@ impl TrainPanel {
             ui.add_space(6.0);
             ui.columns(2, |cols| {
                 cols[0].strong("Confusion matrix (rows: true class, columns: predicted)");
-                confusion_heatmap(&mut cols[0], &r.classes, &r.confusion);
+                let chosen = finished.review.cell;
+                if let Some(cell) =
+                    confusion_heatmap(&mut cols[0], &r.classes, &r.confusion, chosen)
+                {
+                    finished.review.cell = Some(cell);
+                }
                 cols[1].strong("Per class");
                 per_class_accuracy(&mut cols[1], &r.classes, &r.confusion);
                 most_confused(&mut cols[1], &r.classes, &r.confusion);
             });
             ui.add_space(8.0);
-            ui.strong(format!(
-                "Misclassified validation photos ({}{})",
-                r.mistakes_total,
-                if r.mistakes_total > r.mistakes.len() {
-                    format!(", first {} shown", r.mistakes.len())
-                } else {
-                    String::new()
-                }
-            ));
-            if r.mistakes.is_empty() {
-                ui.weak("None.");
-            }
-            let mut open = None;
-            ui.horizontal_wrapped(|ui| {
-                for (m, tex) in r.mistakes.iter().zip(&finished.thumbnails) {
-                    let name = |c: usize| r.classes.get(c).map_or("?", String::as_str);
-                    let caption = format!("{}, seen as {}", name(m.truth), name(m.predicted));
-                    let image = egui::Image::new(tex).fit_to_exact_size(egui::vec2(72.0, 72.0));
-                    let button = egui::Button::image_and_text(image, caption);
-                    if ui
-                        .add(button)
-                        .on_hover_text(format!(
-                            "{}\ntrue: {}, predicted: {}\nClick to open it in Explore",
-                            m.path.display(),
-                            name(m.truth),
-                            name(m.predicted)
-                        ))
-                        .clicked()
-                    {
-                        open = Some(m.path.clone());
-                    }
-                }
-            });
+            let open = finished.review.view(ui, r, commands);
             if let Some(path) = open {
                 commands.push(AppCommand::ShowTab(Tab::Explore));
                 commands.push(AppCommand::OpenPhoto(PhotoSource::File(path)));
@@ -172,17 +145,23 @@ impl TrainPanel {
 }
 
 /// The confusion matrix as a heatmap: each row coloured by the share of its true class that
-/// went to each prediction, counts written in cells large enough, class names on the rows.
-fn confusion_heatmap(ui: &mut egui::Ui, classes: &[String], confusion: &[Vec<usize>]) {
+/// went to each prediction, counts written in cells large enough, class names on the rows;
+/// `chosen` outlined. Returns the cell `(true, predicted)` clicked.
+fn confusion_heatmap(
+    ui: &mut egui::Ui,
+    classes: &[String],
+    confusion: &[Vec<usize>],
+    chosen: Option<(usize, usize)>,
+) -> Option<(usize, usize)> {
     let k = classes.len().min(confusion.len());
     if k == 0 {
-        return;
+        return None;
     }
     let label_width = 110.0;
     let header = 16.0;
     let cell = ((ui.available_width() - label_width) / k as f32).clamp(6.0, 40.0);
     let size = egui::vec2(label_width + cell * k as f32, header + cell * k as f32);
-    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::click());
     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Grid, true, "confusion matrix"));
     let painter = ui.painter_at(rect);
     let visuals = ui.visuals();
@@ -237,21 +216,34 @@ fn confusion_heatmap(ui: &mut egui::Ui, classes: &[String], confusion: &[Vec<usi
             );
         }
     }
-    if let Some(pos) = response.hover_pos() {
+    let origin_cell = |pos: egui::Pos2| {
         let rel = pos - origin;
-        if rel.x >= 0.0 && rel.y >= 0.0 {
-            let (p, t) = ((rel.x / cell) as usize, (rel.y / cell) as usize);
-            if p < k && t < k {
-                let n = confusion[t][p];
-                response.on_hover_text_at_pointer(format!(
-                    "true {}, predicted {}: {n} photo{}",
-                    classes[t],
-                    classes[p],
-                    if n == 1 { "" } else { "s" }
-                ));
-            }
-        }
+        let (p, t) = ((rel.x / cell) as usize, (rel.y / cell) as usize);
+        (rel.x >= 0.0 && rel.y >= 0.0 && p < k && t < k).then_some((t, p))
+    };
+    if let Some((t, p)) = chosen.filter(|&(t, p)| t < k && p < k) {
+        let at = egui::pos2(origin.x + p as f32 * cell, origin.y + t as f32 * cell);
+        painter.rect_stroke(
+            egui::Rect::from_min_size(at, egui::vec2(cell, cell)),
+            1.0,
+            egui::Stroke::new(2.0, visuals.strong_text_color()),
+            egui::StrokeKind::Inside,
+        );
     }
+    let clicked = response
+        .interact_pointer_pos()
+        .filter(|_| response.clicked())
+        .and_then(origin_cell);
+    if let Some((t, p)) = response.hover_pos().and_then(origin_cell) {
+        let n = confusion[t][p];
+        response.on_hover_text_at_pointer(format!(
+            "true {}, predicted {}: {n} photo{}\nClick to see them",
+            classes[t],
+            classes[p],
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    clicked
 }
 
 /// Each class's validation scores from the confusion matrix: recall (the diagonal over its

@@ -162,7 +162,9 @@ impl Runner {
                 | Command::ScanFolder { job, .. }
                 | Command::Train { job, .. }
                 | Command::Compare { job, .. }
-                | Command::LoadHead { job, .. } => *job,
+                | Command::LoadHead { job, .. }
+                | Command::Thumbnails { job, .. }
+                | Command::ClassMaps { job, .. } => *job,
             };
             // A bug in one job must not take the worker (and every later job) down with it.
             let outcome = catch_unwind(AssertUnwindSafe(|| self.handle(command)));
@@ -301,6 +303,23 @@ impl Runner {
             } => {
                 let result = self.compare(job, &request, &cancel);
                 let event = answer(job, result, |rows| Event::CompareFinished { job, rows });
+                self.send(event);
+            }
+            Command::Thumbnails { job, cancel, paths } => {
+                let event = match self.thumbnails(job, &paths, &cancel) {
+                    Some(()) => Event::ThumbnailsFinished { job },
+                    None => Event::Cancelled { job },
+                };
+                self.send(event);
+            }
+            Command::ClassMaps {
+                job,
+                cancel,
+                path,
+                classes,
+            } => {
+                let result = self.class_maps(&path, &classes, &cancel);
+                let event = answer(job, result, |maps| Event::ClassMaps { job, path, maps });
                 self.send(event);
             }
             Command::LoadHead { job, path } => {

@@ -11,14 +11,15 @@ use crate::train::dataset::Dataset;
 use crate::train::head::{Head, HeadInfo};
 use crate::train::observe::{observer, TrainEvent};
 use crate::train::pipeline::{train_on_folder, TrainConfig};
+use crate::train::review::top_losses;
 use crate::vision::image_io::load_rgb;
 use crate::weights;
 use crate::worker::protocol::{
     CancelToken, CompareFailure, CompareRequest, ComparisonRow, DatasetSummary, Event, HeadSummary,
-    JobId, Misclassified, RgbaImage, TrainReport, TrainRequest,
+    JobId, RgbaImage, Thumbnail, TrainReport, TrainRequest, THUMBNAIL_SIDE,
 };
 
-/// Misclassified photos sent back with thumbnails (the rest are only counted).
+/// Top losses sent back with thumbnails (others come on request).
 const MAX_GALLERY: usize = 60;
 
 impl Runner {
@@ -146,26 +147,15 @@ impl Runner {
             .head
             .save(&request.output, model.spec.name, &model.preprocess)?;
         // Saved: from here on the run finishes (a late cancel only skips the thumbnails).
-        let mut mistakes = Vec::new();
-        for m in outcome.mistakes.iter().take(MAX_GALLERY) {
-            if cancel.is_cancelled() {
-                break;
-            }
-            // The photo decoded a moment ago; if it has gone since, it simply has no picture.
-            let thumbnail = load_rgb(&m.path, self.config.max_pixels)
-                .map(|img| rgba_of(&thumbnail_of(&img, 96)))
-                .unwrap_or(RgbaImage {
-                    width: 1,
-                    height: 1,
-                    rgba: vec![128, 128, 128, 255],
-                });
-            mistakes.push(Misclassified {
-                path: m.path.clone(),
-                truth: m.truth,
-                predicted: m.predicted,
-                thumbnail,
-            });
-        }
+        let top: Vec<&std::path::Path> = top_losses(&outcome.predictions, MAX_GALLERY)
+            .into_iter()
+            .map(|i| outcome.predictions[i].path.as_path())
+            .collect();
+        let thumbnails = top
+            .into_iter()
+            .take_while(|_| !cancel.is_cancelled())
+            .map(|path| self.thumbnail(path))
+            .collect();
         let head = &outcome.head;
         let report = TrainReport {
             classes: head.classes.clone(),
@@ -173,8 +163,8 @@ impl Runner {
             val_accuracy: outcome.val_accuracy,
             best_epoch: head.metrics.get(head.best_epoch).map_or(0, |m| m.epoch),
             epochs: head.metrics.clone(),
-            mistakes,
-            mistakes_total: outcome.mistakes.len(),
+            predictions: outcome.predictions.clone(),
+            thumbnails,
             train_count: outcome.split.train.len(),
             val_count: outcome.split.val.len(),
             unreadable: outcome
@@ -217,6 +207,49 @@ fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
         arch: weights::find_model(&entry.model).ok().map(|m| m.arch),
         error,
     })
+}
+
+impl Runner {
+    /// Thumbnails of `paths`, one event each, in order; a photo that no longer decodes is
+    /// skipped (the gallery shows its name instead). `None` when cancelled.
+    pub(super) fn thumbnails(
+        &self,
+        job: JobId,
+        paths: &[std::path::PathBuf],
+        cancel: &CancelToken,
+    ) -> Option<()> {
+        for path in paths {
+            if cancel.is_cancelled() {
+                return None;
+            }
+            match load_rgb(path, self.config.max_pixels) {
+                Ok(img) => self.send(Event::Thumbnail {
+                    job,
+                    thumbnail: Thumbnail {
+                        path: path.clone(),
+                        image: rgba_of(&thumbnail_of(&img, THUMBNAIL_SIDE)),
+                    },
+                }),
+                Err(e) => tracing::debug!(path = %path.display(), "no thumbnail: {e:#}"),
+            }
+        }
+        Some(())
+    }
+
+    /// `path`'s thumbnail, grey when it no longer decodes (it did a moment ago).
+    fn thumbnail(&self, path: &std::path::Path) -> Thumbnail {
+        let image = load_rgb(path, self.config.max_pixels)
+            .map(|img| rgba_of(&thumbnail_of(&img, THUMBNAIL_SIDE)))
+            .unwrap_or(RgbaImage {
+                width: 1,
+                height: 1,
+                rgba: vec![128, 128, 128, 255],
+            });
+        Thumbnail {
+            path: path.to_path_buf(),
+            image,
+        }
+    }
 }
 
 /// `image` shrunk to fit a `side` square, keeping its proportions.
