@@ -558,6 +558,15 @@ fn train_head_saves_a_head_that_predict_uses_with_the_resize_mode_asked_for() {
         assert_ne!(t, p);
         assert_eq!(pair["count"], confusion[t as usize][p as usize]);
     }
+    // The dataset map: every photo that trained or validated, once, at finite coordinates.
+    let map = done["map"].as_array().unwrap();
+    assert_eq!(
+        map.len() as u64,
+        done["train"].as_u64().unwrap() + done["val"].as_u64().unwrap()
+    );
+    assert!(map
+        .iter()
+        .all(|p| p["x"].as_f64().unwrap().is_finite() && p["y"].as_f64().unwrap().is_finite()));
     // The top losses: every mistake (up to 10), surest first, each loss -ln p(true).
     let off_diagonal: u64 = (0..confusion.len())
         .flat_map(|t| (0..confusion.len()).map(move |p| (t, p)))

@@ -63,6 +63,10 @@ fn head_trains_caches_cancels_and_round_trips() {
         first.val_accuracy,
         first.head.metrics
     );
+    assert_eq!(
+        first.map.len(),
+        first.split.train.len() + first.split.val.len()
+    );
     let diagonal: usize = (0..3).map(|i| first.confusion[i][i]).sum();
     assert_eq!(diagonal + first.mistakes().count(), first.split.val.len());
     // Every validation photo's prediction is the head's on that photo, read again from disk:
@@ -154,6 +158,12 @@ fn fine_tuning_trains_the_last_block_too_and_round_trips() {
     config.fine_tune = Some(0.1);
 
     let outcome = train_on_folder(&model, data.path(), &config, &mut Silent).unwrap();
+    // The map of a fine-tuning run: the block inputs averaged over space, one point a photo.
+    assert_eq!(
+        outcome.map.len(),
+        outcome.split.train.len() + outcome.split.val.len()
+    );
+    assert!(outcome.map.iter().any(|(_, [x, y])| *x != 0.0 || *y != 0.0));
     assert_eq!(outcome.features_from_cache, 0);
     assert_eq!(
         std::fs::read_dir(cache.path()).unwrap().count(),

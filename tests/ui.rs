@@ -570,6 +570,8 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
         report.confusion[0][0] as f32 / report.confusion[0].iter().sum::<usize>() as f32;
     assert!(disc_right >= 0.99, "discs are easy: {:?}", report.confusion);
     assert_eq!(report.predictions.len(), report.val_count);
+    assert_eq!(report.map.len(), report.train_count + report.val_count);
+    assert!(has_text(&h, "Dataset map"));
     let mistakes: Vec<_> = report
         .predictions
         .iter()
@@ -651,14 +653,21 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     // The surest mistake, looked at closely: the head's Grad-CAM for both classes, then it
     // opens in Explore, classified by the head.
     let first = worst;
-    h.query_all_by_label_contains(&format!(
+    let caption = format!(
         "{} {:.0}%\nseen as",
         report.classes[first.truth],
         first.probability(first.truth) * 100.0
-    ))
-    .next()
-    .unwrap()
-    .click();
+    );
+    // Below the dataset map: scrolled to first.
+    h.query_all_by_label_contains(&caption)
+        .next()
+        .unwrap()
+        .scroll_to_me();
+    h.run_steps(3);
+    h.query_all_by_label_contains(&caption)
+        .next()
+        .unwrap()
+        .click();
     wait_for(&mut h, "both classes' maps", |h| {
         has_text(h, &format!("true: {} (", report.classes[first.truth]))
             && has_text(

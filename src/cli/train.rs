@@ -198,6 +198,10 @@ impl TrainHeadArgs {
                 "f1": scores.f1,
                 "most_confused": crate::train::metrics::most_confused(&outcome.confusion, 10),
                 "top_losses": top_losses,
+                "map": outcome.map.iter().map(|&(i, [x, y])| {
+                    let item = &outcome.dataset.items[i];
+                    serde_json::json!({"path": item.path.to_string_lossy(), "class": item.class, "x": x, "y": y})
+                }).collect::<Vec<_>>(),
                 "head": request.output.to_string_lossy(),
             }));
         }

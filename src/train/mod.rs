@@ -17,6 +17,7 @@ pub mod head;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;
+pub mod projection;
 pub mod request;
 pub mod review;
 pub mod split;

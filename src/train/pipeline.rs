@@ -59,6 +59,9 @@ pub struct TrainOutcome {
     pub confusion: Vec<Vec<usize>>,
     /// Every validation photo's prediction, in `split.val`'s order.
     pub predictions: Vec<ValPrediction>,
+    /// The dataset map: each photo that decoded (`dataset.items` index) at its features' two
+    /// principal components (see [`super::projection`]).
+    pub map: Vec<(usize, [f32; 2])>,
 }
 
 impl TrainOutcome {
@@ -122,6 +125,7 @@ pub fn train_on_folder(
         train: split.train.iter().map(|&i| usable[i]).collect(),
         val: split.val.iter().map(|&i| usable[i]).collect(),
     };
+    let map = dataset_map(&features.vectors, &usable, fine_tune.as_ref().map(|f| f.1));
     // Moved out of `features`, not copied: fine-tuning inputs are large.
     let mut examples = |indices: &[usize], with_flips: bool| {
         let mut out = Examples::default();
@@ -173,7 +177,44 @@ pub fn train_on_folder(
         val_accuracy,
         confusion,
         predictions,
+        map,
     })
+}
+
+/// The photos `usable` (indices of `vectors`) on the 2-D PCA map of their features: the
+/// pooled features, or for a fine-tuning run its block inputs `[C, H, W]` averaged over space
+/// (the map shows what the frozen part of the backbone gives).
+fn dataset_map(
+    vectors: &[Option<Vec<f32>>],
+    usable: &[usize],
+    block_input: Option<[usize; 3]>,
+) -> Vec<(usize, [f32; 2])> {
+    let mut x = Vec::new();
+    let mut dim = 0;
+    for &i in usable {
+        let Some(v) = &vectors[i] else { continue };
+        match block_input {
+            Some([c, h, w]) if h * w > 0 && v.len() == c * h * w => {
+                dim = c;
+                x.extend(
+                    v.chunks_exact(h * w)
+                        .map(|s| s.iter().sum::<f32>() / s.len() as f32),
+                );
+            }
+            _ => {
+                dim = v.len();
+                x.extend_from_slice(v);
+            }
+        }
+    }
+    if dim == 0 || x.len() != usable.len() * dim {
+        return Vec::new();
+    }
+    usable
+        .iter()
+        .copied()
+        .zip(super::projection::pca_2d(&x, dim))
+        .collect()
 }
 
 /// Each validation example's [`ValPrediction`] (`path(n)` names the `n`-th), its

@@ -10,7 +10,8 @@ pub use protocol::{
     CompareRow, ComparisonRow, DatasetSummary, DeepDreamRequest, DeepDreamSettings, DeviceChoice,
     DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, ExplainRequest,
     Explanation, Fooling, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId,
-    LayerChange, LayerMaps, Layout, Method, ModelSummary, Parameterisation, PhotoSource, RgbaImage,
-    TapKind, Thumbnail, TrainReport, TrainRequest, ValPrediction, MAX_BATCH, THUMBNAIL_SIDE,
+    LayerChange, LayerMaps, Layout, MapPoint, Method, ModelSummary, Parameterisation, PhotoSource,
+    RgbaImage, TapKind, Thumbnail, TrainReport, TrainRequest, ValPrediction, MAX_BATCH,
+    THUMBNAIL_SIDE,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

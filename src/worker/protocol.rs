@@ -239,6 +239,16 @@ pub struct ClassMap {
     pub overlay: RgbaImage,
 }
 
+/// A photo on the dataset map (its features' two principal components).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapPoint {
+    pub path: PathBuf,
+    pub truth: usize,
+    pub xy: [f32; 2],
+    /// The head's class for a validation photo; `None` for a training photo.
+    pub predicted: Option<usize>,
+}
+
 /// The longest side of a [`Thumbnail`].
 pub const THUMBNAIL_SIDE: u32 = 96;
 
@@ -259,6 +269,8 @@ pub struct TrainReport {
     /// Thumbnails of the misclassified photos with the highest loss (the first of the top
     /// losses); others come on request ([`Command::Thumbnails`]).
     pub thumbnails: Vec<Thumbnail>,
+    /// Every photo that decoded on the 2-D PCA map of its features.
+    pub map: Vec<MapPoint>,
     pub train_count: usize,
     pub val_count: usize,
     /// Photos that could not be decoded (skipped), with the reason.

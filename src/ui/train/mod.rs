@@ -6,6 +6,7 @@
 
 pub mod compare;
 mod controls;
+mod map;
 mod report;
 mod review;
 

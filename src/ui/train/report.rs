@@ -79,7 +79,13 @@ impl TrainPanel {
                 most_confused(&mut cols[1], &r.classes, &r.confusion);
             });
             ui.add_space(8.0);
-            let open = finished.review.view(ui, r, commands);
+            let on_map =
+                super::map::dataset_map(ui, &r.classes, &r.map, finished.review.textures());
+            if let Some(path) = &on_map.hovered {
+                finished.review.want(path, commands);
+            }
+            ui.add_space(8.0);
+            let open = finished.review.view(ui, r, commands).or(on_map.open);
             if let Some(path) = open {
                 commands.push(AppCommand::ShowTab(Tab::Explore));
                 commands.push(AppCommand::OpenPhoto(PhotoSource::File(path)));

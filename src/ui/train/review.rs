@@ -54,6 +54,8 @@ pub(super) struct Review {
     /// Photos whose thumbnail is here or on its way.
     asked: HashSet<PathBuf>,
     thumbnails: Option<Job>,
+    /// The thumbnail of the photo hovered on the dataset map, on its way.
+    hover: Option<(Job, PathBuf)>,
     focus: Option<Focus>,
 }
 
@@ -61,7 +63,12 @@ pub(super) struct Review {
 impl Drop for Review {
     fn drop(&mut self) {
         let focus = self.focus.as_ref().and_then(|f| f.job.as_ref());
-        for job in self.thumbnails.iter().chain(focus) {
+        for job in self
+            .thumbnails
+            .iter()
+            .chain(self.hover.as_ref().map(|h| &h.0))
+            .chain(focus)
+        {
             job.cancel.cancel();
         }
     }
@@ -91,6 +98,7 @@ impl Review {
 
     pub(super) fn owns(&self, job: JobId) -> bool {
         self.thumbnails.as_ref().is_some_and(|j| j.id == job)
+            || self.hover.as_ref().is_some_and(|h| h.0.id == job)
             || self
                 .focus
                 .as_ref()
@@ -123,12 +131,20 @@ impl Review {
             }
             return;
         }
+        let hover = self.hover.as_ref().is_some_and(|h| h.0.id == event.job());
+        let done = |review: &mut Self| {
+            if hover {
+                review.hover = None;
+            } else {
+                review.thumbnails = None;
+            }
+        };
         match event {
             Event::Thumbnail { thumbnail, .. } => self.add(ctx, &thumbnail),
-            Event::ThumbnailsFinished { .. } | Event::Cancelled { .. } => self.thumbnails = None,
+            Event::ThumbnailsFinished { .. } | Event::Cancelled { .. } => done(self),
             Event::Failed { error, .. } => {
                 tracing::warn!("thumbnails failed: {error}");
-                self.thumbnails = None;
+                done(self);
             }
             other => tracing::debug!(job = %other.job(), "unexpected event for the review"),
         }
@@ -144,6 +160,33 @@ impl Review {
         let total = all.len();
         all.truncate(MAX_SHOWN);
         (all, total)
+    }
+
+    /// The thumbnails here, by photo.
+    pub(super) fn textures(&self) -> &HashMap<PathBuf, TextureHandle> {
+        &self.textures
+    }
+
+    /// Asks for the thumbnail of `path` (hovered on the map) unless it is here or on its way;
+    /// the one asked for before is dropped if it has not come yet.
+    pub(super) fn want(&mut self, path: &std::path::Path, commands: &mut Commands) {
+        if self.asked.contains(path) {
+            return;
+        }
+        if let Some((old, old_path)) = self.hover.take() {
+            old.cancel.cancel();
+            if !self.textures.contains_key(&old_path) {
+                self.asked.remove(&old_path);
+            }
+        }
+        self.asked.insert(path.to_path_buf());
+        let paths = vec![path.to_path_buf()];
+        let job = Job::start(commands, |job, cancel| Command::Thumbnails {
+            job,
+            cancel,
+            paths,
+        });
+        self.hover = Some((job, path.to_path_buf()));
     }
 
     /// The paths of [`Self::shown`], each with whether its thumbnail is here.

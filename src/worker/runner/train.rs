@@ -16,7 +16,7 @@ use crate::vision::image_io::load_rgb;
 use crate::weights;
 use crate::worker::protocol::{
     CancelToken, CompareFailure, CompareRequest, ComparisonRow, DatasetSummary, Event, HeadSummary,
-    JobId, RgbaImage, Thumbnail, TrainReport, TrainRequest, THUMBNAIL_SIDE,
+    JobId, MapPoint, RgbaImage, Thumbnail, TrainReport, TrainRequest, THUMBNAIL_SIDE,
 };
 
 /// Top losses sent back with thumbnails (others come on request).
@@ -165,6 +165,7 @@ impl Runner {
             epochs: head.metrics.clone(),
             predictions: outcome.predictions.clone(),
             thumbnails,
+            map: map_points(&outcome),
             train_count: outcome.split.train.len(),
             val_count: outcome.split.val.len(),
             unreadable: outcome
@@ -250,6 +251,30 @@ impl Runner {
             image,
         }
     }
+}
+
+/// The outcome's dataset map, each validation photo with the head's class.
+fn map_points(outcome: &crate::train::pipeline::TrainOutcome) -> Vec<MapPoint> {
+    let predicted: std::collections::HashMap<usize, usize> = outcome
+        .split
+        .val
+        .iter()
+        .zip(&outcome.predictions)
+        .map(|(&i, p)| (i, p.predicted))
+        .collect();
+    outcome
+        .map
+        .iter()
+        .filter_map(|&(i, xy)| {
+            let item = outcome.dataset.items.get(i)?;
+            Some(MapPoint {
+                path: item.path.clone(),
+                truth: item.class,
+                xy,
+                predicted: predicted.get(&i).copied(),
+            })
+        })
+        .collect()
 }
 
 /// `image` shrunk to fit a `side` square, keeping its proportions.
