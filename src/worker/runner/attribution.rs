@@ -24,14 +24,10 @@ impl Runner {
         cancel: &CancelToken,
     ) -> Result<Option<()>> {
         let model = self.loaded()?;
-        let head = match (&self.head, request.head) {
-            (Some(active), true) => Some(&active.head),
-            (None, true) => {
-                return Err(Error::Invalid(
-                    "no head is in use: train or load one in the Train tab".into(),
-                ))
-            }
-            (_, false) => None,
+        let head = if request.head {
+            Some(self.head_in_use()?)
+        } else {
+            None
         };
         let photo = decode_photo(&request.photo, self.config.max_pixels)?;
         let total = request.methods.len();
@@ -82,6 +78,16 @@ impl Runner {
         Ok(Some(()))
     }
 
+    /// The trained head in use, or why there is none.
+    fn head_in_use(&self) -> Result<&crate::train::head::Head> {
+        self.head
+            .as_ref()
+            .map(|active| &active.head)
+            .ok_or_else(|| {
+                Error::Invalid("no head is in use: train or load one in the Train tab".into())
+            })
+    }
+
     /// Grad-CAM of the photo at `path` for each of the head's `classes`, over its network
     /// view; `None` when cancelled.
     pub(super) fn class_maps(
@@ -91,11 +97,7 @@ impl Runner {
         cancel: &CancelToken,
     ) -> Result<Option<Vec<ClassMap>>> {
         let model = self.loaded()?;
-        let head = &self
-            .head
-            .as_ref()
-            .ok_or_else(|| Error::Invalid("no head is in use: train or load one first".into()))?
-            .head;
+        let head = self.head_in_use()?;
         if let Some(&c) = classes.iter().find(|&&c| c >= head.classes.len()) {
             return Err(Error::Invalid(format!(
                 "class {c} is not one of the head's {} classes",

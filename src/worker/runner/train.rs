@@ -147,14 +147,10 @@ impl Runner {
             .head
             .save(&request.output, model.spec.name, &model.preprocess)?;
         // Saved: from here on the run finishes (a late cancel only skips the thumbnails).
-        let top: Vec<&std::path::Path> = top_losses(&outcome.predictions, MAX_GALLERY)
-            .into_iter()
-            .map(|i| outcome.predictions[i].path.as_path())
-            .collect();
-        let thumbnails = top
+        let thumbnails = top_losses(&outcome.predictions, MAX_GALLERY)
             .into_iter()
             .take_while(|_| !cancel.is_cancelled())
-            .map(|path| self.thumbnail(path))
+            .map(|i| self.thumbnail(&outcome.predictions[i].path))
             .collect();
         let head = &outcome.head;
         let report = TrainReport {
@@ -211,8 +207,8 @@ fn comparison_row(entry: &CompareEntry) -> ComparisonRow {
 }
 
 impl Runner {
-    /// Thumbnails of `paths`, one event each, in order; a photo that no longer decodes is
-    /// skipped (the gallery shows its name instead). `None` when cancelled.
+    /// Thumbnails of `paths`, one event each, in order (see [`Self::thumbnail`]). `None` when
+    /// cancelled.
     pub(super) fn thumbnails(
         &self,
         job: JobId,
@@ -223,28 +219,26 @@ impl Runner {
             if cancel.is_cancelled() {
                 return None;
             }
-            match load_rgb(path, self.config.max_pixels) {
-                Ok(img) => self.send(Event::Thumbnail {
-                    job,
-                    thumbnail: Thumbnail {
-                        path: path.clone(),
-                        image: rgba_of(&thumbnail_of(&img, THUMBNAIL_SIDE)),
-                    },
-                }),
-                Err(e) => tracing::debug!(path = %path.display(), "no thumbnail: {e:#}"),
-            }
+            self.send(Event::Thumbnail {
+                job,
+                thumbnail: self.thumbnail(path),
+            });
         }
         Some(())
     }
 
-    /// `path`'s thumbnail, grey when it no longer decodes (it did a moment ago).
+    /// `path`'s thumbnail; grey when it no longer decodes (it did when features were made), so
+    /// that the gallery does not wait for it.
     fn thumbnail(&self, path: &std::path::Path) -> Thumbnail {
         let image = load_rgb(path, self.config.max_pixels)
             .map(|img| rgba_of(&thumbnail_of(&img, THUMBNAIL_SIDE)))
-            .unwrap_or(RgbaImage {
-                width: 1,
-                height: 1,
-                rgba: vec![128, 128, 128, 255],
+            .unwrap_or_else(|e| {
+                tracing::debug!(path = %path.display(), "no thumbnail: {e:#}");
+                RgbaImage {
+                    width: 1,
+                    height: 1,
+                    rgba: vec![128, 128, 128, 255],
+                }
             });
         Thumbnail {
             path: path.to_path_buf(),
