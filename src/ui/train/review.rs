@@ -57,7 +57,12 @@ pub(super) struct Review {
     /// The thumbnail of the photo hovered on the dataset map, on its way.
     hover: Option<(Job, PathBuf)>,
     focus: Option<Focus>,
+    /// The photos of the cell (or the top losses), highest loss first, and for which cell.
+    sorted: Option<(Option<Cell>, Vec<usize>)>,
 }
+
+/// A confusion-matrix cell, `(true, predicted)`.
+type Cell = (usize, usize);
 
 /// A review replaced (a new training) stops what it had asked for.
 impl Drop for Review {
@@ -153,13 +158,15 @@ impl Review {
     /// The photos the gallery shows now, as indices into `predictions`, and how many there
     /// are in all.
     pub(super) fn shown(&self, predictions: &[ValPrediction]) -> (Vec<usize>, usize) {
-        let mut all = match self.cell {
-            Some((t, p)) => cell(predictions, t, p),
-            None => top_losses(predictions, usize::MAX),
+        let computed;
+        let all = match &self.sorted {
+            Some((c, order)) if *c == self.cell => order,
+            _ => {
+                computed = gallery_order(predictions, self.cell);
+                &computed
+            }
         };
-        let total = all.len();
-        all.truncate(MAX_SHOWN);
-        (all, total)
+        (all.iter().take(MAX_SHOWN).copied().collect(), all.len())
     }
 
     /// The thumbnails here, by photo.
@@ -263,6 +270,10 @@ impl Review {
     ) -> Option<PathBuf> {
         let predictions = &report.predictions;
         let name = |c: usize| report.classes.get(c).map_or("?", String::as_str);
+        // Sorted once per cell, not every frame.
+        if self.sorted.as_ref().map(|s| s.0) != Some(self.cell) {
+            self.sorted = Some((self.cell, gallery_order(predictions, self.cell)));
+        }
         let (shown, total) = self.shown(predictions);
         // Another cell: the photo looked at goes with the one it belonged to.
         if self
@@ -457,6 +468,14 @@ fn tile(
     let at = egui::pos2(rect.center().x - text.size().x / 2.0, square.max.y + 4.0);
     painter.galley(at, text, visuals.text_color());
     response
+}
+
+/// Every photo of `chosen` (a confusion cell, else the mistakes), highest loss first.
+fn gallery_order(predictions: &[ValPrediction], chosen: Option<(usize, usize)>) -> Vec<usize> {
+    match chosen {
+        Some((t, p)) => cell(predictions, t, p),
+        None => top_losses(predictions, usize::MAX),
+    }
 }
 
 /// The most likely class other than the true one.
