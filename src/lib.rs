@@ -12,6 +12,7 @@ pub mod cli;
 pub mod device;
 pub mod error;
 pub mod explain;
+pub mod export;
 pub mod inference;
 pub mod input;
 pub mod kernels;

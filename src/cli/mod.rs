@@ -23,6 +23,7 @@ pub mod compare;
 pub mod deepdream;
 pub mod dream;
 pub mod explain;
+pub mod export;
 pub mod gallery;
 pub mod inspect;
 pub mod predict;
@@ -154,6 +155,9 @@ pub enum Command {
     /// occlusion, ...) of a class for a photo, over the photo as PNG, with its deletion and
     /// insertion scores.
     Explain(explain::ExplainArgs),
+    /// Export a trained head with its backbone: `-o model.onnx` (one graph, input `input`
+    /// [N, 3, H, W] normalised, output `logits`) or `-o model.safetensors` (timm's names).
+    Export(export::ExportArgs),
     /// Time forward passes and dream steps (forward + gradient to the input) per model.
     Bench(bench::BenchArgs),
 }
@@ -174,6 +178,7 @@ impl Command {
             Self::Gallery(args) => args.run(device),
             Self::Attack(args) => args.run(device),
             Self::Explain(args) => args.run(device),
+            Self::Export(args) => args.run(device),
             Self::Bench(args) => args.run(device),
         }
     }

@@ -18,7 +18,7 @@ use candle_nn::VarBuilder;
 use super::engine::Engine;
 use super::layers::{conv_bn_layer, linear, ConvSpec};
 use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
-use super::{Arch, Backbone, EmbeddingTap};
+use super::{Arch, Backbone, EmbeddingTap, TimmLayout};
 use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-3;
@@ -273,6 +273,38 @@ impl Backbone for EfficientNetLite {
 
     fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// timm's `tf_efficientnet_liteN` (TensorFlow padding, batch-norm epsilon 1e-3): its
+    /// stem, `blocks.STAGE.INDEX` (`conv_dw`, `conv_pw` in the first stage's depthwise-separable
+    /// block; `conv_pw`, `conv_dw`, `conv_pwl` in the others) and head.
+    fn timm_layout(&self) -> Option<TimmLayout> {
+        let model = match self.config.arch {
+            Arch::EfficientNetLite0 => "tf_efficientnet_lite0",
+            Arch::EfficientNetLite1 => "tf_efficientnet_lite1",
+            Arch::EfficientNetLite2 => "tf_efficientnet_lite2",
+            _ => return None,
+        };
+        let pair = |conv: &str, bn: &str| (conv.to_string(), bn.to_string());
+        let mut convs = vec![pair("conv_stem", "bn1")];
+        for (stage, &(repeats, _, _, expand, _, _)) in self.config.stages().iter().enumerate() {
+            for index in 0..repeats {
+                let at = |name: &str| format!("blocks.{stage}.{index}.{name}");
+                let names: &[(&str, &str)] = if expand == 1 {
+                    &[("conv_dw", "bn1"), ("conv_pw", "bn2")]
+                } else {
+                    &[("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")]
+                };
+                convs.extend(names.iter().map(|(c, b)| (at(c), at(b))));
+            }
+        }
+        convs.push(pair("conv_head", "bn2"));
+        Some(TimmLayout {
+            model,
+            convs,
+            bn_eps: BN_EPS,
+            classifier: "classifier",
+        })
     }
 
     /// The head convolution (1x1, 320 (Lite2: 352) -> 1280, ReLU6): Keras' "top" block.

@@ -88,7 +88,6 @@ pub mod arch_display_name {
     }
 }
 
-/// A pretrained classification CNN.
 /// Where a backbone's embedding comes from: a tap, averaged over space when `pooled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmbeddingTap<'a> {
@@ -108,6 +107,22 @@ impl EmbeddingTap<'_> {
     }
 }
 
+/// Where a backbone's layers sit in timm's model of the same architecture, so a classifier
+/// can be exported with timm's parameter names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimmLayout {
+    /// The `timm.create_model` name.
+    pub model: &'static str,
+    /// Per convolution of the network up to the embedding, in step order: the convolution's
+    /// and its batch norm's module names.
+    pub convs: Vec<(String, String)>,
+    /// timm's batch-norm epsilon for this model.
+    pub bn_eps: f64,
+    /// The classifier module that `num_classes=N` sizes (`classifier`, `fc`).
+    pub classifier: &'static str,
+}
+
+/// A pretrained classification CNN.
 pub trait Backbone: Send + Sync {
     fn arch(&self) -> Arch;
 
@@ -128,6 +143,11 @@ pub trait Backbone: Send + Sync {
     fn embed(&self, x: &Tensor) -> Result<Tensor> {
         let tap = self.embedding_tap();
         tap.embed(&self.forward_until(x, Some(tap.name))?)
+    }
+
+    /// Its layers' places in timm's model, where cnn-explorer knows them.
+    fn timm_layout(&self) -> Option<TimmLayout> {
+        None
     }
 
     /// The last convolutional block, where the model can fine-tune it.

@@ -16,6 +16,7 @@ pub use crate::explain::deepdream::DeepDreamSettings;
 pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation, MAX_BATCH};
 pub use crate::explain::fooling::{Fooling, LayerChange};
 pub use crate::explain::gallery::GallerySettings;
+pub use crate::export::ExportReport;
 pub use crate::inference::ClassScore;
 pub use crate::model::{Arch, TapKind};
 pub use crate::train::compare::CompareRow;
@@ -417,6 +418,10 @@ pub enum Command {
         path: PathBuf,
         classes: Vec<usize>,
     },
+    /// Export the head in use with the loaded model's backbone (and its fine-tuned block) to
+    /// `path`: `.onnx` or `.safetensors` with timm's names. Answered by [`Event::Exported`] or
+    /// [`Event::Failed`].
+    Export { job: JobId, path: PathBuf },
     /// Stop the worker thread.
     Shutdown,
 }
@@ -689,6 +694,10 @@ pub enum Event {
         /// One per requested class, in order.
         maps: Vec<ClassMap>,
     },
+    Exported {
+        job: JobId,
+        report: ExportReport,
+    },
     Cancelled {
         job: JobId,
     },
@@ -730,6 +739,7 @@ impl Event {
             | Self::Thumbnail { job, .. }
             | Self::ThumbnailsFinished { job }
             | Self::ClassMaps { job, .. }
+            | Self::Exported { job, .. }
             | Self::HeadLoaded { job, .. }
             | Self::Cancelled { job }
             | Self::Failed { job, .. } => *job,

@@ -65,24 +65,62 @@ impl TrainPanel {
                     ui.weak("None: the predictions panel shows ImageNet's classes.");
                 }
             }
-            let loading = self.head_dialog.is_some() || self.head_job.is_some();
-            if ui
-                .add_enabled(!loading, egui::Button::new("Load head…"))
-                .on_hover_text("Use a head saved earlier (.safetensors with its .json)")
-                .clicked()
-            {
-                let start = env.heads_dir.to_path_buf();
-                self.head_dialog = self.open_dialog(ui.ctx(), move || {
-                    let mut dialog = rfd::FileDialog::new()
-                        .set_title("Load a trained head")
-                        .add_filter("Head", &["safetensors"]);
-                    if start.is_dir() {
-                        dialog = dialog.set_directory(&start);
-                    }
-                    dialog.pick_file()
-                });
-            }
+            ui.horizontal(|ui| {
+                self.load_head_button(ui, env);
+                self.export_button(ui, env);
+            });
         });
+    }
+
+    fn load_head_button(&mut self, ui: &mut egui::Ui, env: &PanelEnv) {
+        let loading = self.head_dialog.is_some() || self.head_job.is_some();
+        if ui
+            .add_enabled(!loading, egui::Button::new("Load head…"))
+            .on_hover_text("Use a head saved earlier (.safetensors with its .json)")
+            .clicked()
+        {
+            let start = env.heads_dir.to_path_buf();
+            self.head_dialog = self.open_dialog(ui.ctx(), move || {
+                let mut dialog = rfd::FileDialog::new()
+                    .set_title("Load a trained head")
+                    .add_filter("Head", &["safetensors"]);
+                if start.is_dir() {
+                    dialog = dialog.set_directory(&start);
+                }
+                dialog.pick_file()
+            });
+        }
+    }
+
+    /// "Export…": the head in use with its backbone, as ONNX or as safetensors for timm.
+    fn export_button(&mut self, ui: &mut egui::Ui, env: &PanelEnv) {
+        let busy = self.export_dialog.is_some() || self.export_job.is_some();
+        let Some(head) = env.head else {
+            ui.add_enabled(false, egui::Button::new("Export…"))
+                .on_disabled_hover_text("Train or load a head first");
+            return;
+        };
+        let button = ui
+            .add_enabled(!busy, egui::Button::new("Export…"))
+            .on_hover_text(
+                "The whole classifier (backbone and head) as .onnx for any ONNX runtime, or as \
+                 .safetensors with timm's names (EfficientNet-Lite)",
+            );
+        if button.clicked() {
+            let start = env.heads_dir.to_path_buf();
+            let name = format!("{}.onnx", head.name);
+            self.export_dialog = self.open_dialog(ui.ctx(), move || {
+                let mut dialog = rfd::FileDialog::new()
+                    .set_title("Export the classifier")
+                    .add_filter("ONNX", &["onnx"])
+                    .add_filter("safetensors (timm)", &["safetensors"])
+                    .set_file_name(name);
+                if start.is_dir() {
+                    dialog = dialog.set_directory(&start);
+                }
+                dialog.save_file()
+            });
+        }
     }
 
     fn folder_controls(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
@@ -362,11 +400,16 @@ impl TrainPanel {
         };
         let folder = answer(&mut self.folder_dialog);
         let head = answer(&mut self.head_dialog);
+        let export = answer(&mut self.export_dialog);
         if let Some(picked) = folder {
             self.set_folder(&picked, env, commands);
         }
         if let Some(path) = head {
             self.head_job = Some(commands.start_job(|job| Command::LoadHead { job, path }));
+        }
+        if let Some(path) = export {
+            self.status = format!("Exporting to {}…", path.display());
+            self.export_job = Some(commands.start_job(|job| Command::Export { job, path }));
         }
     }
 }

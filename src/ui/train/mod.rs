@@ -129,6 +129,8 @@ pub struct TrainPanel {
     folder_dialog: Option<PendingPick>,
     head_dialog: Option<PendingPick>,
     head_job: Option<JobId>,
+    export_dialog: Option<PendingPick>,
+    export_job: Option<JobId>,
     compare: ComparePanel,
     /// Start training as soon as the model is loaded and the folder read (`--train`).
     start_when_ready: bool,
@@ -155,6 +157,8 @@ impl TrainPanel {
             folder_dialog: None,
             head_dialog: None,
             head_job: None,
+            export_dialog: None,
+            export_job: None,
             compare: ComparePanel::default(),
             start_when_ready: false,
         }
@@ -331,6 +335,30 @@ impl TrainPanel {
         }
     }
 
+    fn on_exported(&mut self, event: Event) {
+        self.export_job = None;
+        match event {
+            Event::Exported { report, .. } => {
+                let [_, _, h, w] = report.input_shape;
+                self.status = format!(
+                    "Exported {} ({:.1} MB): input [N, 3, {h}, {w}] normalised with mean {:?} \
+                     and std {:?}, {} classes out{}.",
+                    report.path.display(),
+                    report.bytes as f64 / 1e6,
+                    report.mean,
+                    report.std,
+                    report.classes.len(),
+                    report
+                        .timm_model
+                        .map(|m| format!("; loads into timm's {m}"))
+                        .unwrap_or_default()
+                );
+            }
+            Event::Failed { error, .. } => self.status = format!("Could not export: {error}"),
+            other => tracing::debug!(job = %other.job(), "unexpected event for an export"),
+        }
+    }
+
     fn on_training(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands) {
         let Some(running) = &self.running else {
             return;
@@ -439,6 +467,7 @@ impl Panel for TrainPanel {
             || self.finished.as_ref().is_some_and(|f| f.review.owns(job))
             || self.scan_job == Some(job)
             || self.head_job == Some(job)
+            || self.export_job == Some(job)
             || self.running.as_ref().is_some_and(|r| r.job == job)
     }
 
@@ -452,6 +481,8 @@ impl Panel for TrainPanel {
             self.on_scan(event);
         } else if self.head_job == Some(job) {
             self.on_head_loaded(event, commands);
+        } else if self.export_job == Some(job) {
+            self.on_exported(event);
         } else {
             self.on_training(ctx, event, commands);
         }

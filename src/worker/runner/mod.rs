@@ -10,6 +10,7 @@ mod attribution;
 mod deepdream;
 mod download;
 mod explain;
+mod export;
 mod gallery;
 mod train;
 
@@ -164,7 +165,8 @@ impl Runner {
                 | Command::Compare { job, .. }
                 | Command::LoadHead { job, .. }
                 | Command::Thumbnails { job, .. }
-                | Command::ClassMaps { job, .. } => *job,
+                | Command::ClassMaps { job, .. }
+                | Command::Export { job, .. } => *job,
             };
             // A bug in one job must not take the worker (and every later job) down with it.
             let outcome = catch_unwind(AssertUnwindSafe(|| self.handle(command)));
@@ -320,6 +322,11 @@ impl Runner {
             } => {
                 let result = self.class_maps(&path, &classes, &cancel);
                 let event = answer(job, result, |maps| Event::ClassMaps { job, path, maps });
+                self.send(event);
+            }
+            Command::Export { job, path } => {
+                let result = self.export(&path).map(Some);
+                let event = answer(job, result, |report| Event::Exported { job, report });
                 self.send(event);
             }
             Command::LoadHead { job, path } => {
