@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::ModelArgs;
 use crate::device::DeviceChoice;
-use crate::export::{export, ExportFormat, ExportRequest};
+use crate::export::{export_head, ExportFormat};
 use crate::train::head::Head;
 
 /// `export HEAD -o model.onnx|model.safetensors`.
@@ -33,23 +33,7 @@ impl ExportArgs {
         let mut args = self.model.clone();
         args.model.get_or_insert(info.backbone.clone());
         let model = args.open(DeviceChoice::Cpu)?;
-        let preprocess = info
-            .preprocess
-            .settings()
-            .copied()
-            .unwrap_or(model.preprocess);
-        let json_path = self.head.with_extension("json");
-        let inputs = [self.head.as_path(), &json_path, &model.weights_path];
-        let report = export(
-            &ExportRequest {
-                backbone: model.backbone.as_ref(),
-                model_name: model.spec.name,
-                head: &head,
-                preprocess: &preprocess,
-                inputs: &inputs,
-            },
-            &self.output,
-        )?;
+        let report = export_head(&model, &head, &info, &self.head, &self.output)?;
         if self.json {
             return super::print_json(&report);
         }

@@ -21,10 +21,11 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::inference::LoadedModel;
 use crate::kernels::Activation;
 use crate::model::network::{ConvLayer, Layer, LinearLayer, Step};
 use crate::model::Backbone;
-use crate::train::head::{Head, HeadKind};
+use crate::train::head::{Head, HeadInfo, HeadKind};
 use crate::vision::preprocess::Preprocess;
 
 /// What an export writes, from the output's extension.
@@ -245,6 +246,35 @@ pub fn export(req: &ExportRequest, path: &Path) -> Result<ExportReport> {
         std: req.preprocess.std,
         timm_model,
     })
+}
+
+/// Exports `head` (saved at `head_path`, described by `info`) on `model` to `path`: at the
+/// input size, mean and std the head was trained with (the model's for older heads), never
+/// over the head, its JSON or the model's weights.
+pub fn export_head(
+    model: &LoadedModel,
+    head: &Head,
+    info: &HeadInfo,
+    head_path: &Path,
+    path: &Path,
+) -> Result<ExportReport> {
+    let preprocess = info
+        .preprocess
+        .settings()
+        .copied()
+        .unwrap_or(model.preprocess);
+    let head_json = head_path.with_extension("json");
+    let inputs = [head_path, head_json.as_path(), model.weights_path.as_path()];
+    export(
+        &ExportRequest {
+            backbone: model.backbone.as_ref(),
+            model_name: model.spec.name,
+            head,
+            preprocess: &preprocess,
+            inputs: &inputs,
+        },
+        path,
+    )
 }
 
 #[cfg(test)]
