@@ -112,6 +112,11 @@ pub struct TrainHeadArgs {
     /// to train the same split elsewhere.
     #[arg(long)]
     pub split_out: Option<PathBuf>,
+    /// Also make the dataset map by t-SNE (after training; the PCA map always comes): its
+    /// points, KL divergence and (up to 5,000 photos) how well it and the PCA map keep each
+    /// photo's 5 nearest neighbours (trustworthiness).
+    #[arg(long)]
+    pub tsne: bool,
     /// One JSON object per line: the dataset, each epoch, the result.
     #[arg(long)]
     pub json: bool,
@@ -167,6 +172,10 @@ impl TrainHeadArgs {
             .into_iter()
             .map(|i| &outcome.predictions[i])
             .collect();
+        let tsne = self
+            .tsne
+            .then(|| tsne_map(&outcome, self.json))
+            .transpose()?;
         if self.json {
             let top_losses: Vec<_> = top_losses
                 .iter()
@@ -202,6 +211,14 @@ impl TrainHeadArgs {
                     let item = &outcome.dataset.items[i];
                     serde_json::json!({"path": item.path.to_string_lossy(), "class": item.class, "x": x, "y": y})
                 }).collect::<Vec<_>>(),
+                "tsne": tsne.as_ref().map(|t| serde_json::json!({
+                    "points": t.map.points,
+                    "kl_divergence": t.map.kl_divergence,
+                    "perplexity": t.map.perplexity,
+                    "trustworthiness": t.trustworthiness.map(|[pca, tsne]| {
+                        serde_json::json!({"k": TRUST_K, "pca": pca, "tsne": tsne})
+                    }),
+                })),
                 "head": request.output.to_string_lossy(),
             }));
         }
@@ -256,6 +273,19 @@ impl TrainHeadArgs {
                 p.probability(p.predicted) * 100.0
             );
         }
+        if let Some(t) = &tsne {
+            println!(
+                "t-SNE map of {} photos: KL divergence {:.3} at perplexity {}{}",
+                t.map.points.len(),
+                t.map.kl_divergence,
+                t.map.perplexity,
+                t.trustworthiness
+                    .map(|[pca, tsne]| format!(
+                        "; trustworthiness ({TRUST_K} neighbours) {tsne:.3}, PCA's {pca:.3}"
+                    ))
+                    .unwrap_or_default()
+            );
+        }
         println!(
             "saved {} and {}",
             request.output.display(),
@@ -263,6 +293,50 @@ impl TrainHeadArgs {
         );
         Ok(())
     }
+}
+
+/// Neighbours the maps' trustworthiness is measured with.
+const TRUST_K: usize = 5;
+/// Photos beyond which trustworthiness (exact, quadratic) is not measured.
+const TRUST_MAX: usize = 5000;
+
+/// A t-SNE map with its quality.
+struct TsneMap {
+    map: crate::train::tsne::Tsne,
+    /// [PCA's, t-SNE's] trustworthiness at [`TRUST_K`], on the reduced features.
+    trustworthiness: Option<[f64; 2]>,
+}
+
+/// The outcome's t-SNE map, progress on stderr (or as JSON lines) about once a second.
+fn tsne_map(outcome: &TrainOutcome, json: bool) -> anyhow::Result<TsneMap> {
+    use crate::train::tsne::{trustworthiness, tsne_2d, TsneOptions};
+    let input = &outcome.map_input;
+    let mut throttle = Throttle::terminal();
+    let map = tsne_2d(input, &TsneOptions::default(), &mut |p| {
+        if throttle.ready(p.epoch == p.epochs) {
+            if json {
+                let line =
+                    serde_json::json!({"event": "tsne", "epoch": p.epoch, "epochs": p.epochs});
+                // A closed stdout shows when the result is printed.
+                let _ = super::print_json(&line);
+            } else {
+                eprintln!("t-SNE epoch {}/{}", p.epoch, p.epochs);
+            }
+        }
+        true
+    })
+    .map_err(|e| anyhow::anyhow!("the t-SNE map: {e}"))?;
+    let trust = (map.points.len() <= TRUST_MAX).then(|| {
+        let pca: Vec<[f32; 2]> = outcome.map.iter().map(|&(_, xy)| xy).collect();
+        [
+            trustworthiness(&input.x, input.dim, &pca, TRUST_K),
+            trustworthiness(&input.x, input.dim, &map.points, TRUST_K),
+        ]
+    });
+    Ok(TsneMap {
+        map,
+        trustworthiness: trust,
+    })
 }
 
 /// Writes the split of `outcome` as JSON to `path`.

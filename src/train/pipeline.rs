@@ -9,6 +9,7 @@ use super::head::{train, Examples, FineTune, Head, TrainData, TrainOptions};
 use super::observe::{TrainEvent, TrainObserver};
 use super::review::ValPrediction;
 use super::split::{stratified_split, Split};
+use super::tsne::TsneInput;
 use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
 
@@ -62,6 +63,9 @@ pub struct TrainOutcome {
     /// The dataset map: each photo that decoded (`dataset.items` index) at its features' two
     /// principal components (see [`super::projection`]).
     pub map: Vec<(usize, [f32; 2])>,
+    /// The same photos' features reduced for a t-SNE map (see [`super::tsne`]), a row each in
+    /// `map`'s order.
+    pub map_input: TsneInput,
 }
 
 impl TrainOutcome {
@@ -125,7 +129,7 @@ pub fn train_on_folder(
         train: split.train.iter().map(|&i| usable[i]).collect(),
         val: split.val.iter().map(|&i| usable[i]).collect(),
     };
-    let map = dataset_map(&features.vectors, &usable, fine_tune.as_ref().map(|f| f.1));
+    let (map, map_input) = dataset_map(&features.vectors, &usable, fine_tune.as_ref().map(|f| f.1));
     // Moved out of `features`, not copied: fine-tuning inputs are large.
     let mut examples = |indices: &[usize], with_flips: bool| {
         let mut out = Examples::default();
@@ -178,17 +182,19 @@ pub fn train_on_folder(
         confusion,
         predictions,
         map,
+        map_input,
     })
 }
 
 /// The photos `usable` (indices of `vectors`) on the 2-D PCA map of their features: the
 /// pooled features, or for a fine-tuning run its block inputs `[C, H, W]` averaged over space
-/// (the map shows what the frozen part of the backbone gives).
+/// (the map shows what the frozen part of the backbone gives); and those features reduced for
+/// t-SNE.
 fn dataset_map(
     vectors: &[Option<Vec<f32>>],
     usable: &[usize],
     block_input: Option<[usize; 3]>,
-) -> Vec<(usize, [f32; 2])> {
+) -> (Vec<(usize, [f32; 2])>, TsneInput) {
     let mut x = Vec::new();
     let mut dim = 0;
     for &i in usable {
@@ -208,13 +214,14 @@ fn dataset_map(
         }
     }
     if dim == 0 || x.len() != usable.len() * dim {
-        return Vec::new();
+        return (Vec::new(), TsneInput::default());
     }
-    usable
+    let map = usable
         .iter()
         .copied()
         .zip(super::projection::pca_2d(&x, dim))
-        .collect()
+        .collect();
+    (map, TsneInput::new(&x, dim))
 }
 
 /// Each validation example's [`ValPrediction`] (`path(n)` names the `n`-th), its

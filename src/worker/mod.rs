@@ -11,7 +11,7 @@ pub use protocol::{
     DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, ExplainRequest,
     Explanation, Fooling, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId,
     LayerChange, LayerMaps, Layout, MapPoint, Method, ModelSummary, Parameterisation, PhotoSource,
-    RgbaImage, TapKind, Thumbnail, TrainReport, TrainRequest, ValPrediction, MAX_BATCH,
-    THUMBNAIL_SIDE,
+    RgbaImage, TapKind, Thumbnail, TrainReport, TrainRequest, Tsne, TsneOptions, ValPrediction,
+    MAX_BATCH, THUMBNAIL_SIDE, TSNE_MIN_POINTS,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

@@ -23,6 +23,7 @@ pub use crate::train::compare::CompareRow;
 pub use crate::train::dataset::Layout;
 pub use crate::train::head::{EpochMetrics, HeadKind};
 pub use crate::train::review::ValPrediction;
+pub use crate::train::tsne::{Tsne, TsneOptions, MIN_POINTS as TSNE_MIN_POINTS};
 pub use crate::train::TrainRequest;
 use crate::vision::atlas::{Atlas, ChannelStats};
 
@@ -422,6 +423,14 @@ pub enum Command {
     /// `path`: `.onnx` or `.safetensors` with timm's names. Answered by [`Event::Exported`] or
     /// [`Event::Failed`].
     Export { job: JobId, path: PathBuf },
+    /// A t-SNE map of the last training's features (the points of [`TrainReport::map`], in
+    /// order), on a thread of its own. Answered by [`Event::TsneProgress`]es (the forming map),
+    /// then [`Event::TsneFinished`], [`Event::Cancelled`] or [`Event::Failed`].
+    Tsne {
+        job: JobId,
+        cancel: CancelToken,
+        options: TsneOptions,
+    },
     /// Stop the worker thread.
     Shutdown,
 }
@@ -698,6 +707,18 @@ pub enum Event {
         job: JobId,
         report: ExportReport,
     },
+    /// The t-SNE map after `epoch` of `epochs`, about ten times a second (and after the last).
+    TsneProgress {
+        job: JobId,
+        epoch: usize,
+        epochs: usize,
+        /// One per point of [`TrainReport::map`], in order.
+        points: Vec<[f32; 2]>,
+    },
+    TsneFinished {
+        job: JobId,
+        map: Tsne,
+    },
     Cancelled {
         job: JobId,
     },
@@ -740,6 +761,8 @@ impl Event {
             | Self::ThumbnailsFinished { job }
             | Self::ClassMaps { job, .. }
             | Self::Exported { job, .. }
+            | Self::TsneProgress { job, .. }
+            | Self::TsneFinished { job, .. }
             | Self::HeadLoaded { job, .. }
             | Self::Cancelled { job }
             | Self::Failed { job, .. } => *job,

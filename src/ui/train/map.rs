@@ -1,7 +1,9 @@
-//! The Train tab's dataset map: every photo of the folder at the two principal components of
-//! its frozen features, coloured by class, validation photos the head got wrong ringed.
-//! Hover a point for its photo and classes; click it to open the photo in Explore. Classes that
-//! separate on the map are the reason a linear head on frozen features works.
+//! The Train tab's dataset map: every photo of the folder placed by its frozen features,
+//! coloured by class, validation photos the head got wrong ringed. PCA (the two directions of
+//! largest spread) at once; then t-SNE (each photo's neighbours kept), formed live on the
+//! worker, cancellable. Hover a point for its photo and classes; click it to open the photo in
+//! Explore. Classes that separate on the map are the reason a linear head on frozen features
+//! works.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,7 +11,193 @@ use std::path::PathBuf;
 use eframe::egui::{self, Color32, TextureHandle};
 use egui_plot::{Legend, MarkerShape, Plot, Points};
 
-use crate::worker::MapPoint;
+use crate::ui::command::Commands;
+use crate::worker::{CancelToken, Command, Event, JobId, MapPoint, TsneOptions, TSNE_MIN_POINTS};
+
+/// Which projection the map shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    Pca,
+    Tsne,
+}
+
+/// Where the t-SNE map is.
+#[derive(Debug, Clone)]
+enum TsneState {
+    /// Not asked for (or the map has too few points).
+    Idle,
+    /// Forming: epoch `epoch` of `epochs`.
+    Running {
+        job: JobId,
+        cancel: CancelToken,
+        epoch: usize,
+        epochs: usize,
+    },
+    Done {
+        perplexity: f32,
+    },
+    Stopped,
+    Failed(String),
+}
+
+/// The map's state: the projection shown and the t-SNE job.
+pub struct MapView {
+    projection: Projection,
+    state: TsneState,
+    /// The t-SNE points so far, one per map point.
+    tsne: Vec<[f32; 2]>,
+    /// The number of map points (t-SNE answers of another length are dropped).
+    len: usize,
+}
+
+impl MapView {
+    /// The view of a fresh training's `points`, its t-SNE started at once (the worker keeps
+    /// that training's features).
+    pub fn new(points: &[MapPoint], commands: &mut Commands) -> Self {
+        let mut view = Self {
+            projection: Projection::Pca,
+            state: TsneState::Idle,
+            tsne: Vec::new(),
+            len: points.len(),
+        };
+        if points.len() >= TSNE_MIN_POINTS {
+            view.start(commands);
+        }
+        view
+    }
+
+    fn start(&mut self, commands: &mut Commands) {
+        self.cancel();
+        let cancel = CancelToken::new();
+        let options = TsneOptions::default();
+        let job = commands.start_job(|job| Command::Tsne {
+            job,
+            cancel: cancel.clone(),
+            options,
+        });
+        self.state = TsneState::Running {
+            job,
+            cancel,
+            epoch: 0,
+            epochs: options.epochs,
+        };
+        self.projection = Projection::Tsne;
+    }
+
+    /// Stops a t-SNE in progress (the map keeps what it has).
+    pub fn cancel(&self) {
+        if let TsneState::Running { cancel, .. } = &self.state {
+            cancel.cancel();
+        }
+    }
+
+    pub fn owns(&self, job: JobId) -> bool {
+        matches!(&self.state, TsneState::Running { job: j, .. } if *j == job)
+    }
+
+    /// Takes its job's event.
+    pub fn on_event(&mut self, event: Event) {
+        match event {
+            Event::TsneProgress {
+                epoch,
+                epochs: total,
+                points,
+                ..
+            } => {
+                if points.len() == self.len {
+                    self.tsne = points;
+                }
+                if let TsneState::Running {
+                    epoch: e, epochs, ..
+                } = &mut self.state
+                {
+                    (*e, *epochs) = (epoch, total);
+                }
+            }
+            Event::TsneFinished { map, .. } => {
+                if map.points.len() == self.len {
+                    self.tsne = map.points;
+                }
+                self.state = TsneState::Done {
+                    perplexity: map.perplexity,
+                };
+            }
+            Event::Cancelled { .. } => self.state = TsneState::Stopped,
+            Event::Failed { error, .. } => {
+                self.state = TsneState::Failed(error);
+                self.projection = Projection::Pca;
+            }
+            other => tracing::debug!(job = %other.job(), "unexpected event for a map"),
+        }
+    }
+
+    /// The projection shown.
+    pub fn projection(&self) -> Projection {
+        self.projection
+    }
+
+    /// The t-SNE map's epochs done and total while it forms.
+    pub fn tsne_progress(&self) -> Option<(usize, usize)> {
+        match self.state {
+            TsneState::Running { epoch, epochs, .. } => Some((epoch, epochs)),
+            _ => None,
+        }
+    }
+
+    /// Whether the t-SNE map is complete.
+    pub fn tsne_done(&self) -> bool {
+        matches!(self.state, TsneState::Done { .. })
+    }
+
+    /// The t-SNE points shown (empty until the first epoch comes).
+    pub fn tsne_points(&self) -> &[[f32; 2]] {
+        &self.tsne
+    }
+
+    /// The projection picker and the t-SNE's progress (with Cancel, or Compute again).
+    fn controls(&mut self, ui: &mut egui::Ui, commands: &mut Commands) {
+        ui.horizontal_wrapped(|ui| {
+            let has_tsne = self.tsne.len() == self.len && self.len > 0;
+            ui.selectable_value(&mut self.projection, Projection::Pca, "PCA")
+                .on_hover_text(
+                    "The two directions along which the features spread most: distances \
+                     are faithful at large scale, neighbourhoods are not.",
+                );
+            ui.add_enabled_ui(has_tsne, |ui| {
+                ui.selectable_value(&mut self.projection, Projection::Tsne, "t-SNE")
+                    .on_hover_text(
+                        "Each photo kept near its nearest neighbours in feature space \
+                         (perplexity 30): clusters are real, distances between them and \
+                         their sizes are not.",
+                    );
+            });
+            match &self.state {
+                TsneState::Running { epoch, epochs, .. } => {
+                    let fraction = *epoch as f32 / (*epochs).max(1) as f32;
+                    ui.add(
+                        egui::ProgressBar::new(fraction)
+                            .desired_width(160.0)
+                            .text(format!("t-SNE epoch {epoch}/{epochs}")),
+                    );
+                    if ui.button("Stop").clicked() {
+                        self.cancel();
+                    }
+                }
+                TsneState::Done { perplexity } => {
+                    ui.weak(format!("t-SNE done (perplexity {perplexity})"));
+                }
+                TsneState::Stopped | TsneState::Idle => {
+                    if self.len >= TSNE_MIN_POINTS && ui.button("Compute t-SNE").clicked() {
+                        self.start(commands);
+                    }
+                }
+                TsneState::Failed(error) => {
+                    ui.colored_label(ui.visuals().warn_fg_color, format!("t-SNE: {error}"));
+                }
+            }
+        });
+    }
+}
 
 /// Legends beyond this many classes would hide the map: hover names the class instead.
 const MAX_LEGEND: usize = 12;
@@ -41,40 +229,64 @@ pub(super) struct MapAction {
     pub open: Option<PathBuf>,
 }
 
-/// Draws the map.
+/// Draws the map with its controls.
 pub(super) fn dataset_map(
     ui: &mut egui::Ui,
+    view: &mut MapView,
     classes: &[String],
     points: &[MapPoint],
     thumbnails: &HashMap<PathBuf, TextureHandle>,
+    commands: &mut Commands,
 ) -> MapAction {
     let mut action = MapAction::default();
     if points.is_empty() {
         return action;
     }
+    let title = match view.projection {
+        Projection::Tsne => {
+            "Dataset map: the frozen features by t-SNE (each photo near its neighbours)"
+        }
+        Projection::Pca => "Dataset map: the frozen features on their two principal components",
+    };
+    ui.strong(title).on_hover_text(
+        "Each dot is a photo, coloured by its class (the features the head is trained on). \
+         Classes that lie apart here are easy for a linear head. Validation photos the head \
+         got wrong are ringed. Hover a dot for its photo; click to open it in Explore; drag \
+         and ctrl-scroll to move and zoom, double-click to reset.",
+    );
+    view.controls(ui, commands);
+    let tsne = (view.projection == Projection::Tsne && view.tsne.len() == points.len())
+        .then_some(view.tsne.as_slice());
+    let at = |i: usize, p: &MapPoint| {
+        let xy = tsne.map_or(p.xy, |t| t[i]);
+        [f64::from(xy[0]), f64::from(xy[1])]
+    };
     let k = classes.len();
     let mistakes = points
         .iter()
         .filter(|p| p.predicted.is_some_and(|q| q != p.truth))
         .count();
-    ui.strong("Dataset map: the frozen features, projected on their two principal components")
-        .on_hover_text(
-            "Each dot is a photo, coloured by its class (PCA of the features the head is \
-             trained on). Classes that lie apart here are easy for a linear head. Validation \
-             photos the head got wrong are ringed. Hover a dot for its photo; click to \
-             open it in Explore; drag and scroll to move and zoom, double-click to reset.",
-        );
     ui.weak(format!(
         "{} photos, {mistakes} validation mistakes ringed",
         points.len()
     ));
-    let mut plot = Plot::new("train-dataset-map")
+    // One plot memory per projection: each keeps its own zoom.
+    let id = match tsne {
+        Some(_) => "train-dataset-map-tsne",
+        None => "train-dataset-map",
+    };
+    let forming = tsne.is_some() && view.tsne_progress().is_some();
+    let mut plot = Plot::new(id)
         .height(340.0)
         .show_x(false)
         .show_y(false)
         .show_axes([false, false])
         // The page scrolls over the map; ctrl-scroll (or drag) zooms and moves it.
         .allow_scroll(false);
+    if forming {
+        // Follow the map as it unfolds (a zoom made meanwhile would lose it).
+        plot = plot.reset();
+    }
     if k <= MAX_LEGEND {
         plot = plot.legend(Legend::default());
     }
@@ -84,8 +296,9 @@ pub(super) fn dataset_map(
         for (c, name) in classes.iter().enumerate() {
             let xy: Vec<[f64; 2]> = points
                 .iter()
-                .filter(|p| p.truth == c)
-                .map(|p| [f64::from(p.xy[0]), f64::from(p.xy[1])])
+                .enumerate()
+                .filter(|(_, p)| p.truth == c)
+                .map(|(i, p)| at(i, p))
                 .collect();
             plot_ui.points(
                 Points::new(name.as_str(), xy)
@@ -98,8 +311,9 @@ pub(super) fn dataset_map(
         }
         let wrong: Vec<[f64; 2]> = points
             .iter()
-            .filter(|p| p.predicted.is_some_and(|q| q != p.truth))
-            .map(|p| [f64::from(p.xy[0]), f64::from(p.xy[1])])
+            .enumerate()
+            .filter(|(_, p)| p.predicted.is_some_and(|q| q != p.truth))
+            .map(|(i, p)| at(i, p))
             .collect();
         plot_ui.points(
             Points::new("misclassified (ringed)", wrong)
@@ -110,13 +324,14 @@ pub(super) fn dataset_map(
                 .allow_hover(false),
         );
         if let Some(pointer) = plot_ui.pointer_coordinate() {
-            let at = plot_ui.screen_from_plot(pointer);
+            let pointer_at = plot_ui.screen_from_plot(pointer);
             hovered = points
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let s = plot_ui.screen_from_plot(egui_plot::PlotPoint::new(p.xy[0], p.xy[1]));
-                    (i, s.distance(at))
+                    let [x, y] = at(i, p);
+                    let s = plot_ui.screen_from_plot(egui_plot::PlotPoint::new(x, y));
+                    (i, s.distance(pointer_at))
                 })
                 .filter(|&(_, d)| d <= HOVER_PIXELS)
                 .min_by(|a, b| a.1.total_cmp(&b.1))

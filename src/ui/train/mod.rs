@@ -6,7 +6,7 @@
 
 pub mod compare;
 mod controls;
-mod map;
+pub mod map;
 mod report;
 mod review;
 
@@ -105,6 +105,7 @@ struct FeatureProgress {
 struct Finished {
     report: TrainReport,
     review: review::Review,
+    map: map::MapView,
 }
 
 /// The Train tab's state.
@@ -206,6 +207,11 @@ impl TrainPanel {
         self.finished.as_ref().map(|f| &f.report)
     }
 
+    /// The dataset map's state (projection, t-SNE progress) after a training.
+    pub fn map_view(&self) -> Option<&map::MapView> {
+        self.finished.as_ref().map(|f| &f.map)
+    }
+
     /// The validation photos the review gallery shows now (a clicked confusion cell's, else
     /// the top losses), and whether each has its thumbnail.
     pub fn review_shown(&self) -> Vec<(PathBuf, bool)> {
@@ -278,7 +284,9 @@ impl TrainPanel {
         self.features = None;
         self.steps.clear();
         self.epoch_rows.clear();
-        self.finished = None;
+        if let Some(f) = self.finished.take() {
+            f.map.cancel();
+        }
         self.status = "Reading the folder…".into();
     }
 
@@ -412,9 +420,11 @@ impl TrainPanel {
                 );
                 self.epoch_rows = report.epochs.clone();
                 commands.push(AppCommand::UseHead(head));
+                let map = map::MapView::new(&report.map, commands);
                 self.finished = Some(Finished {
                     report: *report,
                     review,
+                    map,
                 });
             }
             Event::Cancelled { .. } => {
@@ -464,7 +474,10 @@ impl Panel for TrainPanel {
 
     fn owns(&self, job: JobId) -> bool {
         self.compare.owns(job)
-            || self.finished.as_ref().is_some_and(|f| f.review.owns(job))
+            || self
+                .finished
+                .as_ref()
+                .is_some_and(|f| f.review.owns(job) || f.map.owns(job))
             || self.scan_job == Some(job)
             || self.head_job == Some(job)
             || self.export_job == Some(job)
@@ -477,6 +490,8 @@ impl Panel for TrainPanel {
             self.compare.on_event(event);
         } else if let Some(f) = self.finished.as_mut().filter(|f| f.review.owns(job)) {
             f.review.on_event(ctx, event);
+        } else if let Some(f) = self.finished.as_mut().filter(|f| f.map.owns(job)) {
+            f.map.on_event(event);
         } else if self.scan_job == Some(job) {
             self.on_scan(event);
         } else if self.head_job == Some(job) {

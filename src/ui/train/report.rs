@@ -79,8 +79,14 @@ impl TrainPanel {
                 most_confused(&mut cols[1], &r.classes, &r.confusion);
             });
             ui.add_space(8.0);
-            let on_map =
-                super::map::dataset_map(ui, &r.classes, &r.map, finished.review.textures());
+            let on_map = super::map::dataset_map(
+                ui,
+                &mut finished.map,
+                &r.classes,
+                &r.map,
+                finished.review.textures(),
+                commands,
+            );
             if let Some(path) = &on_map.hovered {
                 finished.review.want(path, commands);
             }

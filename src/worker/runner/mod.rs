@@ -3,7 +3,8 @@
 //! on threads of their own, so a slow network never holds up the models. Each family of jobs
 //! has its file: [`analyse`] (load a model, analyse a photo), [`explain`] (dream, attack),
 //! [`deepdream`], [`gallery`] (a layer's channels dreamed, cached), [`train`] (scan, train,
-//! compare, heads) and [`download`].
+//! compare, heads), [`download`] and [`map`] (t-SNE; downloads and maps run on threads of their
+//! own).
 
 mod analyse;
 mod attribution;
@@ -12,6 +13,7 @@ mod download;
 mod explain;
 mod export;
 mod gallery;
+mod map;
 mod train;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -80,6 +82,7 @@ impl Worker {
             waker,
             model: None,
             head: None,
+            map_input: None,
         };
         let thread = std::thread::Builder::new()
             .name("model-worker".into())
@@ -138,6 +141,8 @@ struct Runner {
     model: Option<LoadedModel>,
     /// The trained head applied to analysed photos.
     head: Option<ActiveHead>,
+    /// The last training's features, for its t-SNE map.
+    map_input: Option<map::MapInput>,
 }
 
 /// The head in use, with what it was trained on.
@@ -166,7 +171,8 @@ impl Runner {
                 | Command::LoadHead { job, .. }
                 | Command::Thumbnails { job, .. }
                 | Command::ClassMaps { job, .. }
-                | Command::Export { job, .. } => *job,
+                | Command::Export { job, .. }
+                | Command::Tsne { job, .. } => *job,
             };
             // A bug in one job must not take the worker (and every later job) down with it.
             let outcome = catch_unwind(AssertUnwindSafe(|| self.handle(command)));
@@ -219,6 +225,11 @@ impl Runner {
                 self.send(event);
             }
             Command::Download { job, cancel, model } => self.start_download(job, cancel, model),
+            Command::Tsne {
+                job,
+                cancel,
+                options,
+            } => self.start_tsne(job, cancel, options),
             Command::Dream {
                 job,
                 cancel,

@@ -176,6 +176,7 @@ impl Runner {
         };
         let info = head.info(model.spec.name, &model.preprocess);
         let summary = head_summary(&request.output, &info);
+        self.map_input = Some(std::sync::Arc::new(outcome.map_input));
         self.head = Some(ActiveHead {
             head: outcome.head,
             info,
