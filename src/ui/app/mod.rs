@@ -326,7 +326,11 @@ impl ExplorerApp {
                 || self.dream.is_running()
                 || self.attack.is_running()
                 || self.train.is_running()
-                || self.train.is_reviewing(),
+                || self.train.is_reviewing()
+                || self
+                    .train
+                    .map_view()
+                    .is_some_and(|m| m.tsne_progress().is_some()),
             drawn: self.explore.analysis().is_some()
                 && (self.tab != Tab::Explore || self.explore.layer_drawn()),
             no_model: self.models.loaded().is_none()
