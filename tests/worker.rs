@@ -291,6 +291,22 @@ fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_i
     assert!(
         matches!(next(&worker), Event::Failed { job: JobId(3), error } if error.contains("bad.safetensors"))
     );
+    // No training yet: no map to refine.
+    let tsne = |job: u64, cancel: CancelToken| {
+        let options = cnn_explorer::worker::TsneOptions {
+            epochs: 200,
+            ..Default::default()
+        };
+        assert!(worker.send(Command::Tsne {
+            job: JobId(job),
+            cancel,
+            options,
+        }));
+    };
+    tsne(50, CancelToken::new());
+    assert!(
+        matches!(next(&worker), Event::Failed { job: JobId(50), error } if error.contains("train a head"))
+    );
     let data = dir.path().join("shapes");
     common::shapes::make_dataset(&data, &[("disc", 0), ("square", 1), ("stripes", 2)], 8);
     load(&worker, 4, "efficientnet-lite0");
@@ -303,7 +319,7 @@ fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_i
         request: Box::new(request),
     }));
     let (mut steps, mut epochs) = (0, 0);
-    loop {
+    let map_len = loop {
         match next(&worker) {
             Event::TrainScanned { summary, .. } => assert_eq!(summary.counts, [8, 9, 9]),
             Event::TrainFeatures { .. } => {}
@@ -312,17 +328,57 @@ fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_i
             Event::TrainFinished { report, head, .. } => {
                 assert_eq!(report.unreadable.len(), 2);
                 assert_eq!(head.classes, ["disc", "square", "stripes"]);
-                break;
+                break report.map.len();
             }
             other => panic!("unexpected {other:?}"),
         }
-    }
+    };
     assert_eq!(
         (steps, epochs),
         (3 * 3, 3),
         "18 training photos, batches of 8"
     );
     assert!(saved.is_file());
+
+    // The t-SNE map of the training's features: forming, then one point per map point; a
+    // cancelled one answers Cancelled.
+    assert_eq!(map_len, 24);
+    tsne(51, CancelToken::new());
+    let mut last_epoch = 0;
+    loop {
+        match next(&worker) {
+            Event::TsneProgress {
+                epoch,
+                epochs,
+                points,
+                ..
+            } => {
+                assert!(epoch > last_epoch && epochs == 200, "{epoch}/{epochs}");
+                assert_eq!(points.len(), map_len);
+                last_epoch = epoch;
+            }
+            Event::TsneFinished { map, .. } => {
+                assert_eq!(map.points.len(), map_len);
+                assert!(map.points.iter().flatten().all(|v| v.is_finite()));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(last_epoch, 200, "the last epoch is always told");
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    tsne(52, cancel);
+    let mut told = 0;
+    loop {
+        match next(&worker) {
+            Event::TsneProgress { .. } => told += 1,
+            Event::Cancelled { job: JobId(52) } => break,
+            other => panic!("expected a cancellation, got {other:?}"),
+        }
+    }
+    assert!(told <= 1, "stopped after its first epoch");
+
     assert!(worker.send(Command::LoadHead {
         job: JobId(6),
         path: saved,
