@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cnn_explorer::ui::settings::{DeviceChoice, Settings};
+use cnn_explorer::ui::train::map::Projection;
 use cnn_explorer::ui::{AppOptions, ExplorerApp};
 use cnn_explorer::worker::WorkerConfig;
 use common::window::{real_model_options, real_weights_dir, start, wait_for};
@@ -572,6 +573,26 @@ fn a_head_trains_on_a_dropped_folder_with_live_curves_and_serves_the_predictions
     assert_eq!(report.predictions.len(), report.val_count);
     assert_eq!(report.map.len(), report.train_count + report.val_count);
     assert!(has_text(&h, "Dataset map"));
+    // The t-SNE map starts by itself, is shown as it forms, and ends with a point per photo;
+    // "PCA" switches back.
+    wait_for(&mut h, "the t-SNE map", |h| {
+        h.state()
+            .train_panel()
+            .map_view()
+            .is_some_and(|m| m.tsne_done())
+    });
+    {
+        let m = h.state().train_panel().map_view().unwrap();
+        assert_eq!(m.projection(), Projection::Tsne);
+        assert_eq!(m.tsne_points().len(), report.map.len());
+    }
+    assert!(has_text(&h, "t-SNE done"));
+    h.get_by_label("PCA").scroll_to_me();
+    h.run_steps(6);
+    h.get_by_label("PCA").click();
+    h.run_steps(4);
+    let m = h.state().train_panel().map_view().unwrap();
+    assert_eq!(m.projection(), Projection::Pca);
     let mistakes: Vec<_> = report
         .predictions
         .iter()
