@@ -149,7 +149,10 @@ impl TrainHeadArgs {
     /// Trains the head, saves it (and the split, if asked) and prints the result.
     pub fn run(self, device: DeviceChoice) -> anyhow::Result<()> {
         let request = self.request();
-        let config = request.config(self.head.feature_cache());
+        let config = crate::train::pipeline::TrainConfig {
+            tsne_input: self.tsne,
+            ..request.config(self.head.feature_cache())
+        };
         // Folders and devices are refused at once; the folder's photos once it is read.
         let outputs = self.outputs(&request);
         for path in &outputs {

@@ -28,6 +28,9 @@ pub struct TrainConfig {
     /// Also train the backbone's last convolutional block, at the head's learning rate times
     /// this factor (its inputs are then computed every run, not cached).
     pub fine_tune: Option<f64>,
+    /// Also reduce the map's features for a t-SNE map ([`TrainOutcome::map_input`]); off, that
+    /// is left empty (a comparison, or a command line run without `--tsne`, needs none).
+    pub tsne_input: bool,
 }
 
 impl Default for TrainConfig {
@@ -38,6 +41,7 @@ impl Default for TrainConfig {
             features: FeatureOptions::default(),
             head: TrainOptions::default(),
             fine_tune: None,
+            tsne_input: false,
         }
     }
 }
@@ -64,7 +68,7 @@ pub struct TrainOutcome {
     /// principal components (see [`super::projection`]).
     pub map: Vec<(usize, [f32; 2])>,
     /// The same photos' features reduced for a t-SNE map (see [`super::tsne`]), a row each in
-    /// `map`'s order.
+    /// `map`'s order; empty unless [`TrainConfig::tsne_input`].
     pub map_input: TsneInput,
 }
 
@@ -129,7 +133,12 @@ pub fn train_on_folder(
         train: split.train.iter().map(|&i| usable[i]).collect(),
         val: split.val.iter().map(|&i| usable[i]).collect(),
     };
-    let (map, map_input) = dataset_map(&features.vectors, &usable, fine_tune.as_ref().map(|f| f.1));
+    let (map, map_input) = dataset_map(
+        &features.vectors,
+        &usable,
+        fine_tune.as_ref().map(|f| f.1),
+        config.tsne_input,
+    );
     // Moved out of `features`, not copied: fine-tuning inputs are large.
     let mut examples = |indices: &[usize], with_flips: bool| {
         let mut out = Examples::default();
@@ -188,12 +197,13 @@ pub fn train_on_folder(
 
 /// The photos `usable` (indices of `vectors`) on the 2-D PCA map of their features: the
 /// pooled features, or for a fine-tuning run its block inputs `[C, H, W]` averaged over space
-/// (the map shows what the frozen part of the backbone gives); and those features reduced for
-/// t-SNE.
+/// (the map shows what the frozen part of the backbone gives); and, if `tsne`, those features
+/// reduced for t-SNE.
 fn dataset_map(
     vectors: &[Option<Vec<f32>>],
     usable: &[usize],
     block_input: Option<[usize; 3]>,
+    tsne: bool,
 ) -> (Vec<(usize, [f32; 2])>, TsneInput) {
     let mut x = Vec::new();
     let mut dim = 0;
@@ -221,7 +231,12 @@ fn dataset_map(
         .copied()
         .zip(super::projection::pca_2d(&x, dim))
         .collect();
-    (map, TsneInput::new(&x, dim))
+    let input = if tsne {
+        TsneInput::new(&x, dim)
+    } else {
+        TsneInput::default()
+    };
+    (map, input)
 }
 
 /// Each validation example's [`ValPrediction`] (`path(n)` names the `n`-th), its

@@ -109,7 +109,10 @@ impl Runner {
         cancel: &CancelToken,
     ) -> Result<Option<(TrainReport, HeadSummary)>> {
         let model = self.loaded()?;
-        let config = self.train_config(request);
+        let config = TrainConfig {
+            tsne_input: true,
+            ..self.train_config(request)
+        };
         let mut throttle = Throttle::window();
         let on_event = |event: TrainEvent| match event {
             TrainEvent::Scanned(dataset) => self.send(Event::TrainScanned {
