@@ -73,6 +73,14 @@ impl From<candle_core::Error> for Error {
     }
 }
 
+/// The message a panic was raised with (`panic!`'s text), if it has one.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+}
+
 /// `e` without the stack traces candle captures into its errors when `RUST_BACKTRACE` is set
 /// (each would print some twenty frames inside the message a user reads); the context and
 /// path candle adds are kept.

@@ -8,6 +8,8 @@
 //! features. Plain Rust, f64 accumulation. [`pca_reduce`] keeps about 50 components instead,
 //! approximately, as the input of t-SNE ([`super::tsne`]).
 
+use super::split::SplitMix64;
+
 /// Rows `x` `[n, dim]` (row-major) projected on their two principal components: `[n]` points.
 ///
 /// Signs follow scikit-learn 1.x's `svd_flip(u, v)` with `u_based_decision=False`: each
@@ -200,7 +202,7 @@ pub fn pca_reduce(x: &[f32], dim: usize, k: usize) -> (Vec<f32>, usize) {
         }
         out
     };
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seed = SplitMix64::new(0x9e37_79b9_7f4a_7c15);
     let omega: Vec<Vec<f64>> = (0..l)
         .map(|_| (0..dim).map(|_| uniform(&mut seed)).collect())
         .collect();
@@ -241,14 +243,9 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// A deterministic uniform number in [-1, 1) (SplitMix64).
-fn uniform(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+/// A deterministic uniform number in [-1, 1).
+fn uniform(rng: &mut SplitMix64) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
 }
 
 /// Orthonormalises the vectors in order (modified Gram-Schmidt, twice for accuracy); a vector
@@ -376,7 +373,7 @@ mod tests {
         // noise: the reduction to 3 keeps nearly all the variance, and its first two columns
         // match the exact PCA up to sign.
         let (n, dim) = (300, 40);
-        let mut seed = 7u64;
+        let mut seed = SplitMix64::new(7);
         let dirs: Vec<Vec<f64>> = (0..3)
             .map(|_| (0..dim).map(|_| uniform(&mut seed)).collect())
             .collect();

@@ -165,10 +165,7 @@ pub fn tsne_2d(
         }),
         Err(payload) if payload.is::<Stopped>() => Err(Error::Cancelled),
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
+            let what = crate::error::panic_message(payload.as_ref())
                 .unwrap_or_else(|| "unknown error".into());
             Err(Error::Invalid(format!("t-SNE failed: {}", what.trim())))
         }

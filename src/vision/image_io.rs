@@ -154,11 +154,7 @@ fn quiet_catch_unwind<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     QUIET_PANICS.with(|q| q.set(was_quiet));
     outcome.map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "an internal error".into())
+        crate::error::panic_message(payload.as_ref()).unwrap_or_else(|| "an internal error".into())
     })
 }
 

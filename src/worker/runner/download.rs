@@ -10,15 +10,9 @@ use crate::worker::protocol::{CancelToken, Event, JobId};
 
 impl Runner {
     pub(super) fn start_download(&self, job: JobId, cancel: CancelToken, model: String) {
-        let events = self.events.clone();
-        let waker = self.waker.clone();
+        let send = self.sender();
         let dir = self.config.weights_dir.clone();
         let mirror = self.config.mirror.clone();
-        let send = move |event: Event| {
-            if events.send(event).is_ok() {
-                waker();
-            }
-        };
         let spawned = std::thread::Builder::new()
             .name(format!("download-{model}"))
             .spawn(move || {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{lower_priority, Runner};
+use super::{low_priority_pool, lower_priority, Runner};
 use crate::error::Error;
 use crate::progress::Throttle;
 use crate::train::tsne::{tsne_2d, TsneOptions};
@@ -22,21 +22,12 @@ impl Runner {
                 error: "no dataset map to refine: train a head on a folder first".into(),
             });
         };
-        let events = self.events.clone();
-        let waker = self.waker.clone();
-        let send = move |event: Event| {
-            if events.send(event).is_ok() {
-                waker();
-            }
-        };
+        let send = self.sender();
         let spawned = std::thread::Builder::new()
             .name("tsne".into())
             .spawn(move || {
                 lower_priority();
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .thread_name(|i| format!("tsne-{i}"))
-                    .start_handler(|_| lower_priority())
-                    .build();
+                let pool = low_priority_pool("tsne");
                 let mut throttle = Throttle::new(FRAME);
                 let mut fit = || {
                     tsne_2d(&input, &options, &mut |p| {

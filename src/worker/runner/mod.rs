@@ -90,11 +90,7 @@ impl Worker {
                 lower_priority();
                 // The models' own thread pool, at the same lowered priority: on a machine with
                 // few cores the window's thread must still get the CPU the moment it asks.
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .thread_name(|i| format!("model-{i}"))
-                    .start_handler(|_| lower_priority())
-                    .build();
-                match pool {
+                match low_priority_pool("model") {
                     Ok(pool) => pool.install(|| runner.run(command_rx)),
                     Err(e) => {
                         tracing::warn!("no thread pool for the models ({e}): using the global one");
@@ -177,10 +173,7 @@ impl Runner {
             // A bug in one job must not take the worker (and every later job) down with it.
             let outcome = catch_unwind(AssertUnwindSafe(|| self.handle(command)));
             if let Err(panic) = outcome {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                let what = crate::error::panic_message(panic.as_ref())
                     .unwrap_or_else(|| "unknown panic".into());
                 tracing::error!(%job, %what, "worker job panicked");
                 self.send(Event::Failed {
@@ -413,6 +406,30 @@ fn lower_priority() {
         };
         if result != 0 {
             tracing::debug!("could not lower the model thread's priority");
+        }
+    }
+}
+
+/// A rayon pool whose threads (`name-0`, ...) run at [`lower_priority`].
+fn low_priority_pool(
+    name: &'static str,
+) -> std::result::Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(move |i| format!("{name}-{i}"))
+        .start_handler(|_| lower_priority())
+        .build()
+}
+
+impl Runner {
+    /// A way to send events from a thread of the worker's own (a download, a map): each wakes
+    /// the window, and a closed window is ignored.
+    fn sender(&self) -> impl Fn(Event) + Clone + Send + 'static {
+        let events = self.events.clone();
+        let waker = self.waker.clone();
+        move |event: Event| {
+            if events.send(event).is_ok() {
+                waker();
+            }
         }
     }
 }
