@@ -85,6 +85,22 @@ pub fn ranked(row: &[f32], top: usize, label: impl Fn(usize) -> String) -> Vec<C
 }
 
 impl LoadedModel {
+    /// The weights file as caches key on it: its canonical path, size and modification time
+    /// (nanoseconds since the Unix epoch; 0 where unknown).
+    pub fn weights_identity(&self) -> (PathBuf, u64, u128) {
+        let path =
+            std::fs::canonicalize(&self.weights_path).unwrap_or_else(|_| self.weights_path.clone());
+        let (len, mtime) = std::fs::metadata(&path).map_or((0, 0), |m| {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            (m.len(), mtime)
+        });
+        (path, len, mtime)
+    }
+
     /// The input tensor `[B, 3, S, S]` for `images`.
     pub fn input(&self, images: &[&RgbImage]) -> Result<Tensor> {
         self.preprocess.batch(images, &self.device)
@@ -139,24 +155,39 @@ pub fn channel_maps(t: &Tensor) -> Result<ChannelMaps> {
 pub struct LayerInfo {
     pub name: String,
     pub kind: TapKind,
-    /// Shape for one 224x224 image, batch dimension included.
+    /// Shape for one `size x size` image, batch dimension included.
     pub shape: Vec<usize>,
+    /// Side in input pixels of what one cell sees (see [`crate::model::receptive`]; for fc
+    /// layers and logits, what the last map's cells together see).
+    pub receptive_field: usize,
+    /// Input pixels between neighbouring cells.
+    pub stride: usize,
 }
 
-/// Every tap of `backbone` with its shape for one `size x size` image.
+/// Every tap of `backbone` with its shape and receptive field for one `size x size` image.
 pub fn layer_infos(
     backbone: &dyn Backbone,
     size: usize,
     device: &Device,
 ) -> Result<Vec<LayerInfo>> {
     let x = Tensor::zeros((1, 3, size, size), DType::F32, device)?;
+    let fields =
+        crate::model::receptive::receptive_fields(backbone.network(), size).unwrap_or_default();
     Ok(backbone
         .forward_taps(&x)?
         .into_iter()
-        .map(|t| LayerInfo {
-            name: t.name,
-            kind: t.kind,
-            shape: t.tensor.dims().to_vec(),
+        .map(|t| {
+            let field = fields
+                .iter()
+                .find(|(name, _)| *name == t.name)
+                .map(|(_, f)| *f);
+            LayerInfo {
+                receptive_field: field.map_or(0, |f| f.size),
+                stride: field.map_or(0, |f| f.stride),
+                name: t.name,
+                kind: t.kind,
+                shape: t.tensor.dims().to_vec(),
+            }
         })
         .collect())
 }

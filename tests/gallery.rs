@@ -1,7 +1,9 @@
 //! The layer gallery with the real EfficientNet-Lite0, kept small (the stem's first channels,
 //! 32 px, 2 steps): its cache is reused, survives an interrupted run (only finished batches
 //! are kept, and a rerun dreams only the rest), never trusts a damaged tile, and the CLI
-//! writes the grid as one PNG.
+//! writes the grid as one PNG. And the gallery's other half, dataset examples per channel:
+//! each channel's strongest photos of a folder (checked against every photo's own pass), the
+//! crop around the strongest cell, the cache, and the CLI's sheet and JSON.
 
 mod common;
 
@@ -231,4 +233,254 @@ fn the_cli_writes_the_grid_as_one_png_and_reuses_the_cache() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("32 to 512"));
+}
+
+// ---- Dataset examples -------------------------------------------------------------------
+
+use cnn_explorer::explain::examples::{find_examples, ChannelExamples, ExampleSettings, CROP_SIDE};
+use cnn_explorer::train::dataset::{scan, Item, ScanOptions};
+
+/// A folder of two classes of five generated photos (stripes and blobs of several scales and
+/// colours, so channels prefer different ones), plus one file that is not an image.
+fn example_folder(root: &Path) -> Vec<Item> {
+    for (c, class) in ["stripes", "blobs"].into_iter().enumerate() {
+        let dir = root.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..5u32 {
+            let period = 4 + 5 * i;
+            let photo = image::RgbImage::from_fn(160, 120, |x, y| {
+                let on = if c == 0 {
+                    (x / period) % 2 == 0
+                } else {
+                    let (dx, dy) = (
+                        x as i32 % (2 * period as i32) - period as i32,
+                        y as i32 % (2 * period as i32) - period as i32,
+                    );
+                    dx * dx + dy * dy < (period * period) as i32 / 2
+                };
+                let base = [
+                    (40 * i) as u8,
+                    200 - (30 * i) as u8,
+                    (60 * c as u32 + 20 * i) as u8,
+                ];
+                if on {
+                    image::Rgb(base)
+                } else {
+                    image::Rgb([255 - base[0], 255 - base[1], 255 - base[2]])
+                }
+            });
+            photo.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("blobs").join("broken.png"), b"not a png").unwrap();
+    scan(root, ScanOptions::default()).unwrap().items
+}
+
+fn find(model: &LoadedModel, items: &[Item], cache: Option<&Path>) -> ChannelExamples {
+    let settings = ExampleSettings {
+        top: 3,
+        batch_size: 4,
+    };
+    find_examples(
+        model,
+        "block3",
+        items,
+        settings,
+        cache,
+        &|| false,
+        &mut |_| {},
+    )
+    .expect("the search runs")
+    .expect("not cancelled")
+}
+
+#[test]
+fn each_channels_examples_are_its_strongest_photos_and_are_cached() {
+    let model = lite0();
+    let tmp = tempfile::tempdir().unwrap();
+    let items = example_folder(&tmp.path().join("photos"));
+    let cache = tmp.path().join("cache");
+    let found = find(&model, &items, Some(&cache));
+    assert!(!found.from_cache);
+    assert_eq!(found.failed.len(), 1, "{:?}", found.failed);
+    assert!(found.failed[0].path.ends_with("broken.png"));
+    // Every photo's own pass (one photo at a time, through `layer_maps`).
+    let maps: Vec<Option<cnn_explorer::vision::grid::ChannelMaps>> = items
+        .iter()
+        .map(|item| {
+            let photo = cnn_explorer::vision::image_io::load_rgb(&item.path, u64::MAX).ok()?;
+            Some(model.layer_maps(&photo, "block3").unwrap())
+        })
+        .collect();
+    let first = maps.iter().flatten().next().unwrap();
+    assert_eq!(found.channels.len(), first.channels);
+    let plane = first.height * first.width;
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0);
+    for (c, list) in found.channels.iter().enumerate() {
+        let mut expected: Vec<f32> = maps
+            .iter()
+            .flatten()
+            .map(|m| {
+                m.values[c * plane..(c + 1) * plane]
+                    .iter()
+                    .copied()
+                    .fold(f32::MIN, f32::max)
+            })
+            .collect();
+        expected.sort_by(|a, b| b.total_cmp(a));
+        assert_eq!(list.len(), 3);
+        for (k, e) in list.iter().enumerate() {
+            assert!(
+                close(e.value, expected[k]),
+                "channel {c} #{k}: {} vs {}",
+                e.value,
+                expected[k]
+            );
+            let m = maps[e.photo].as_ref().expect("a readable photo");
+            let [y, x] = e.cell;
+            assert!(close(m.values[c * plane + y * m.width + x], e.value));
+            assert_eq!(e.crop.dimensions(), (CROP_SIDE, CROP_SIDE));
+            // The window holds the cell's receptive field, inside the 224 px view.
+            let [fx0, fy0, fx1, fy1] = e.field;
+            let [wx0, wy0, wx1, wy1] = e.window;
+            assert!(
+                wx0 <= fx0 && wy0 <= fy0 && fx1 <= wx1 && fy1 <= wy1 && wx1 <= 224 && wy1 <= 224
+            );
+        }
+    }
+    // Read back whole from the cache.
+    let again = find(&model, &items, Some(&cache));
+    assert!(again.from_cache);
+    assert_eq!(again.channels, found.channels);
+    assert_eq!(again.failed, found.failed);
+    // A photo removed from the folder: found again, without it.
+    let fewer: Vec<Item> = items[1..].to_vec();
+    let without = find(&model, &fewer, Some(&cache));
+    assert!(!without.from_cache);
+    assert!(without
+        .channels
+        .iter()
+        .flatten()
+        .all(|e| without.photos[e.photo] != items[0].path));
+    // A damaged crops file is never trusted.
+    let dir = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("crops.png").is_file() && find_lists(p) == items.len())
+        .expect("the first search's cache folder");
+    std::fs::write(dir.join("crops.png"), b"damaged").unwrap();
+    let recomputed = find(&model, &items, Some(&cache));
+    assert!(!recomputed.from_cache);
+    assert_eq!(recomputed.channels, found.channels);
+    // Cancelled before the first batch: nothing, and nothing new cached.
+    let before = std::fs::read_dir(&cache).unwrap().count();
+    let settings = ExampleSettings::default();
+    let cancelled = find_examples(
+        &model,
+        "block5",
+        &items,
+        settings,
+        Some(&cache),
+        &|| true,
+        &mut |_| {},
+    );
+    assert!(cancelled.unwrap().is_none());
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), before);
+    // Vectors have no position to crop around; unknown layers are named.
+    let err = find_examples(
+        &model,
+        "logits",
+        &items,
+        settings,
+        None,
+        &|| false,
+        &mut |_| {},
+    );
+    assert!(err.unwrap_err().to_string().contains("not a map"));
+    let err = find_examples(
+        &model,
+        "block99",
+        &items,
+        settings,
+        None,
+        &|| false,
+        &mut |_| {},
+    );
+    assert!(err.unwrap_err().to_string().contains("block99"));
+}
+
+/// How many photos the cached lists in `dir` were made for.
+fn find_lists(dir: &Path) -> usize {
+    let text = std::fs::read_to_string(dir.join("examples.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["photos"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn the_cli_writes_a_row_of_examples_per_channel() {
+    let weights = common::efficientnet_weights();
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let items = example_folder(&photos);
+    let out = tmp.path().join("examples.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .args([
+            "examples",
+            photos.to_str().unwrap(),
+            "--model",
+            "efficientnet-lite0",
+        ])
+        .args([
+            "--layer",
+            "stem",
+            "--top",
+            "4",
+            "--channels",
+            "5",
+            "--json",
+            "-o",
+        ])
+        .arg(&out)
+        .env("RUST_LOG", "warn")
+        .env("CNN_EXPLORER_CACHE_DIR", tmp.path().join("cache"))
+        .env("CNN_EXPLORER_WEIGHTS_DIR", weights.parent().unwrap())
+        .output()
+        .expect("the binary runs");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("broken.png"), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert_eq!(v["layer"], "stem");
+    assert_eq!(v["photos"].as_u64(), Some(items.len() as u64));
+    // The stem: a 3x3 convolution at stride 2.
+    assert_eq!(v["receptive_field"]["size"].as_u64(), Some(3));
+    assert_eq!(v["receptive_field"]["stride"].as_u64(), Some(2));
+    let channels = v["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 5);
+    assert!(channels.iter().all(|c| c.as_array().unwrap().len() == 4));
+    // Five rows of four 64 px crops, 2 px apart.
+    let sheet = image::open(&out).unwrap();
+    assert_eq!(
+        (sheet.width(), sheet.height()),
+        (4 * 64 + 3 * 2, 5 * 64 + 4 * 2)
+    );
+    // The sheet may not replace a photo of the folder.
+    let o = Command::new(env!("CARGO_BIN_EXE_cnn-explorer"))
+        .args([
+            "examples",
+            photos.to_str().unwrap(),
+            "--model",
+            "efficientnet-lite0",
+        ])
+        .args(["--layer", "stem", "-o"])
+        .arg(&items[0].path)
+        .env("CNN_EXPLORER_WEIGHTS_DIR", weights.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        image::open(&items[0].path).is_ok(),
+        "the photo is left whole"
+    );
 }

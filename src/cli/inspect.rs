@@ -15,7 +15,8 @@ use crate::weights::{find_model, CATALOGUE};
 pub struct LayersArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// A JSON list of `{"name", "kind", "shape"}`.
+    /// A JSON list of `{"name", "kind", "shape", "receptive_field", "stride"}` (the field's
+    /// side and stride in input pixels).
     #[arg(long)]
     pub json: bool,
 }
@@ -40,10 +41,12 @@ impl LayersArgs {
         );
         for l in infos {
             println!(
-                "  {:<10} {:<7} {:?}",
+                "  {:<10} {:<7} {:<18} sees {:>4} px, stride {}",
                 l.name,
                 format!("{:?}", l.kind).to_lowercase(),
-                l.shape
+                format!("{:?}", l.shape),
+                l.receptive_field,
+                l.stride
             );
         }
         Ok(())

@@ -22,6 +22,7 @@ pub mod catalogue;
 pub mod compare;
 pub mod deepdream;
 pub mod dream;
+pub mod examples;
 pub mod explain;
 pub mod export;
 pub mod gallery;
@@ -148,6 +149,9 @@ pub enum Command {
     /// Dream every channel of a layer, small and cached (your own Microscope); writes them as
     /// one grid PNG.
     Gallery(gallery::GalleryArgs),
+    /// The photos of a folder that excite each channel of a layer most, cropped around the
+    /// strongest cell (its receptive field), cached; writes a sheet, a row per channel.
+    Examples(examples::ExamplesArgs),
     /// Adversarial attack: nudge a photo until the network sees the target class (PGD), or
     /// any other class (FGSM with --fgsm); writes the adversarial photo as PNG.
     Attack(attack::AttackArgs),
@@ -176,6 +180,7 @@ impl Command {
             Self::Dream(args) => args.run(device),
             Self::DeepDream(args) => args.run(device),
             Self::Gallery(args) => args.run(device),
+            Self::Examples(args) => args.run(device),
             Self::Attack(args) => args.run(device),
             Self::Explain(args) => args.run(device),
             Self::Export(args) => args.run(device),

@@ -139,16 +139,7 @@ pub fn layer_channels(model: &LoadedModel, layer: &str) -> Result<usize> {
 /// modification time, so replacing it (a fine-tuned copy) starts a new gallery; `limit` is
 /// not part of it (a quick look fills the same cache a full run reads).
 pub fn cache_key(model: &LoadedModel, layer: &str, settings: &GallerySettings) -> String {
-    let path =
-        std::fs::canonicalize(&model.weights_path).unwrap_or_else(|_| model.weights_path.clone());
-    let (len, mtime) = std::fs::metadata(&path).map_or((0, 0), |m| {
-        let mtime = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        (m.len(), mtime)
-    });
+    let (path, len, mtime) = model.weights_identity();
     let text = format!(
         "recipe {RECIPE_VERSION}\0model {}\0weights {}\0{len}\0{mtime}\0layer {layer}\0size {}\0\
          steps {}\0seed {}\0batch {}",

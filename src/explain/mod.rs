@@ -6,6 +6,7 @@ pub mod attack;
 pub mod attribution;
 pub mod deepdream;
 pub mod dream;
+pub mod examples;
 pub mod fooling;
 pub mod gallery;
 pub mod gradients;

@@ -15,6 +15,7 @@ pub mod layers;
 pub mod mobilenet_v3;
 pub mod network;
 pub mod program;
+pub mod receptive;
 pub mod reference;
 pub mod resnet;
 pub mod vgg;

@@ -243,6 +243,21 @@ fn decoders() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
+/// The network views (`S x S`, see [`Preprocess::network_view`]) of `items`' photos, decoded
+/// on the decoding threads (at most `MAX_DECODING` full photos in memory), in order.
+pub(crate) fn network_views(model: &LoadedModel, items: &[Item]) -> Vec<Result<RgbImage>> {
+    let prepare = || -> Vec<Result<RgbImage>> {
+        items
+            .par_iter()
+            .map(|item| View::of(&model.preprocess, &item.path, false).map(|v| v.plain))
+            .collect()
+    };
+    match decoders() {
+        Some(pool) => pool.install(prepare),
+        None => prepare(),
+    }
+}
+
 /// A photo as the network sees it: its `S x S` view, and with flips its mirror image's.
 struct View {
     plain: RgbImage,

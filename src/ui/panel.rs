@@ -33,6 +33,8 @@ pub struct PanelEnv<'a> {
     pub installed: &'a [String],
     /// Where trained heads are saved by default.
     pub heads_dir: &'a Path,
+    /// The Train tab's folder once read (where Explore finds dataset examples).
+    pub dataset: Option<&'a Path>,
 }
 
 /// One tab of the window.

@@ -6,12 +6,13 @@ pub mod runner;
 
 pub use protocol::{
     Analysis, Arch, AttackRequest, AttackResult, AttackSettings, Attribution, AttributionSettings,
-    CancelToken, CausalScore, ClassMap, ClassScore, Command, CompareFailure, CompareRequest,
-    CompareRow, ComparisonRow, DatasetSummary, DeepDreamRequest, DeepDreamSettings, DeviceChoice,
-    DreamControls, DreamRequest, DreamSettings, DreamTarget, EpochMetrics, Event, ExplainRequest,
-    Explanation, Fooling, GallerySettings, HeadKind, HeadPredictions, HeadSummary, JobId,
-    LayerChange, LayerMaps, Layout, MapPoint, Method, ModelSummary, Parameterisation, PhotoSource,
-    RgbaImage, TapKind, Thumbnail, TrainReport, TrainRequest, Tsne, TsneOptions, ValPrediction,
-    MAX_BATCH, THUMBNAIL_SIDE, TSNE_MIN_POINTS,
+    CancelToken, CausalScore, ChannelExample, ChannelExamples, ClassMap, ClassScore, Command,
+    CompareFailure, CompareRequest, CompareRow, ComparisonRow, DatasetSummary, DeepDreamRequest,
+    DeepDreamSettings, DeviceChoice, DreamControls, DreamRequest, DreamSettings, DreamTarget,
+    EpochMetrics, Event, ExampleSettings, ExplainRequest, Explanation, Fooling, GallerySettings,
+    HeadKind, HeadPredictions, HeadSummary, JobId, LayerChange, LayerMaps, Layout, MapPoint,
+    Method, ModelSummary, Parameterisation, PhotoSource, RgbaImage, TapKind, Thumbnail,
+    TrainReport, TrainRequest, Tsne, TsneOptions, ValPrediction, MAX_BATCH, THUMBNAIL_SIDE,
+    TSNE_MIN_POINTS,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

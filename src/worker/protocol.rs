@@ -14,6 +14,7 @@ pub use crate::explain::attribution::explanation::{CausalScore, Explanation};
 pub use crate::explain::attribution::{Attribution, Method, Settings as AttributionSettings};
 pub use crate::explain::deepdream::DeepDreamSettings;
 pub use crate::explain::dream::{DreamSettings, DreamTarget, Parameterisation, MAX_BATCH};
+pub use crate::explain::examples::{ChannelExample, ChannelExamples, ExampleSettings};
 pub use crate::explain::fooling::{Fooling, LayerChange};
 pub use crate::explain::gallery::GallerySettings;
 pub use crate::export::ExportReport;
@@ -360,6 +361,17 @@ pub enum Command {
         layer: String,
         settings: GallerySettings,
     },
+    /// The photos of `folder` (one the Train tab reads) that excite each channel of `layer`
+    /// most, cropped around the strongest cell, with the loaded model, reading and filling the
+    /// examples cache. Answered by [`Event::ExamplesProgress`]es, then
+    /// [`Event::ExamplesFinished`], [`Event::Cancelled`] or [`Event::Failed`].
+    ChannelExamples {
+        job: JobId,
+        cancel: CancelToken,
+        folder: PathBuf,
+        layer: String,
+        settings: ExampleSettings,
+    },
     /// Attack a photo. Answered by [`Event::AttackStep`]s, then [`Event::AttackFinished`],
     /// [`Event::Cancelled`] or [`Event::Failed`].
     Attack {
@@ -625,6 +637,17 @@ pub enum Event {
         computed: usize,
         seconds: f64,
     },
+    /// A dataset-examples search: `done` of the folder's `total` photos looked at.
+    ExamplesProgress {
+        job: JobId,
+        done: usize,
+        total: usize,
+    },
+    /// A layer's dataset examples, complete.
+    ExamplesFinished {
+        job: JobId,
+        examples: Box<ChannelExamples>,
+    },
     AttackStep {
         job: JobId,
         step: usize,
@@ -746,6 +769,8 @@ impl Event {
             | Self::DeepDreamFinished { job, .. }
             | Self::GalleryProgress { job, .. }
             | Self::GalleryFinished { job, .. }
+            | Self::ExamplesProgress { job, .. }
+            | Self::ExamplesFinished { job, .. }
             | Self::AttackStep { job, .. }
             | Self::AttackFinished { job, .. }
             | Self::ExplainProgress { job, .. }

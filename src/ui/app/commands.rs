@@ -98,6 +98,7 @@ impl ExplorerApp {
             head: self.head.as_ref(),
             installed: &installed,
             heads_dir: &heads_dir,
+            dataset: None,
         };
         self.train.set_folder(dir, &env, commands);
     }

@@ -295,6 +295,7 @@ impl ExplorerApp {
         let installed = self.models.installed();
         let heads_dir = self.heads_dir();
         let mut commands = self.commands();
+        let dataset = self.train.scanned().map(|s| s.root.clone());
         if show_models {
             egui::CentralPanel::default().show(ui, |ui| {
                 self.models
@@ -308,6 +309,7 @@ impl ExplorerApp {
             head: self.head.as_ref(),
             installed: &installed,
             heads_dir: &heads_dir,
+            dataset: dataset.as_deref(),
         };
         let shown: &mut dyn Panel = match self.tab {
             Tab::Explore => &mut self.explore,

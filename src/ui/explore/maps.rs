@@ -8,6 +8,7 @@ use eframe::egui::{
     self, pos2, vec2, Color32, ColorImage, Rect, Sense, TextureHandle, TextureOptions, WidgetInfo,
 };
 
+use super::examples::{ExamplesState, STRIP_HEIGHT};
 use super::gallery::{show_dream, GalleryState};
 use super::{ChannelOrder, ExploreSettings};
 use crate::ui::command::{AppCommand, Commands};
@@ -220,10 +221,10 @@ pub fn layer_list(ui: &mut egui::Ui, state: &mut MapsState, analysis: &Analysis)
 pub fn show(
     ui: &mut egui::Ui,
     state: &mut MapsState,
-    gallery: &mut GalleryState,
+    (gallery, examples): (&mut GalleryState, &mut ExamplesState),
     analysis: &Analysis,
     settings: &mut ExploreSettings,
-    commands: &mut Commands,
+    (dataset, commands): (Option<&std::path::Path>, &mut Commands),
 ) {
     let Some(layer) = analysis.layers.get(state.layer) else {
         ui.weak("This model reported no layers.");
@@ -266,6 +267,8 @@ pub fn show(
                 settings,
                 commands,
             );
+            ui.separator();
+            examples.strip(ui, &layer.name, channel, dataset, commands);
         }
         _ => {
             gallery.controls(ui, &layer.name, settings, commands);
@@ -452,7 +455,8 @@ fn channel_view(
         Some(_) => (avail.x - ui.spacing().item_spacing.x) / 2.0,
         None => avail.x,
     };
-    let side = width.min(avail.y - 56.0).max(64.0);
+    // Room below for the colour bar, the hover line and the dataset examples.
+    let side = width.min(avail.y - 64.0 - STRIP_HEIGHT).max(64.0);
     let rect = ui
         .horizontal(|ui| {
             let (rect, response) = ui.allocate_exact_size(vec2(side, side), Sense::hover());

@@ -3,6 +3,7 @@
 //! ([`maps`]) or their dreams ([`gallery`]). It owns the analysis shown and the jobs that
 //! make the next one and the layer's gallery.
 
+pub mod examples;
 pub mod gallery;
 pub mod looks;
 pub mod maps;
@@ -10,6 +11,7 @@ pub mod maps;
 use eframe::egui;
 use serde::{Deserialize, Serialize};
 
+use self::examples::ExamplesState;
 use self::gallery::GalleryState;
 use self::looks::LooksState;
 use self::maps::MapsState;
@@ -129,6 +131,7 @@ pub struct ExplorePanel {
     analysis: Option<Analysis>,
     maps: MapsState,
     gallery: GalleryState,
+    examples: ExamplesState,
     photo_job: Option<PhotoJob>,
     /// The layer and channel to show once the first analysis arrives (from the command line).
     preferred_layer: Option<String>,
@@ -155,6 +158,7 @@ impl ExplorePanel {
             analysis: None,
             maps: MapsState::default(),
             gallery: GalleryState::default(),
+            examples: ExamplesState::default(),
             photo_job: None,
             preferred_layer: layer,
             preferred_channel: channel,
@@ -326,6 +330,7 @@ impl Panel for ExplorePanel {
 
     fn view(&mut self, ui: &mut egui::Ui, env: &PanelEnv, commands: &mut Commands) {
         self.gallery.set_model(env.model.map(|m| m.name.as_str()));
+        self.examples.set_model(env.model.map(|m| m.name.as_str()));
         if self.analysis.is_some() {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.view, ExploreView::FeatureMaps, "What it computes")
@@ -343,10 +348,10 @@ impl Panel for ExplorePanel {
             Some(a) => maps::show(
                 ui,
                 &mut self.maps,
-                &mut self.gallery,
+                (&mut self.gallery, &mut self.examples),
                 a,
                 &mut self.settings,
-                commands,
+                (env.dataset, commands),
             ),
             None => {
                 ui.horizontal(|ui| {
@@ -360,12 +365,17 @@ impl Panel for ExplorePanel {
     fn owns(&self, job: JobId) -> bool {
         self.photo_job.as_ref().is_some_and(|p| p.job == job)
             || self.gallery.owns(job)
+            || self.examples.owns(job)
             || self.looks.owns(job)
     }
 
     fn on_event(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands) {
         if self.gallery.owns(event.job()) {
             self.gallery.on_event(ctx, event);
+            return;
+        }
+        if self.examples.owns(event.job()) {
+            self.examples.on_event(event);
             return;
         }
         if self.looks.owns(event.job()) {

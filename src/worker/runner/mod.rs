@@ -2,7 +2,8 @@
 //! [`Command`]s in order and answers with [`Event`]s, waking the UI after each. Downloads run
 //! on threads of their own, so a slow network never holds up the models. Each family of jobs
 //! has its file: [`analyse`] (load a model, analyse a photo), [`explain`] (dream, attack),
-//! [`deepdream`], [`gallery`] (a layer's channels dreamed, cached), [`train`] (scan, train,
+//! [`deepdream`], [`gallery`] (a layer's channels dreamed, cached), [`examples`] (a
+//! layer's dataset examples, cached), [`train`] (scan, train,
 //! compare, heads), [`download`] and [`map`] (t-SNE; downloads and maps run on threads of their
 //! own).
 
@@ -10,6 +11,7 @@ mod analyse;
 mod attribution;
 mod deepdream;
 mod download;
+mod examples;
 mod explain;
 mod export;
 mod gallery;
@@ -50,6 +52,8 @@ pub struct WorkerConfig {
     pub feature_cache: Option<PathBuf>,
     /// Folder of the layer galleries' dreams (`None`: nothing cached).
     pub gallery_cache: Option<PathBuf>,
+    /// Folder of the layers' dataset examples (`None`: nothing cached).
+    pub examples_cache: Option<PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +64,7 @@ impl Default for WorkerConfig {
             max_pixels: crate::vision::image_io::DEFAULT_MAX_PIXELS,
             feature_cache: Some(crate::train::features::default_cache_dir()),
             gallery_cache: Some(crate::explain::gallery::default_gallery_dir()),
+            examples_cache: Some(crate::explain::examples::default_examples_dir()),
         }
     }
 }
@@ -159,6 +164,7 @@ impl Runner {
                 | Command::Dream { job, .. }
                 | Command::DeepDream { job, .. }
                 | Command::DreamGallery { job, .. }
+                | Command::ChannelExamples { job, .. }
                 | Command::Attack { job, .. }
                 | Command::Explain { job, .. }
                 | Command::ScanFolder { job, .. }
@@ -247,6 +253,20 @@ impl Runner {
                 settings,
             } => {
                 let event = answer(job, self.gallery(job, &layer, &settings, &cancel), |e| e);
+                self.send(event);
+            }
+            Command::ChannelExamples {
+                job,
+                cancel,
+                folder,
+                layer,
+                settings,
+            } => {
+                let result = self.examples(job, &folder, &layer, settings, &cancel);
+                let event = answer(job, result, |examples| Event::ExamplesFinished {
+                    job,
+                    examples: Box::new(examples),
+                });
                 self.send(event);
             }
             Command::Attack {
