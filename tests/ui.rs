@@ -19,7 +19,7 @@ use cnn_explorer::ui::{AppOptions, ExplorerApp};
 use cnn_explorer::worker::WorkerConfig;
 use common::window::{real_model_options, real_weights_dir, start, wait_for};
 use eframe::egui;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 
 fn has_label(h: &Harness<'static, ExplorerApp>, label: &str) -> bool {
@@ -936,6 +936,79 @@ fn the_gallery_asked_for_at_start_dreams_the_first_layer_shown() {
 }
 
 /// The class button "NAME NN%" of "Where it looks".
+#[test]
+fn a_channels_dataset_examples_come_from_the_train_folder_and_open_their_photo() {
+    let data = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    common::shapes::make_dataset(
+        data.path(),
+        &[("disc", 0), ("square", 1), ("square-too", 1)],
+        4,
+    );
+    let mut h = start(AppOptions {
+        worker: WorkerConfig {
+            weights_dir: real_weights_dir(),
+            examples_cache: Some(cache.path().to_path_buf()),
+            ..WorkerConfig::default()
+        },
+        model: Some("efficientnet-lite0".into()),
+        ..AppOptions::default()
+    });
+    wait_for(&mut h, "the cat's predictions", |h| {
+        has_label(h, "1. Egyptian cat")
+    });
+    // Before any folder: the strip says where examples come from.
+    h.get_by_label("channel 5").click();
+    wait_for(&mut h, "channel 5 opened", |h| {
+        has_text(h, "Channel 5 of 32")
+    });
+    assert!(has_label(&h, "Choose folder…"));
+    assert!(has_text(&h, "Pick a folder of photos"));
+
+    // The Train tab's folder, once read, is offered in Explore.
+    drop_file(&mut h, data.path());
+    wait_for(&mut h, "the folder's classes", |h| {
+        h.state().train_panel().scanned().is_some()
+    });
+    h.get_by_label("Explore").click();
+    wait_for(&mut h, "channel 5 again", |h| {
+        has_text(h, "Channel 5 of 32")
+    });
+    let name = data
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    h.get_by_label(&format!("Find them in {name}")).click();
+    wait_for(&mut h, "the examples", |h| {
+        has_label_prefix(h, "example 7: ")
+    });
+    assert!(has_text(&h, "that excite channel 5 most"));
+    assert!(has_text(&h, "what one cell of stem sees (3 px"));
+    // The next channel's are there at once (the whole layer was searched).
+    h.key_press(egui::Key::ArrowRight);
+    wait_for(&mut h, "channel 6's examples", |h| {
+        has_text(h, "that excite channel 6 most")
+    });
+
+    // Clicking one opens its photo in Explore.
+    let label = h
+        .query_all_by_label_contains("example 0: ")
+        .next()
+        .and_then(|n| n.accesskit_node().label())
+        .expect("a first example");
+    let photo = label.trim_start_matches("example 0: ").to_string();
+    h.get_by_label(&label).click();
+    wait_for(&mut h, "the example's photo", |h| {
+        h.state().analysis().is_some_and(|a| a.photo_name == photo)
+    });
+}
+
+fn has_label_prefix(h: &Harness<'static, ExplorerApp>, prefix: &str) -> bool {
+    h.query_all_by_label_contains(prefix).next().is_some()
+}
+
 fn class_button<'t>(h: &'t Harness<'static, ExplorerApp>, name: &'t str) -> egui_kittest::Node<'t> {
     h.query_all(egui_kittest::kittest::by().predicate(move |n| {
         n.label()
