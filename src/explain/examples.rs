@@ -287,13 +287,16 @@ fn spatial_field(model: &LoadedModel, layer: &str, side: usize) -> Result<Recept
     Ok(*field)
 }
 
+/// A channel's largest activation on a photo and its cell `[y, x]`.
+type Maximum = (f32, [usize; 2]);
+
 /// Per photo of `views`, per channel: its largest activation at `layer` and the cell `[y, x]`
 /// where it is (NaN cells never win).
 fn channel_maxima(
     model: &LoadedModel,
     layer: &str,
     views: &[(usize, RgbImage)],
-) -> Result<Vec<Vec<(f32, [usize; 2])>>> {
+) -> Result<Vec<Vec<Maximum>>> {
     let p = &model.preprocess;
     let side = p.size as usize;
     let mut data = Vec::with_capacity(views.len() * 3 * side * side);

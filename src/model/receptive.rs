@@ -142,7 +142,7 @@ fn adaptive(field: ReceptiveField, n: usize) -> Option<ReceptiveField> {
     if n == 0 || side == 0 {
         return None;
     }
-    if side % n == 0 {
+    if side.is_multiple_of(n) {
         return Some(field.window(side / n, side / n, 0, n));
     }
     let widest = (0..n)
