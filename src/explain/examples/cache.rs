@@ -100,23 +100,21 @@ struct Stored {
     seconds: f64,
 }
 
+/// The crops sheet's `(width, height)` for these lists: a row per channel, as many crops
+/// across as the longest list.
+fn sheet_size<T>(channels: &[Vec<T>]) -> (u32, u32) {
+    let top = channels.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    (top as u32 * CROP_SIDE, channels.len() as u32 * CROP_SIDE)
+}
+
 /// Writes `examples` into `dir` (created if needed).
 pub(super) fn write(dir: &Path, examples: &ChannelExamples) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Output {
         path: dir.to_path_buf(),
         reason: format!("cannot create the examples cache: {e}"),
     })?;
-    let top = examples
-        .channels
-        .iter()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let mut sheet = RgbImage::new(
-        top as u32 * CROP_SIDE,
-        examples.channels.len() as u32 * CROP_SIDE,
-    );
+    let (width, height) = sheet_size(&examples.channels);
+    let mut sheet = RgbImage::new(width, height);
     for (c, list) in examples.channels.iter().enumerate() {
         for (k, e) in list.iter().enumerate() {
             image::imageops::replace(
@@ -202,17 +200,10 @@ fn try_read(dir: &Path, items: &[Item]) -> std::result::Result<ChannelExamples, 
         return Err("made for other photos".into());
     }
     let bytes = crate::input::read_regular(&dir.join("crops.png"), MAX_CACHE_BYTES)?;
-    let sheet = decode_rgb(&bytes, u64::MAX)?;
-    let top = stored
-        .channels
-        .iter()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    if sheet.width() != top as u32 * CROP_SIDE
-        || sheet.height() != stored.channels.len() as u32 * CROP_SIDE
-    {
+    let (width, height) = sheet_size(&stored.channels);
+    // Never more pixels than the lists call for: the file is not trusted.
+    let sheet = decode_rgb(&bytes, u64::from(width) * u64::from(height))?;
+    if (sheet.width(), sheet.height()) != (width, height) {
         return Err(format!(
             "crops of {}x{} pixels do not fit the lists",
             sheet.width(),
