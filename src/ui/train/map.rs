@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use eframe::egui::{self, Color32, TextureHandle};
-use egui_plot::{Legend, MarkerShape, Plot, Points};
+use egui_plot::{MarkerShape, Plot, Points};
 
 use crate::ui::command::Commands;
 use crate::worker::{CancelToken, Command, Event, JobId, MapPoint, TsneOptions, TSNE_MIN_POINTS};
@@ -36,7 +36,11 @@ enum TsneState {
     Done {
         perplexity: f32,
     },
-    Stopped,
+    /// Stopped by the user after `epoch` of `epochs` (the map shown is that epoch's).
+    Stopped {
+        epoch: usize,
+        epochs: usize,
+    },
     Failed(String),
 }
 
@@ -48,6 +52,10 @@ pub struct MapView {
     tsne: Vec<[f32; 2]>,
     /// The number of map points (t-SNE answers of another length are dropped).
     len: usize,
+    /// The class picked in the legend: its points drawn on top, the others faded.
+    picked: Option<usize>,
+    /// The class under the pointer in the legend (last frame), shown as if picked.
+    legend_hover: Option<usize>,
 }
 
 impl MapView {
@@ -59,6 +67,8 @@ impl MapView {
             state: TsneState::Idle,
             tsne: Vec::new(),
             len: points.len(),
+            picked: None,
+            legend_hover: None,
         };
         if points.len() >= TSNE_MIN_POINTS {
             view.start(commands);
@@ -122,7 +132,11 @@ impl MapView {
                     perplexity: map.perplexity,
                 };
             }
-            Event::Cancelled { .. } => self.state = TsneState::Stopped,
+            Event::Cancelled { .. } => {
+                if let TsneState::Running { epoch, epochs, .. } = self.state {
+                    self.state = TsneState::Stopped { epoch, epochs };
+                }
+            }
             Event::Failed { error, .. } => {
                 self.state = TsneState::Failed(error);
                 self.projection = Projection::Pca;
@@ -172,21 +186,38 @@ impl MapView {
                     );
             });
             match &self.state {
-                TsneState::Running { epoch, epochs, .. } => {
+                TsneState::Running {
+                    epoch,
+                    epochs,
+                    cancel,
+                    ..
+                } => {
                     let fraction = *epoch as f32 / (*epochs).max(1) as f32;
                     ui.add(
                         egui::ProgressBar::new(fraction)
                             .desired_width(160.0)
                             .text(format!("t-SNE epoch {epoch}/{epochs}")),
                     );
-                    if ui.button("Stop").clicked() {
+                    if cancel.is_cancelled() {
+                        ui.weak("stopping...");
+                    } else if ui
+                        .button("Stop")
+                        .on_hover_text("Stop forming the map; it keeps the epoch it reached")
+                        .clicked()
+                    {
                         self.cancel();
                     }
                 }
                 TsneState::Done { perplexity } => {
                     ui.weak(format!("t-SNE done (perplexity {perplexity})"));
                 }
-                TsneState::Stopped | TsneState::Idle => {
+                TsneState::Stopped { epoch, epochs } => {
+                    ui.weak(format!("t-SNE stopped at epoch {epoch}/{epochs}"));
+                    if ui.button("Compute t-SNE again").clicked() {
+                        self.start(commands);
+                    }
+                }
+                TsneState::Idle => {
                     if self.len >= TSNE_MIN_POINTS && ui.button("Compute t-SNE").clicked() {
                         self.start(commands);
                     }
@@ -198,9 +229,6 @@ impl MapView {
         });
     }
 }
-
-/// Legends beyond this many classes would hide the map: hover names the class instead.
-const MAX_LEGEND: usize = 12;
 
 /// A point nearer than this to the pointer (in screen pixels) is the one hovered.
 const HOVER_PIXELS: f32 = 8.0;
@@ -287,23 +315,28 @@ pub(super) fn dataset_map(
         // Follow the map as it unfolds (a zoom made meanwhile would lose it).
         plot = plot.reset();
     }
-    if k <= MAX_LEGEND {
-        plot = plot.legend(Legend::default());
-    }
     let ring = ui.visuals().strong_text_color();
+    // The legend's class (hovered, else clicked) comes last, larger, over faded others.
+    let shown = view.legend_hover.or(view.picked).filter(|&c| c < k);
+    let order = (0..k).filter(|&c| Some(c) != shown).chain(shown);
     let mut hovered = None;
     let response = plot.show(ui, |plot_ui| {
-        for (c, name) in classes.iter().enumerate() {
+        for c in order {
             let xy: Vec<[f64; 2]> = points
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.truth == c)
                 .map(|(i, p)| at(i, p))
                 .collect();
+            let (colour, radius) = match shown {
+                Some(s) if s == c => (class_colour(c), 4.0),
+                Some(_) => (class_colour(c).gamma_multiply(0.2), 2.0),
+                None => (class_colour(c), 2.5),
+            };
             plot_ui.points(
-                Points::new(name.as_str(), xy)
-                    .color(class_colour(c))
-                    .radius(2.5)
+                Points::new(classes[c].as_str(), xy)
+                    .color(colour)
+                    .radius(radius)
                     .shape(MarkerShape::Circle)
                     .filled(true)
                     .allow_hover(false),
@@ -338,6 +371,7 @@ pub(super) fn dataset_map(
                 .map(|(i, _)| i);
         }
     });
+    legend(ui, view, classes, points);
     let hovered = hovered.and_then(|i| points.get(i));
     let clicked = response.response.clicked();
     if let Some(p) = hovered {
@@ -363,3 +397,69 @@ pub(super) fn dataset_map(
     }
     action
 }
+
+/// The classes under the map as chips in wrapped rows (a legend inside the plot would cover
+/// its points, and 37 names would cover all of them): a dot of the class's colour, its name
+/// and photo count. Hover a chip to bring its class forward, click to keep it so.
+fn legend(ui: &mut egui::Ui, view: &mut MapView, classes: &[String], points: &[MapPoint]) {
+    let mut counts = vec![0usize; classes.len()];
+    for p in points {
+        if let Some(n) = counts.get_mut(p.truth) {
+            *n += 1;
+        }
+    }
+    let mut hover = None;
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 10.0;
+        for (c, name) in classes.iter().enumerate() {
+            let text = format!("{name} ({})", counts[c]);
+            let response = chip(ui, &text, class_colour(c), view.picked == Some(c))
+                .on_hover_text("Bring this class forward; click to keep it, click again to clear");
+            if response.hovered() {
+                hover = Some(c);
+            }
+            if response.clicked() {
+                view.picked = (view.picked != Some(c)).then_some(c);
+            }
+        }
+    });
+    view.legend_hover = hover;
+}
+
+/// One legend entry as a single widget (so a wrapped row never parts its dot from its name):
+/// a dot of `colour`, then `text`, highlighted when `selected` or hovered.
+fn chip(ui: &mut egui::Ui, text: &str, colour: Color32, selected: bool) -> egui::Response {
+    let galley = egui::WidgetText::from(text).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Button,
+    );
+    let pad = ui.spacing().button_padding;
+    let dot = 12.0;
+    let size = egui::vec2(dot + galley.size().x, galley.size().y) + 2.0 * pad;
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::click());
+    response.widget_info(|| egui::WidgetInfo::selected(egui::Role::Button, true, selected, text));
+    if ui.is_rect_visible(rect) {
+        let visuals = ui.style().interact_selectable(&response, selected);
+        if selected || response.hovered() {
+            ui.painter()
+                .rect_filled(rect, visuals.corner_radius, visuals.weak_bg_fill);
+        }
+        let painter = ui.painter();
+        painter.circle_filled(
+            rect.left_center() + egui::vec2(pad.x + 4.0, 0.0),
+            4.0,
+            colour,
+        );
+        painter.galley(
+            rect.min + egui::vec2(pad.x + dot, pad.y),
+            galley,
+            visuals.text_color(),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;
