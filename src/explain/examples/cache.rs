@@ -86,6 +86,32 @@ struct StoredExample {
     window: [u32; 4],
 }
 
+impl From<&ChannelExample> for StoredExample {
+    fn from(e: &ChannelExample) -> Self {
+        Self {
+            photo: e.photo,
+            value: e.value,
+            cell: e.cell,
+            field: e.field,
+            window: e.window,
+        }
+    }
+}
+
+impl StoredExample {
+    /// The example again, with its crop cut from the sheet.
+    fn with_crop(self, crop: RgbImage) -> ChannelExample {
+        ChannelExample {
+            photo: self.photo,
+            value: self.value,
+            cell: self.cell,
+            field: self.field,
+            window: self.window,
+            crop,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
     version: u32,
@@ -133,17 +159,7 @@ pub(super) fn write(dir: &Path, examples: &ChannelExamples) -> Result<()> {
         channels: examples
             .channels
             .iter()
-            .map(|list| {
-                list.iter()
-                    .map(|e| StoredExample {
-                        photo: e.photo,
-                        value: e.value,
-                        cell: e.cell,
-                        field: e.field,
-                        window: e.window,
-                    })
-                    .collect()
-            })
+            .map(|list| list.iter().map(StoredExample::from).collect())
             .collect(),
         field: examples.field,
         view_side: examples.view_side,
@@ -229,14 +245,7 @@ fn try_read(dir: &Path, items: &[Item]) -> std::result::Result<ChannelExamples, 
                 CROP_SIDE,
             )
             .to_image();
-            out.push(ChannelExample {
-                photo: e.photo,
-                value: e.value,
-                cell: e.cell,
-                field: e.field,
-                window: e.window,
-                crop,
-            });
+            out.push(e.with_crop(crop));
         }
         channels.push(out);
     }
