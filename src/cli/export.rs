@@ -14,7 +14,7 @@ pub struct ExportArgs {
     /// The trained head (`.safetensors` from `train-head`, its `.json` beside it).
     pub head: PathBuf,
     /// Where to write: `.onnx` (input `input` [N, 3, H, W] normalised, output `logits`
-    /// [N, classes]) or `.safetensors` (timm's names; EfficientNet-Lite).
+    /// [N, classes]) or `.safetensors` (timm's names).
     #[arg(short, long)]
     pub output: PathBuf,
     #[command(flatten)]
@@ -53,6 +53,12 @@ impl ExportArgs {
                 .as_ref()
                 .map_or(String::new(), |m| format!("; loads into timm's {m}")),
         );
+        if !report.timm_setup.is_empty() {
+            println!("before load_state_dict, on the timm model:");
+            for line in &report.timm_setup {
+                println!("    {line}");
+            }
+        }
         Ok(())
     }
 }

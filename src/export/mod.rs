@@ -8,7 +8,8 @@
 //! class order. The safetensors file holds timm's parameter names with batch norm folded into
 //! the convolutions (each batch norm is then the identity: weight 1, running mean 0, running
 //! variance `1 - eps`, its bias the folded bias), so `load_state_dict` into
-//! `timm.create_model(name, num_classes=N)` gives the same logits.
+//! `timm.create_model(name, num_classes=N)` (after the report's `timm_setup` lines, for VGG
+//! and MLP heads) gives the same logits.
 
 pub mod onnx;
 pub mod proto;
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::inference::LoadedModel;
 use crate::kernels::Activation;
 use crate::model::network::{ConvLayer, Layer, LinearLayer, Step};
-use crate::model::Backbone;
+use crate::model::{Backbone, TimmLayout};
 use crate::train::head::{Head, HeadInfo, HeadKind};
 use crate::vision::preprocess::Preprocess;
 
@@ -67,6 +68,9 @@ pub struct ExportReport {
     pub std: [f32; 3],
     /// For safetensors, the `timm.create_model` name the weights load into.
     pub timm_model: Option<String>,
+    /// For safetensors, the Python lines to run on that model before `load_state_dict` (none
+    /// for a linear head on most models).
+    pub timm_setup: Vec<String>,
 }
 
 fn head_weight<'a>(head: &'a Head, name: &str) -> Result<&'a Tensor> {
@@ -92,10 +96,22 @@ fn head_layers(head: &Head) -> Result<Vec<Layer>> {
     })
 }
 
-/// The classifier's layers, `[N, 3, H, W]` -> logits `[N, classes]`: `backbone`'s steps up to
-/// its embedding (the fine-tuned block's convolutions replacing the pretrained ones), the
-/// spatial mean where the embedding pools, then `head`.
+/// The classifier's layers, `[N, 3, H, W]` -> logits `[N, classes]`: [`backbone_steps`], then
+/// `head`.
 pub fn classifier_steps(backbone: &dyn Backbone, head: &Head) -> Result<Vec<Step>> {
+    let mut steps = backbone_steps(backbone, head)?;
+    steps.extend(
+        head_layers(head)?
+            .into_iter()
+            .map(|layer| Step { layer, tap: None }),
+    );
+    Ok(steps)
+}
+
+/// The layers under the head, `[N, 3, H, W]` -> features `[N, D]`: `backbone`'s steps up to
+/// its embedding (the fine-tuned block's convolutions replacing the pretrained ones), then the
+/// spatial mean where the embedding pools.
+pub fn backbone_steps(backbone: &dyn Backbone, head: &Head) -> Result<Vec<Step>> {
     if backbone.embedding_dim() != head.dim {
         return Err(Error::Invalid(format!(
             "the head takes {}-wide features but {} gives {}",
@@ -156,12 +172,26 @@ pub fn classifier_steps(backbone: &dyn Backbone, head: &Head) -> Result<Vec<Step
             tap: None,
         });
     }
-    steps.extend(
-        head_layers(head)?
-            .into_iter()
-            .map(|layer| Step { layer, tap: None }),
-    );
     Ok(steps)
+}
+
+/// The Python lines that make `timm.create_model(layout.model, num_classes=N)` take the
+/// state dict: replace what timm has where ours differs (VGG's `pre_logits`), and the
+/// classifier where the head is not timm's `Linear(D, N)` (an MLP head; VGG's 512 features).
+fn timm_setup_lines(layout: &TimmLayout, head: &Head) -> Vec<String> {
+    let (d, n, c) = (head.dim, head.classes.len(), layout.classifier);
+    let mut lines: Vec<String> = layout.setup.iter().map(|s| s.to_string()).collect();
+    match head.kind {
+        HeadKind::Mlp { hidden, dropout } => lines.push(format!(
+            "model.{c} = torch.nn.Sequential(torch.nn.Linear({d}, {hidden}), torch.nn.ReLU(), \
+             torch.nn.Dropout({dropout}), torch.nn.Linear({hidden}, {n}))"
+        )),
+        HeadKind::Linear if layout.setup.is_some() => {
+            lines.push(format!("model.{c} = torch.nn.Linear({d}, {n})"));
+        }
+        HeadKind::Linear => {}
+    }
+    lines
 }
 
 /// What [`export`] needs besides the output path.
@@ -201,11 +231,12 @@ fn metadata(req: &ExportRequest) -> Result<Vec<(String, String)>> {
 pub fn export(req: &ExportRequest, path: &Path) -> Result<ExportReport> {
     let format = ExportFormat::of_path(path)?;
     crate::output::check_output(path, req.inputs)?;
-    let steps = classifier_steps(req.backbone, req.head)?;
     let meta = metadata(req)?;
     let size = req.preprocess.size as usize;
+    let mut timm_setup = Vec::new();
     let (bytes, timm_model) = match format {
         ExportFormat::Onnx => {
+            let steps = classifier_steps(req.backbone, req.head)?;
             let model = onnx::OnnxModel {
                 steps: &steps,
                 size,
@@ -217,15 +248,17 @@ pub fn export(req: &ExportRequest, path: &Path) -> Result<ExportReport> {
         ExportFormat::Safetensors => {
             let layout = req.backbone.timm_layout().ok_or_else(|| {
                 Error::Invalid(format!(
-                    "{}: timm names are known for EfficientNet-Lite only so far; export {} \
-                     as .onnx instead",
+                    "{}: timm has no model of {}'s layout; export it as .onnx instead",
                     path.display(),
                     req.backbone.arch()
                 ))
             })?;
+            let steps = backbone_steps(req.backbone, req.head)?;
             let tensors = timm::state_dict(&steps, &layout, req.head)?;
+            timm_setup = timm_setup_lines(&layout, req.head);
             let mut meta: HashMap<String, String> = meta.into_iter().collect();
             meta.insert("timm_model".into(), layout.model.to_string());
+            meta.insert("timm_setup".into(), timm_setup.join("\n"));
             let bytes =
                 safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
                     .map_err(|e| Error::Invalid(format!("cannot write safetensors: {e}")))?;
@@ -245,6 +278,7 @@ pub fn export(req: &ExportRequest, path: &Path) -> Result<ExportReport> {
         mean: req.preprocess.mean,
         std: req.preprocess.std,
         timm_model,
+        timm_setup,
     })
 }
 

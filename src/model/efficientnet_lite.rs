@@ -18,7 +18,7 @@ use candle_nn::VarBuilder;
 use super::engine::Engine;
 use super::layers::{conv_bn_layer, linear, ConvSpec};
 use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
-use super::{Arch, Backbone, EmbeddingTap, TimmLayout};
+use super::{Arch, Backbone, EmbeddingTap, TimmLayout, TimmNames};
 use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-3;
@@ -301,9 +301,10 @@ impl Backbone for EfficientNetLite {
         convs.push(pair("conv_head", "bn2"));
         Some(TimmLayout {
             model,
-            convs,
+            names: TimmNames::Listed(convs),
             bn_eps: BN_EPS,
             classifier: "classifier",
+            setup: None,
         })
     }
 

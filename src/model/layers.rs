@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::network::{ConvLayer, Layer, LinearLayer};
+use super::network::{ConvLayer, Layer, LinearLayer, Origin};
 use crate::kernels::{Activation, Padding};
 
 /// Shape of a convolution to load.
@@ -50,7 +50,18 @@ impl ConvSpec {
 pub fn conv(vb: VarBuilder, spec: ConvSpec, activation: Activation) -> Result<ConvLayer> {
     let weight = vb.get(spec.weight_shape(), "weight")?;
     let bias = vb.get(spec.out_channels, "bias")?;
-    spec.layer(weight, bias, activation)
+    let mut layer = spec.layer(weight, bias, activation)?;
+    layer.origin = Some(origin(&vb, None, false));
+    Ok(layer)
+}
+
+/// `vb`'s module (with `bn`'s batch norm folded into it) as a layer's [`Origin`].
+fn origin(vb: &VarBuilder, bn: Option<&VarBuilder>, pointwise: bool) -> Origin {
+    Origin {
+        module: vb.prefix(),
+        batch_norm: bn.map(VarBuilder::prefix),
+        pointwise,
+    }
 }
 
 /// Loads a bias-free convolution (`conv_vb`) followed by a `BatchNorm2d` (`bn_vb`) with
@@ -71,7 +82,9 @@ pub fn conv_bn(
     let scale = gamma.div(&(var + eps)?.sqrt()?)?;
     let weight = weight.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
     let bias = beta.sub(&mean.mul(&scale)?)?;
-    spec.layer(weight, bias, activation)
+    let mut layer = spec.layer(weight, bias, activation)?;
+    layer.origin = Some(origin(&conv_vb, Some(&bn_vb), false));
+    Ok(layer)
 }
 
 /// [`conv_bn`] as a network layer.
@@ -92,7 +105,9 @@ pub fn linear(
 ) -> Result<LinearLayer> {
     let weight = vb.get((out_features, in_features), "weight")?;
     let bias = vb.get(out_features, "bias")?;
-    LinearLayer::new(weight, bias, activation)
+    let mut layer = LinearLayer::new(weight, bias, activation)?;
+    layer.origin = Some(origin(&vb, None, false));
+    Ok(layer)
 }
 
 /// A 1x1 convolution `weight` `[out, in, 1, 1]` loaded as the linear layer it is (on a
@@ -106,5 +121,7 @@ pub fn pointwise_as_linear(
         .get((out_features, in_features, 1, 1), "weight")?
         .reshape((out_features, in_features))?;
     let bias = vb.get(out_features, "bias")?;
-    LinearLayer::new(weight, bias, activation)
+    let mut layer = LinearLayer::new(weight, bias, activation)?;
+    layer.origin = Some(origin(&vb, None, true));
+    Ok(layer)
 }

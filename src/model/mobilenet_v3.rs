@@ -14,7 +14,7 @@ use candle_nn::VarBuilder;
 use super::engine::Engine;
 use super::layers::{conv_bn, linear, pointwise_as_linear, ConvSpec};
 use super::network::{Layer, NetworkBuilder, SqueezeExciteLayer, TapKind};
-use super::{Arch, Backbone, EmbeddingTap};
+use super::{Arch, Backbone, EmbeddingTap, TimmLayout, TimmNames};
 use crate::kernels::{Activation, Padding};
 
 const BN_EPS: f64 = 1e-5;
@@ -307,6 +307,17 @@ impl MobileNetV3 {
 impl Backbone for MobileNetV3 {
     fn arch(&self) -> Arch {
         Arch::MobileNetV3Large
+    }
+
+    /// The weights are timm's own, under its names.
+    fn timm_layout(&self) -> Option<TimmLayout> {
+        Some(TimmLayout {
+            model: "mobilenetv3_large_100",
+            names: TimmNames::Origins,
+            bn_eps: BN_EPS,
+            classifier: "classifier",
+            setup: None,
+        })
     }
 
     fn num_classes(&self) -> usize {

@@ -114,13 +114,28 @@ impl EmbeddingTap<'_> {
 pub struct TimmLayout {
     /// The `timm.create_model` name.
     pub model: &'static str,
-    /// Per convolution of the network up to the embedding, in step order: the convolution's
-    /// and its batch norm's module names.
-    pub convs: Vec<(String, String)>,
+    /// Where the names come from.
+    pub names: TimmNames,
     /// timm's batch-norm epsilon for this model.
     pub bn_eps: f64,
-    /// The classifier module that `num_classes=N` sizes (`classifier`, `fc`).
+    /// The classifier module the head becomes (`classifier`, `fc`, `head.fc`).
     pub classifier: &'static str,
+    /// A Python line to run on `timm.create_model(model, num_classes=N)` before loading where
+    /// timm's model differs from ours before the classifier (VGG: no `pre_logits`, so the
+    /// classifier is replaced too, to take the pooled features).
+    pub setup: Option<&'static str>,
+}
+
+/// How a backbone's layers are named in timm.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimmNames {
+    /// Each layer's [`Origin`](network::Origin): the checkpoint's names are timm's
+    /// (torchvision's ResNet and VGG, timm's own MobileNetV3).
+    Origins,
+    /// Per convolution of the network up to the embedding, in step order: the convolution's
+    /// and its batch norm's module names (EfficientNet-Lite, whose checkpoint names are
+    /// another package's).
+    Listed(Vec<(String, String)>),
 }
 
 /// A pretrained classification CNN.

@@ -74,6 +74,19 @@ pub struct BlockConv {
 /// Receives each tap as the forward pass produces it.
 pub type TapSink<'a> = &'a mut dyn FnMut(&str, TapKind, &Tensor);
 
+/// Where a layer's weights were read from in its checkpoint (PyTorch module names), so that an
+/// export can write them back under the same names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The module holding the weight (`layer1.0.conv1`, `features.0`, `blocks.1.0.se.conv_reduce`).
+    pub module: String,
+    /// The batch norm folded into it, if any (`layer1.0.bn1`).
+    pub batch_norm: Option<String>,
+    /// Whether the checkpoint holds it as a 1x1 convolution (`[out, in, 1, 1]`) where it runs
+    /// as a linear layer on pooled features.
+    pub pointwise: bool,
+}
+
 /// A convolution (dense, or depthwise), its bias and activation, batch norm already folded.
 #[derive(Debug, Clone)]
 pub struct ConvLayer {
@@ -85,6 +98,8 @@ pub struct ConvLayer {
     pub padding: Padding,
     pub depthwise: bool,
     pub activation: Activation,
+    /// Its checkpoint names (`None` for layers made in code).
+    pub origin: Option<Origin>,
 }
 
 impl ConvLayer {
@@ -113,6 +128,7 @@ impl ConvLayer {
             padding,
             depthwise,
             activation,
+            origin: None,
         })
     }
 
@@ -154,6 +170,8 @@ pub struct LinearLayer {
     /// `[out]`.
     pub bias: Tensor,
     pub activation: Activation,
+    /// Its checkpoint names (`None` for layers made in code, such as a trained head).
+    pub origin: Option<Origin>,
 }
 
 impl LinearLayer {
@@ -171,6 +189,7 @@ impl LinearLayer {
             weight: weight.contiguous()?,
             bias: bias.contiguous()?,
             activation,
+            origin: None,
         })
     }
 }

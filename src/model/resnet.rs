@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use super::engine::Engine;
 use super::layers::{conv_bn, linear, ConvSpec};
 use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
-use super::{Arch, Backbone, EmbeddingTap};
+use super::{Arch, Backbone, EmbeddingTap, TimmLayout, TimmNames};
 use crate::kernels::{Activation, Padding, PoolWindow};
 
 const BN_EPS: f64 = 1e-5;
@@ -202,6 +202,23 @@ impl ResNet {
 impl Backbone for ResNet {
     fn arch(&self) -> Arch {
         self.config.arch
+    }
+
+    /// torchvision's names are timm's (`conv1`, `bn1`, `layerN.i.convK`, `downsample.0/1`,
+    /// `fc`), and so is the epsilon.
+    fn timm_layout(&self) -> Option<TimmLayout> {
+        let model = match self.config.arch {
+            Arch::ResNet18 => "resnet18",
+            Arch::ResNet50 => "resnet50",
+            _ => return None,
+        };
+        Some(TimmLayout {
+            model,
+            names: TimmNames::Origins,
+            bn_eps: BN_EPS,
+            classifier: "fc",
+            setup: None,
+        })
     }
 
     fn num_classes(&self) -> usize {

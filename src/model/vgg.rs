@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use super::engine::Engine;
 use super::layers::{conv, linear, ConvSpec};
 use super::network::{LastBlock, Layer, NetworkBuilder, TapKind};
-use super::{Arch, Backbone, EmbeddingTap};
+use super::{Arch, Backbone, EmbeddingTap, TimmLayout, TimmNames};
 use crate::kernels::{Activation, Padding, PoolWindow};
 
 /// Sizes of a VGG; [`VggConfig::vgg16`] and [`VggConfig::vgg19`] are the real ones, smaller
@@ -120,6 +120,23 @@ impl Vgg {
 impl Backbone for Vgg {
     fn arch(&self) -> Arch {
         self.config.arch
+    }
+
+    /// torchvision's `features.N` are timm's; the head is on pool5 averaged over space, so
+    /// timm's `pre_logits` (fc6 and fc7 as convolutions) goes and `head.fc` takes 512 features.
+    fn timm_layout(&self) -> Option<TimmLayout> {
+        let model = match self.config.arch {
+            Arch::Vgg16 => "vgg16",
+            Arch::Vgg19 => "vgg19",
+            _ => return None,
+        };
+        Some(TimmLayout {
+            model,
+            names: TimmNames::Origins,
+            bn_eps: 0.0,
+            classifier: "head.fc",
+            setup: Some("model.pre_logits = torch.nn.Identity()"),
+        })
     }
 
     fn num_classes(&self) -> usize {

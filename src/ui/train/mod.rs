@@ -361,6 +361,12 @@ impl TrainPanel {
                         .map(|m| format!("; loads into timm's {m}"))
                         .unwrap_or_default()
                 );
+                if !report.timm_setup.is_empty() {
+                    self.status.push_str(&format!(
+                        " First, on the timm model: {}",
+                        report.timm_setup.join("; ")
+                    ));
+                }
             }
             Event::Failed { error, .. } => self.status = format!("Could not export: {error}"),
             other => tracing::debug!(job = %other.job(), "unexpected event for an export"),
