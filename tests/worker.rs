@@ -381,7 +381,7 @@ fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_i
 
     assert!(worker.send(Command::LoadHead {
         job: JobId(6),
-        path: saved,
+        path: saved.clone(),
     }));
     match next(&worker) {
         Event::HeadLoaded { head, .. } => {
@@ -404,6 +404,60 @@ fn training_folders_and_heads_that_cannot_be_used_are_refused_and_a_saved_head_i
             assert!((sum - 1.0).abs() < 1e-4);
         }
         other => panic!("expected an analysis, got {other:?}"),
+    }
+
+    // The head in use exports as ONNX and as timm's safetensors; never over the head itself.
+    let export = |job: u64, path: std::path::PathBuf| {
+        assert!(worker.send(Command::Export {
+            job: JobId(job),
+            path,
+        }));
+        next(&worker)
+    };
+    for (job, name, timm) in [
+        (8, "model.onnx", None),
+        (9, "model.safetensors", Some("tf_efficientnet_lite0")),
+    ] {
+        let out = dir.path().join(name);
+        match export(job, out.clone()) {
+            Event::Exported { job: j, report } => {
+                assert_eq!(j, JobId(job));
+                assert_eq!(report.path, out);
+                assert_eq!(report.classes.len(), 3);
+                assert_eq!(report.input_shape, [0, 3, 224, 224]);
+                assert_eq!(report.timm_model.as_deref(), timm);
+                let written = std::fs::metadata(&out).unwrap().len();
+                assert_eq!(written, report.bytes);
+                assert!(
+                    written > 10_000_000,
+                    "the backbone is in the file: {written} bytes"
+                );
+            }
+            other => panic!("expected an export, got {other:?}"),
+        }
+    }
+    let head_path = saved;
+    let before = std::fs::read(&head_path).unwrap();
+    match export(10, head_path.clone()) {
+        Event::Failed {
+            job: JobId(10),
+            error,
+        } => {
+            assert!(error.contains("shapes.safetensors"), "{error}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&head_path).unwrap(),
+        before,
+        "the head is untouched"
+    );
+    match export(11, dir.path().join("model.txt")) {
+        Event::Failed {
+            job: JobId(11),
+            error,
+        } => assert!(error.contains(".onnx"), "{error}"),
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
