@@ -24,9 +24,42 @@ pub struct BenchRecord {
     /// `forward`, `dream_step` (pixels, batch 1), `lucid_step` (the dream's recipe, one
     /// image) or `lucid_step_batch4` (four images with the diversity term, per step of all four).
     pub what: String,
-    /// Input side in pixels (batch 1).
+    /// Input side in pixels (batch 1); for `train_head`, the folder's photo count.
     pub size: usize,
     pub median_ms: f64,
+    /// For `train_head`: the process's peak resident memory in MB (Linux; absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_mb: Option<f64>,
+}
+
+/// The process's peak resident set size in MB (`VmHWM`), where the system tells (Linux).
+pub fn peak_resident_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// One cold training run on the photos of `dir` (features computed, no cache; the default
+/// head settings): its wall time and the peak memory of the process after it, as a
+/// `train_head` record whose `size` is the photo count.
+pub fn bench_train_folder(model: &LoadedModel, dir: &std::path::Path) -> Result<BenchRecord> {
+    let mut config = crate::train::pipeline::TrainConfig::default();
+    config.features.cache_dir = None;
+    let start = Instant::now();
+    let outcome = crate::train::pipeline::train_on_folder(
+        model,
+        dir,
+        &config,
+        &mut crate::train::observe::Silent,
+    )?;
+    Ok(BenchRecord {
+        model: model.spec.name.to_string(),
+        what: "train_head".into(),
+        size: outcome.dataset.items.len(),
+        median_ms: start.elapsed().as_secs_f64() * 1e3,
+        peak_mb: peak_resident_mb(),
+    })
 }
 
 /// How many calls to time.
@@ -87,12 +120,14 @@ pub fn bench_backbone(
             what: "forward".into(),
             size,
             median_ms: forward,
+            peak_mb: None,
         },
         BenchRecord {
             model: name.to_string(),
             what: "dream_step".into(),
             size,
             median_ms: dream,
+            peak_mb: None,
         },
     ])
 }
@@ -122,6 +157,7 @@ pub fn bench_lucid(model: &LoadedModel, size: u32, plan: BenchPlan) -> Result<Ve
             what: what.into(),
             size: size as usize,
             median_ms: times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
+            peak_mb: None,
         });
     }
     Ok(records)
@@ -169,6 +205,7 @@ pub fn bench_attribution(model: &LoadedModel, plan: BenchPlan) -> Result<Vec<Ben
             what: format!("attr_{}", method.name()),
             size,
             median_ms: ms,
+            peak_mb: None,
         });
     }
     Ok(records)

@@ -1,7 +1,9 @@
 //! `bench`: forward passes, dream steps and (with `--attribution`) attribution maps timed per
 //! model.
 
-use crate::bench::{bench_attribution, bench_backbone, bench_lucid, BenchPlan};
+use std::path::PathBuf;
+
+use crate::bench::{bench_attribution, bench_backbone, bench_lucid, bench_train_folder, BenchPlan};
 use crate::device::{describe_device, select_device, DeviceChoice};
 use crate::inference::{backbone_or_stand_in, LoadedModel, StandIn};
 use crate::weights::{find_model, CATALOGUE};
@@ -24,6 +26,13 @@ pub struct BenchArgs {
     /// Also time every attribution map (Grad-CAM ... occlusion) at the model's size.
     #[arg(long)]
     pub attribution: bool,
+    /// Instead: train a head on this folder once, cold (no feature cache, default settings),
+    /// and report the time and the process's peak memory (`train_head`, size = photos).
+    #[arg(long, value_name = "DIR")]
+    pub train: Option<PathBuf>,
+    /// With `--train`: exit with status 1 when the peak memory exceeds this many MB.
+    #[arg(long, value_name = "MB", requires = "train", value_parser = super::ranges::megabytes)]
+    pub max_peak_mb: Option<f64>,
     /// A JSON list of the measurements.
     #[arg(long)]
     pub json: bool,
@@ -43,6 +52,9 @@ impl BenchArgs {
             runs: self.runs,
         };
         let mut records = Vec::new();
+        if let Some(dir) = &self.train {
+            return self.train_scale(dir, specs, &device);
+        }
         for spec in specs {
             let (backbone, real) = backbone_or_stand_in(spec, None, &device, StandIn::Random)?;
             if !real {
@@ -86,6 +98,48 @@ impl BenchArgs {
         }
         if self.json {
             super::print_json_pretty(&records)?;
+        }
+        Ok(())
+    }
+
+    /// `--train DIR`: one cold training per model (real weights only: the point is the
+    /// memory a real run needs), checked against `--max-peak-mb`.
+    fn train_scale(
+        &self,
+        dir: &std::path::Path,
+        specs: Vec<&crate::weights::ModelSpec>,
+        device: &candle_core::Device,
+    ) -> anyhow::Result<()> {
+        let mut records = Vec::new();
+        for spec in specs {
+            if !spec.path_in(&crate::weights::weights_dir()).is_file() {
+                eprintln!("{}: weights absent, skipped", spec.name);
+                continue;
+            }
+            let model = crate::inference::load_model(spec.name, None, device)?;
+            let r = bench_train_folder(&model, dir)?;
+            if !self.json {
+                println!(
+                    "{:<20} train_head  {:>6} photos  {:>9.1} s  peak {}",
+                    r.model,
+                    r.size,
+                    r.median_ms / 1e3,
+                    r.peak_mb
+                        .map_or_else(|| "unknown".into(), |mb| format!("{mb:.0} MB"))
+                );
+            }
+            records.push(r);
+        }
+        if self.json {
+            super::print_json_pretty(&records)?;
+        }
+        let worst = records.iter().filter_map(|r| r.peak_mb).fold(0.0, f64::max);
+        if let Some(bound) = self.max_peak_mb {
+            anyhow::ensure!(
+                worst <= bound,
+                "peak memory {worst:.0} MB is over the bound of {bound:.0} MB"
+            );
+            eprintln!("peak memory {worst:.0} MB, within the bound of {bound:.0} MB");
         }
         Ok(())
     }

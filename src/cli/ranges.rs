@@ -22,6 +22,11 @@ pub fn rate(s: &str) -> Result<f64, String> {
     within(s, f64::MIN_POSITIVE, 10.0).map_err(|e| format!("{e} (more than 0)"))
 }
 
+/// A memory bound in MB: 1 to 1,000,000.
+pub fn megabytes(s: &str) -> Result<f64, String> {
+    within(s, 1.0, 1e6)
+}
+
 /// Weight decay: 0 to 1.
 pub fn decay(s: &str) -> Result<f64, String> {
     within(s, 0.0, 1.0)
