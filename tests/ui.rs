@@ -211,6 +211,9 @@ fn first_run_offers_downloads_cancels_and_then_installs_a_model() {
     });
     h.run_steps(3);
     assert!(has_label(&h, "Welcome to cnn-explorer"));
+    // A newcomer is pointed at the small model first, and at the lesson's; the table stays.
+    assert!(has_label(&h, "Quick start: EfficientNet-Lite0, 19 MB"));
+    assert!(has_label(&h, "The lesson's network: VGG-16, 553 MB"));
     assert!(has_label(&h, "Download vgg16") && has_label(&h, "Download vgg19"));
     assert!(has_label(&h, "553 MB"), "sizes are shown");
 
@@ -233,8 +236,9 @@ fn first_run_offers_downloads_cancels_and_then_installs_a_model() {
         "the panel offers it again"
     );
 
-    // The second one completes; the model loads and the bundled photo is analysed.
-    h.get_by_label("Download efficientnet-lite0").click();
+    // The quick start completes; the model loads and the bundled photo is analysed.
+    h.get_by_label("Quick start: EfficientNet-Lite0, 19 MB")
+        .click();
     wait_for(&mut h, "the cat's predictions", |h| {
         has_label(h, "1. Egyptian cat")
     });
@@ -244,6 +248,89 @@ fn first_run_offers_downloads_cancels_and_then_installs_a_model() {
         Some("efficientnet-lite0")
     );
     assert_eq!(h.state().model().unwrap().name, "efficientnet-lite0");
+}
+
+#[test]
+fn offline_the_quick_start_says_what_to_do_in_a_message_that_fits_the_window() {
+    let weights = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the connection is refused, as offline.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mirror = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    // A weights folder deep enough that its path would run off an 800-px window.
+    let deep = weights
+        .path()
+        .join("a-rather-long-folder-name-for-course-materials/week-3-pretrained-networks");
+    let mut h = Harness::builder()
+        .with_size([800.0, 600.0])
+        .build_eframe(|cc| {
+            ExplorerApp::with_settings(
+                &cc.egui_ctx,
+                cnn_explorer::ui::settings::Settings::default(),
+                AppOptions {
+                    worker: WorkerConfig {
+                        weights_dir: deep.clone(),
+                        mirror: Some(mirror),
+                        ..WorkerConfig::default()
+                    },
+                    ..AppOptions::default()
+                },
+            )
+            .unwrap()
+        });
+    h.run_steps(3);
+    h.get_by_label("Quick start: EfficientNet-Lite0, 19 MB")
+        .click();
+    wait_for(&mut h, "the download's failure", |h| {
+        h.state().notice().is_some_and(|n| n.contains("offline"))
+    });
+    let notice = h.state().notice().unwrap().to_string();
+    assert!(notice.contains("press Download again"), "{notice}");
+    assert!(
+        !notice.contains("error sending request"),
+        "no chain of causes: {notice}"
+    );
+    // Shown wrapped within the window (the path in it elided in the middle), whole on hover.
+    let shown = h
+        .query_all_by_label_contains("Could not download efficientnet-lite0")
+        .next()
+        .expect("the message is shown");
+    let rect = shown.rect();
+    assert!(
+        rect.right() <= 800.0,
+        "the message ends at x = {}",
+        rect.right()
+    );
+    assert!(
+        rect.height() > 20.0,
+        "it wraps onto several lines: {rect:?}"
+    );
+    // A label's text is its accesskit value.
+    let label = shown.accesskit_node().value().unwrap_or_default();
+    assert!(label.contains('…'), "the long path is elided: {label}");
+    assert!(label.ends_with("efficientnet-lite0.pth."), "{label}");
+}
+
+#[test]
+fn every_tab_says_what_it_shows_and_f1_lists_the_keys() {
+    use cnn_explorer::ui::lesson::lesson;
+    use cnn_explorer::ui::tab::Tab;
+    let mut h = explorer_on_the_cat();
+    for tab in Tab::ALL {
+        h.get_by_label(tab.label()).click();
+        h.run_steps(3);
+        assert!(has_label(&h, "What am I seeing?"), "{tab:?}");
+        assert!(has_label(&h, lesson(tab)), "{tab:?} explains itself");
+    }
+    assert!(lesson(Tab::Attack).contains("4/255"));
+    assert!(!has_text(&h, "show or hide this list"));
+    h.key_press(egui::Key::F1);
+    h.run_steps(2);
+    assert!(has_text(&h, "show or hide this list"), "F1 opens the keys");
+    assert!(has_text(&h, "Explore: back from a channel to all of them"));
+    h.key_press(egui::Key::F1);
+    h.run_steps(2);
+    assert!(!has_text(&h, "show or hide this list"), "and closes them");
 }
 
 /// eframe's storage, in memory.

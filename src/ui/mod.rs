@@ -19,6 +19,8 @@ pub mod dream;
 pub mod dream_view;
 pub mod explore;
 pub mod frame_stats;
+pub mod lesson;
+pub mod message;
 pub mod panel;
 pub mod predictions;
 pub mod settings;

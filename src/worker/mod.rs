@@ -11,8 +11,8 @@ pub use protocol::{
     DeepDreamSettings, DeviceChoice, DreamControls, DreamRequest, DreamSettings, DreamTarget,
     EpochMetrics, Event, ExampleSettings, ExplainRequest, Explanation, Fooling, GallerySettings,
     HeadKind, HeadPredictions, HeadSummary, JobId, LayerChange, LayerMaps, Layout, MapPoint,
-    Method, ModelSummary, Parameterisation, PhotoSource, RgbaImage, TapKind, Thumbnail,
-    TrainReport, TrainRequest, Tsne, TsneOptions, ValPrediction, MAX_BATCH, THUMBNAIL_SIDE,
-    TSNE_MIN_POINTS,
+    Method, ModelSummary, Parameterisation, PhotoSource, ReceptiveField, RgbaImage, TapKind,
+    Thumbnail, TrainReport, TrainRequest, Tsne, TsneOptions, ValPrediction, MAX_BATCH,
+    THUMBNAIL_SIDE, TSNE_MIN_POINTS,
 };
 pub use runner::{Waker, Worker, WorkerConfig};

@@ -19,6 +19,7 @@ pub use crate::explain::fooling::{Fooling, LayerChange};
 pub use crate::explain::gallery::GallerySettings;
 pub use crate::export::ExportReport;
 pub use crate::inference::ClassScore;
+pub use crate::model::receptive::ReceptiveField;
 pub use crate::model::{Arch, TapKind};
 pub use crate::train::compare::CompareRow;
 pub use crate::train::dataset::Layout;
@@ -485,6 +486,8 @@ pub struct LayerMaps {
     /// `[channels]`.
     pub stats: Vec<ChannelStats>,
     pub atlas: Atlas,
+    /// What one cell sees of the network's view, where the architecture tells.
+    pub receptive_field: Option<ReceptiveField>,
 }
 
 impl LayerMaps {

@@ -46,6 +46,36 @@ fn vgg16_has_the_published_receptive_fields() {
 }
 
 #[test]
+fn resnets_have_the_textbook_receptive_fields() {
+    // torchvision's ResNets (the stride on the 3x3 convolution, "v1.5"), worked out by hand:
+    // the stem 7 px at stride 2, the max-pool 3x3/2 -> 11 px at stride 4; every 3x3
+    // convolution then adds 2 x the stride it runs at, a stage's first one doubling the
+    // stride after it. ResNet-50 (one 3x3 per bottleneck, 3-4-6-3 blocks): 35, 91, 267, 427;
+    // ResNet-18 (two per basic block, 2-2-2-2): 43, 99, 211, 435, the values usually quoted.
+    let r50 = fields(Arch::ResNet50, 224);
+    for (tap, size, stride) in [
+        ("stem", 7, 2),
+        ("pool", 11, 4),
+        ("layer1.2", 35, 4),
+        ("layer2.3", 91, 8),
+        ("layer3.5", 267, 16),
+        ("layer4.2", 427, 32),
+    ] {
+        let f = field(&r50, tap);
+        assert_eq!((f.size, f.stride), (size, stride), "ResNet-50 {tap}");
+    }
+    let r18 = fields(Arch::ResNet18, 224);
+    for (tap, size) in [
+        ("layer1.1", 43),
+        ("layer2.1", 99),
+        ("layer3.1", 211),
+        ("layer4.1", 435),
+    ] {
+        assert_eq!(field(&r18, tap).size, size, "ResNet-18 {tap}");
+    }
+}
+
+#[test]
 fn spans_are_clipped_to_the_image() {
     let f = ReceptiveField {
         size: 196,

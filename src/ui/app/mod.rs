@@ -81,6 +81,8 @@ pub struct ExplorerApp {
     /// The trained head the worker applies to photos, if any.
     head: Option<HeadSummary>,
     notice: Option<Notice>,
+    /// Whether the keys overlay (F1 or ?) is shown.
+    help_open: bool,
     /// Where the last photo was opened from, for the next "Open…".
     last_folder: Option<PathBuf>,
     open_dialog: Option<PendingPick>,
@@ -128,6 +130,7 @@ impl ExplorerApp {
             photo,
             head: None,
             notice: None,
+            help_open: false,
             last_folder: settings.last_folder,
             open_dialog: None,
             tab: if options.deepdream || options.dream {
@@ -317,7 +320,7 @@ impl ExplorerApp {
             Tab::Attack => &mut self.attack,
             Tab::Train => &mut self.train,
         };
-        panel::show(ui, shown, &env, &mut commands);
+        panel::show(ui, (self.tab, shown), &env, &mut commands);
         commands.into_queue()
     }
 
@@ -380,6 +383,7 @@ impl eframe::App for ExplorerApp {
         super::widgets::set_open_files(&ctx, self.open_files());
         let mut commands = self.toolbar(ui);
         commands.extend(self.central(ui));
+        super::lesson::help_overlay(&ctx, &mut self.help_open);
         self.apply_all(&ctx, commands);
         input::drop_highlight(&ctx);
         self.screenshot_step(&ctx);

@@ -283,7 +283,7 @@ impl ExplorerApp {
                     .unwrap_or_default();
                 commands.push(AppCommand::Notify(Notice::new(
                     NoticeKind::Download,
-                    format!("Could not download {name}: {error}"),
+                    crate::ui::message::download_failure(&name, &error),
                 )));
             }
             other => tracing::debug!(job = %other.job(), "unexpected event for a model"),

@@ -5,6 +5,7 @@ use eframe::egui;
 
 use super::{device_choices, ExplorerApp, Tab};
 use crate::ui::command::AppCommand;
+use crate::ui::message::message;
 use crate::ui::widgets::busy_indicator;
 
 impl ExplorerApp {
@@ -15,8 +16,12 @@ impl ExplorerApp {
             ui.add_space(4.0);
             self.toolbar_row(ui, &mut commands);
             if let Some(notice) = &self.notice {
-                ui.horizontal(|ui| {
-                    ui.colored_label(ui.visuals().warn_fg_color, &notice.text);
+                // The message wraps in the width left of the button: never off the window.
+                ui.horizontal_top(|ui| {
+                    let width = (ui.available_width() - 90.0).max(120.0);
+                    ui.allocate_ui(egui::vec2(width, 0.0), |ui| {
+                        message(ui, &notice.text, Some(ui.visuals().warn_fg_color));
+                    });
                     if ui.small_button("Dismiss").clicked() {
                         commands.push(AppCommand::DismissNotice);
                     }
@@ -91,6 +96,15 @@ impl ExplorerApp {
             if let Some(m) = self.models.loaded() {
                 ui.weak(format!("on {}", m.device));
             }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .button("Keys")
+                    .on_hover_text("The keys (F1 or ?)")
+                    .clicked()
+                {
+                    self.help_open = !self.help_open;
+                }
+            });
         });
     }
 

@@ -250,7 +250,7 @@ impl GalleryState {
             .copied()
             .filter(|&c| c < gallery.total.max(gallery.tiles.len()))
             .collect();
-        let spacing = 4.0;
+        let spacing = super::maps::TILE_SPACING;
         let columns =
             (((ui.available_width() + spacing) / (tile + spacing)).floor() as usize).max(1);
         let rows = ordered.len().div_ceil(columns);

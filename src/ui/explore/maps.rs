@@ -17,6 +17,34 @@ use crate::worker::{Analysis, LayerMaps, TapKind};
 
 const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
 
+/// Space between the tiles of a grid, in points.
+pub(super) const TILE_SPACING: f32 = 4.0;
+
+/// The tile sides the grid may use, in points (the slider's range).
+pub const TILE_RANGE: std::ops::RangeInclusive<f32> = 24.0..=256.0;
+
+/// The largest tile side (whole points, within [`TILE_RANGE`]) at which `n` tiles fill a pane
+/// of `size` points without scrolling; the smallest when even that scrolls.
+pub fn fitting_tile(n: usize, size: egui::Vec2) -> f32 {
+    let s = TILE_SPACING;
+    let (lo, hi) = (*TILE_RANGE.start() as u32, *TILE_RANGE.end() as u32);
+    (lo..=hi)
+        .rev()
+        .map(|t| t as f32)
+        .find(|&t| {
+            let columns = ((size.x + s) / (t + s)).floor().max(1.0);
+            let rows = (n as f32 / columns).ceil();
+            rows * (t + s) - s <= size.y
+        })
+        .unwrap_or(lo as f32)
+}
+
+/// Whether a channel is dead on this photo: the same value everywhere (a ReLU at zero), so
+/// its tile says nothing.
+pub fn is_dead(s: &crate::vision::atlas::ChannelStats) -> bool {
+    s.max.partial_cmp(&s.min) != Some(std::cmp::Ordering::Greater)
+}
+
 /// Which layer and channel are shown, and the textures drawn from the current analysis.
 #[derive(Default)]
 pub struct MapsState {
@@ -211,9 +239,25 @@ pub fn layer_list(ui: &mut egui::Ui, state: &mut MapsState, analysis: &Analysis)
                         state.scroll_to_layer = false;
                     }
                     ui.weak(layer.shape_text());
+                    if let Some(text) = sees(layer, analysis.network_view.width) {
+                        ui.weak(text).on_hover_text(
+                            "How much of the photo one cell of this layer sees (its receptive \
+                             field, from the layers' kernels and strides)",
+                        );
+                    }
                 });
             }
         });
+}
+
+/// "sees N px" for a spatial layer whose receptive field is known (of a `side`-pixel view).
+fn sees(layer: &LayerMaps, side: usize) -> Option<String> {
+    let f = layer.receptive_field.filter(|_| !layer.is_vector())?;
+    Some(if f.size >= side {
+        format!("sees {} px (all of it)", f.size)
+    } else {
+        format!("sees {} px", f.size)
+    })
 }
 
 /// The selected layer: its channel grid (or its dreams), or one channel large over the photo
@@ -283,16 +327,36 @@ pub fn show(
                     })
                     .response
                     .labelled_by(order_label.id);
-                ui.add(egui::Slider::new(&mut settings.tile_size, 24.0..=256.0).text("Tile size"));
+                let slider = ui
+                    .add(egui::Slider::new(&mut settings.tile_size, TILE_RANGE).text("Tile size"))
+                    .on_hover_text("Drag to choose the size yourself (it is remembered)");
+                if slider.changed() {
+                    settings.fit_tiles = false;
+                }
+                ui.checkbox(&mut settings.fit_tiles, "Fit to pane")
+                    .on_hover_text("Tiles as large as the pane allows for this layer's channels");
+                let dead = layer.stats.iter().filter(|s| is_dead(s)).count();
+                if dead > 0 {
+                    ui.weak(format!(
+                        "{dead} of {} channels dead on this photo",
+                        layer.channels
+                    ))
+                    .on_hover_text(
+                        "A dead channel has the same value everywhere on this photo \
+                             (usually 0 after a ReLU): its tile is crossed out.",
+                    );
+                }
             });
             let ordered = channel_order(layer, settings.channel_order);
             let clicked = if gallery.show_dreams {
                 ui.weak("What excites each channel most, dreamed from noise. Click one to open its map.");
-                gallery.grid(ui, &layer.name, &ordered, settings.tile_size)
+                let tile = grid_tile(ui, ordered.len(), settings);
+                gallery.grid(ui, &layer.name, &ordered, tile)
             } else {
                 ui.weak("Each channel is scaled to its own range (viridis: dark = low, yellow = high). Click one to open it.");
                 let atlas = state.atlas(&ctx, state.layer, layer);
-                channel_grid(ui, layer, &atlas, &ordered, settings.tile_size)
+                let tile = grid_tile(ui, ordered.len(), settings);
+                channel_grid(ui, layer, &atlas, &ordered, tile)
             };
             if let Some(clicked) = clicked {
                 state.channel = Some(clicked);
@@ -301,15 +365,24 @@ pub fn show(
     }
 }
 
+/// The tile side for `n` channels in the space left: the fitting one (shown on the slider)
+/// unless the user chose a size.
+fn grid_tile(ui: &egui::Ui, n: usize, settings: &mut ExploreSettings) -> f32 {
+    if settings.fit_tiles {
+        settings.tile_size = fitting_tile(n, ui.available_size());
+    }
+    settings.tile_size
+}
+
 /// The channels as tiles of the atlas, only the visible rows drawn; returns a clicked channel.
-fn channel_grid(
+pub fn channel_grid(
     ui: &mut egui::Ui,
     layer: &LayerMaps,
     atlas: &TextureHandle,
     ordered: &[usize],
     tile: f32,
 ) -> Option<usize> {
-    let spacing = 4.0;
+    let spacing = TILE_SPACING;
     let columns = (((ui.available_width() + spacing) / (tile + spacing)).floor() as usize).max(1);
     let rows = ordered.len().div_ceil(columns);
     let mut clicked = None;
@@ -377,7 +450,23 @@ fn channel_tile(
         tile_marks(ui, rect, c, response.hovered());
     }
     let s = layer.stats[c];
+    let dead = is_dead(&s);
+    if dead && ui.is_rect_visible(rect) {
+        // Crossed out in grey: nothing to see, and not to be mistaken for a dark map.
+        let stroke = egui::Stroke::new(1.5, Color32::from_gray(150));
+        let painter = ui.painter();
+        painter.rect_filled(rect, 0.0, Color32::from_black_alpha(140));
+        painter.line_segment([rect.left_top(), rect.right_bottom()], stroke);
+        painter.line_segment([rect.right_top(), rect.left_bottom()], stroke);
+    }
     let response = response.on_hover_ui(|ui| {
+        if dead {
+            ui.label(format!(
+                "channel {c}: dead on this photo (everywhere {:.3})",
+                s.mean
+            ));
+            return;
+        }
         ui.label(format!(
             "channel {c}: mean {:.3}, min {:.3}, max {:.3}",
             s.mean, s.min, s.max
@@ -391,13 +480,63 @@ fn channel_tile(
 
 /// "(x 3, y 5): 0.532" for the pointer over `rect` showing channel `c`.
 fn hovered_value(ui: &egui::Ui, rect: Rect, layer: &LayerMaps, c: usize) -> Option<String> {
+    let (x, y) = hovered_cell(ui, rect, layer)?;
+    let value = layer.value(c, y, x)?;
+    Some(format!("activation at (x {x}, y {y}): {value:.4}"))
+}
+
+/// The cell `(x, y)` of `layer` under the pointer, the layer drawn over `rect`.
+fn hovered_cell(ui: &egui::Ui, rect: Rect, layer: &LayerMaps) -> Option<(usize, usize)> {
     let pos = ui.ctx().pointer_hover_pos().filter(|p| rect.contains(*p))?;
     let u = ((pos.x - rect.left()) / rect.width()).clamp(0.0, 0.999_999);
     let v = ((pos.y - rect.top()) / rect.height()).clamp(0.0, 0.999_999);
-    let x = (u * layer.width as f32) as usize;
-    let y = (v * layer.height as f32) as usize;
-    let value = layer.value(c, y, x)?;
-    Some(format!("activation at (x {x}, y {y}): {value:.4}"))
+    Some((
+        (u * layer.width as f32) as usize,
+        (v * layer.height as f32) as usize,
+    ))
+}
+
+/// The receptive field of the hovered cell, drawn on the photo (the `side`-pixel network view
+/// shown over `rect`): its window clipped to the view, and the cell itself. Returns what it
+/// covers, for the hover line.
+fn draw_receptive_field(
+    ui: &egui::Ui,
+    rect: Rect,
+    layer: &LayerMaps,
+    side: usize,
+) -> Option<String> {
+    let f = layer.receptive_field?;
+    let (x, y) = hovered_cell(ui, rect, layer)?;
+    let ((x0, x1), (y0, y1)) = (f.span(x, side), f.span(y, side));
+    if x0 >= x1 || y0 >= y1 {
+        return None;
+    }
+    let scale = rect.width() / side.max(1) as f32;
+    let at = |px: usize, py: usize| rect.left_top() + vec2(px as f32, py as f32) * scale;
+    let field = Rect::from_min_max(at(x0, y0), at(x1, y1));
+    let painter = ui.painter_at(rect);
+    let stroke = egui::Stroke::new(2.0, Color32::from_rgb(255, 200, 0));
+    painter.rect_stroke(field, 0.0, stroke, egui::StrokeKind::Inside);
+    let cw = rect.width() / layer.width.max(1) as f32;
+    let ch = rect.height() / layer.height.max(1) as f32;
+    let cell = Rect::from_min_size(
+        rect.left_top() + vec2(x as f32 * cw, y as f32 * ch),
+        vec2(cw, ch),
+    );
+    painter.rect_stroke(
+        cell,
+        0.0,
+        egui::Stroke::new(1.0, Color32::WHITE),
+        egui::StrokeKind::Inside,
+    );
+    let whole = if f.global {
+        " (and, through squeeze-excite, a little of the whole image)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "this cell sees x {x0}-{x1}, y {y0}-{y1} of the {side}-px view (boxed){whole}"
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -483,9 +622,13 @@ fn channel_view(
         FULL_UV,
         Color32::WHITE.gamma_multiply(settings.overlay_opacity),
     );
+    let field = photo.and_then(|p| draw_receptive_field(ui, rect, layer, p.size()[0]));
     colour_bar(ui, s.min, s.max, side);
-    let text = hovered_value(ui, rect, layer, channel)
-        .unwrap_or_else(|| "Hover over the map to read its activations.".into());
+    let text = match (hovered_value(ui, rect, layer, channel), field) {
+        (Some(value), Some(field)) => format!("{value}; {field}"),
+        (Some(value), None) => value,
+        _ => "Hover over the map to read its activations and see what a cell sees.".into(),
+    };
     ui.label(text);
 }
 
@@ -555,3 +698,6 @@ fn vector_view(ui: &mut egui::Ui, layer: &LayerMaps, atlas: &TextureHandle) {
         });
     ui.label(hovered.unwrap_or_else(|| "Hover over a cell to read its unit.".into()));
 }
+
+#[cfg(test)]
+mod tests;

@@ -58,8 +58,10 @@ impl ChannelOrder {
 #[serde(default)]
 pub struct ExploreSettings {
     pub channel_order: ChannelOrder,
-    /// Side of a channel tile in the grid, in points.
+    /// Side of a channel tile in the grid, in points (the fitting one while `fit_tiles`).
     pub tile_size: f32,
+    /// Whether tiles are sized to fill the pane (until the user drags the size slider).
+    pub fit_tiles: bool,
     /// Opacity of a channel drawn over the photo, 0 to 1.
     pub overlay_opacity: f32,
     /// Side of each dream of a layer gallery, in pixels (32 to 256).
@@ -76,6 +78,7 @@ impl Default for ExploreSettings {
         Self {
             channel_order: ChannelOrder::Index,
             tile_size: 72.0,
+            fit_tiles: true,
             overlay_opacity: 0.6,
             gallery_size: 96,
             gallery_steps: 96,

@@ -117,6 +117,8 @@ impl Runner {
             .ok_or_else(|| Error::Invalid("the model reported no layers".into()))?;
         let top5 = top_k(&logits, 5)?.into_iter().next().unwrap_or_default();
         let (head, head_note) = self.head_predictions(model, &image);
+        let fields = crate::model::receptive::receptive_fields(model.backbone.network(), size)
+            .unwrap_or_default();
         let mut layers = Vec::with_capacity(taps.len());
         for tap in &taps {
             if cancel.is_cancelled() {
@@ -135,6 +137,10 @@ impl Runner {
                 values: maps.values,
                 stats,
                 atlas,
+                receptive_field: fields
+                    .iter()
+                    .find(|(name, _)| *name == tap.name)
+                    .map(|(_, f)| *f),
             });
         }
         Ok(Some(Analysis {
