@@ -85,15 +85,16 @@ impl Screenshotter {
             self.finish(ctx, Err(format!("no screenshot: {why}")));
             return;
         }
-        if ready.no_model && !ready.busy {
-            let why = ready
-                .notice
-                .unwrap_or_else(|| "no model is installed".into());
+        // Without a model, a failure (a load, a download) is an error; with nothing installed
+        // and nothing failed, the first-run view is what there is to show.
+        let welcome = ready.no_model && !ready.busy && ready.notice.is_none();
+        if ready.no_model && !ready.busy && !welcome {
+            let why = ready.notice.unwrap_or_default();
             self.finish(ctx, Err(format!("no screenshot: {why}")));
             return;
         }
         if !self.requested {
-            if ready.drawn && !ready.busy {
+            if (ready.drawn || welcome) && !ready.busy {
                 self.ready_frames += 1;
             }
             // A few frames after everything arrived, so layout and textures have settled.

@@ -255,8 +255,8 @@ impl Found {
         };
         let f = e.field;
         ui.weak(format!(
-            "The {} photos of {} that excite channel {channel} most, strongest first; the box is \
-             what one cell of {layer} sees ({} px of the {} px view){}",
+            "The {} photos of the folder \"{}\" that excite channel {channel} most, strongest \
+             first; the box is what one cell of {layer} sees ({} px of the {} px view){}",
             list.len(),
             short_name(&self.folder),
             f.size.min(e.view_side as usize),
@@ -268,6 +268,10 @@ impl Found {
             }
         ));
         let ctx = ui.ctx().clone();
+        // As large as TILE, smaller where the row would not fit the pane.
+        let gap = ui.spacing().item_spacing.x;
+        let n = list.len().max(1) as f32;
+        let tile = ((ui.available_width() - gap * (n - 1.0)) / n).clamp(32.0, TILE);
         ui.horizontal(|ui| {
             for (k, example) in list.iter().enumerate() {
                 let texture = self.textures.entry((channel, k)).or_insert_with(|| {
@@ -280,7 +284,7 @@ impl Found {
                         TextureOptions::LINEAR,
                     )
                 });
-                let (rect, response) = ui.allocate_exact_size(vec2(TILE, TILE), Sense::click());
+                let (rect, response) = ui.allocate_exact_size(vec2(tile, tile), Sense::click());
                 let path = e.photos.get(example.photo).cloned().unwrap_or_default();
                 let name = short_name(&path);
                 response.widget_info(|| {
@@ -294,7 +298,7 @@ impl Found {
                     Color32::WHITE,
                 );
                 let [x0, y0, x1, y1] = example.field_in_crop();
-                let scale = TILE / crate::explain::examples::CROP_SIDE as f32;
+                let scale = tile / example.crop.width().max(1) as f32;
                 let field = Rect::from_min_max(
                     rect.min + vec2(x0, y0) * scale,
                     rect.min + vec2(x1, y1) * scale,

@@ -301,6 +301,9 @@ impl Review {
                     self.cell = None;
                 }
             }
+            None if total == 0 => {
+                ui.strong("Top losses: the head got every validation photo right");
+            }
             None => {
                 ui.strong(format!(
                     "Top losses: the {total} misclassified validation photos{more}, the \
@@ -313,7 +316,7 @@ impl Review {
             }
         });
         let open = self.focused(ui, report);
-        if shown.is_empty() {
+        if shown.is_empty() && self.cell.is_some() {
             ui.weak("None.");
         }
         let mut clicked = None;
