@@ -120,6 +120,16 @@ pub fn tensors_for(
 /// the file and the first tensor that did not fit; a tensor that is not floating point or
 /// holds a NaN or infinity, naming the tensor.
 pub fn load_backbone(arch: Arch, path: &Path, device: &Device) -> Result<Box<dyn Backbone>> {
+    load_checked(arch, path, device, |vb| build_backbone(arch, vb))
+}
+
+/// [`load_backbone`] with the model built by `build` (tests build reduced widths this way).
+fn load_checked<T>(
+    arch: Arch,
+    path: &Path,
+    device: &Device,
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<T>,
+) -> Result<T> {
     let file = WeightsFile::open(path)?;
     let first_error = Arc::new(Mutex::new(None));
     let backend = FileBackend {
@@ -128,7 +138,7 @@ pub fn load_backbone(arch: Arch, path: &Path, device: &Device) -> Result<Box<dyn
         first_error: first_error.clone(),
     };
     let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
-    let built = build_backbone(arch, vb);
+    let built = build(vb);
     let recorded = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
     match (built, recorded) {
         (Ok(backbone), _) => Ok(backbone),
@@ -146,11 +156,11 @@ pub fn load_backbone(arch: Arch, path: &Path, device: &Device) -> Result<Box<dyn
 fn aliases_for(arch: Arch, file: &WeightsFile) -> HashMap<String, (String, bool)> {
     let mut aliases = HashMap::new();
     if matches!(arch, Arch::Vgg16 | Arch::Vgg19) {
-        // timm's VGG: `pre_logits.fc1` is a 7x7 convolution where torchvision has a linear
-        // layer; `pre_logits.fc2` and `head.fc` are torchvision's `classifier.3` and `.6`.
+        // timm's VGG: `pre_logits.fc1` and `.fc2` are 7x7 and 1x1 convolutions where
+        // torchvision has linear layers (`classifier.0` and `.3`); `head.fc` is `classifier.6`.
         for (timm, tv, reshape) in [
             ("pre_logits.fc1", "classifier.0", true),
-            ("pre_logits.fc2", "classifier.3", false),
+            ("pre_logits.fc2", "classifier.3", true),
             ("head.fc", "classifier.6", false),
         ] {
             for part in ["weight", "bias"] {
@@ -291,6 +301,32 @@ impl candle_nn::var_builder::SimpleBackend for RandomWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// timm's own VGG checkpoints (the catalogue's) hold fc6 and fc7 as 7x7 and 1x1
+    /// convolutions: both load, through the same checks as any weights file, and give the
+    /// logits of the same weights under torchvision's names.
+    #[test]
+    fn timm_vgg_checkpoints_load_through_the_checked_path() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let config = || VggConfig {
+            widths: [8, 16, 24, 32, 32],
+            hidden: 64,
+            num_classes: 10,
+            ..VggConfig::vgg16()
+        };
+        let load = |file: &str| {
+            load_checked(Arch::Vgg16, &fixtures.join(file), &Device::Cpu, |vb| {
+                Vgg::new(vb, config())
+            })
+            .unwrap()
+        };
+        let timm = load("vgg16_tiny_timm.safetensors");
+        let tv = load("vgg16_tiny_tv.safetensors");
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 64, 64), &Device::Cpu).unwrap();
+        let (a, b) = (timm.forward(&x).unwrap(), tv.forward(&x).unwrap());
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    }
 
     /// Found by fuzzing: a timm VGG `fc1` of shape [0, 2, 7, 7] divided by zero.
     #[test]
