@@ -17,7 +17,7 @@ src = Path('/usr/share/datasets/fashion-mnist')
 names = ["t-shirt_top","trouser","pullover","dress","coat","sandal","shirt","sneaker","bag","ankle_boot"]
 imgs = np.frombuffer(gzip.open(src/'train-images-idx3-ubyte.gz').read(), np.uint8, offset=16).reshape(-1,28,28)
 labels = np.frombuffer(gzip.open(src/'train-labels-idx1-ubyte.gz').read(), np.uint8, offset=8)
-for n in [1000, 5000, 25000]:
+for n in [int(a) for a in __import__("sys").argv[1:]] or [1000, 5000, 25000]:
     dest = Path(f'/tmp/scale/{n}')
     for c in names: (dest/c).mkdir(parents=True, exist_ok=True)
     for i in range(n):
