@@ -76,6 +76,30 @@ fn resnets_have_the_textbook_receptive_fields() {
 }
 
 #[test]
+fn efficientnet_lite0_has_the_textbook_receptive_fields() {
+    // EfficientNet-B0's layout (Lite0 keeps it, without squeeze-excite): the 3x3/2 stem sees
+    // 3 px; each depthwise k x k convolution adds (k - 1) x the stride it runs at, a stage's
+    // first one then doubling the stride. Stages (kernel, repeats, first stride): (3, 1, 1),
+    // (3, 2, 2), (5, 2, 2), (3, 3, 2), (5, 3, 1), (5, 4, 2), (3, 1, 1).
+    let all = fields(Arch::EfficientNetLite0, 224);
+    for (tap, size, stride) in [
+        ("stem", 3, 2),
+        ("block0", 7, 2),
+        ("block2", 19, 4),
+        ("block4", 67, 8),
+        ("block7", 147, 16),
+        ("block10", 339, 16),
+        ("block14", 787, 32),
+        ("block15", 851, 32),
+        ("head", 851, 32),
+    ] {
+        let f = field(&all, tap);
+        assert_eq!((f.size, f.stride), (size, stride), "Lite0 {tap}");
+        assert!(!f.global, "Lite0 has no squeeze-excite");
+    }
+}
+
+#[test]
 fn spans_are_clipped_to_the_image() {
     let f = ReceptiveField {
         size: 196,
