@@ -382,7 +382,7 @@ impl AttackPanel {
     /// The three images, the metrics and the curves.
     fn images_and_curves(&mut self, ui: &mut egui::Ui) {
         if !self.status.is_empty() {
-            ui.label(&self.status);
+            crate::ui::message::message(ui, &self.status, None);
         }
         // With the look inside below, the photos and the curves give up height so that the
         // whole result fits a 1280x800 window.

@@ -408,7 +408,7 @@ impl DeepDreamSection {
     /// The status and the image, scaled to the width there is (and to a height that leaves
     /// room for the dream below).
     fn picture(&self, ui: &mut egui::Ui) {
-        ui.label(&self.status);
+        crate::ui::message::message(ui, &self.status, None);
         let (Some(t), Some(image)) = (&self.texture, &self.image) else {
             ui.weak("Choose a layer and press Dream the photo.");
             return;

@@ -502,7 +502,7 @@ impl DreamPanel {
 
     /// The image and the curves.
     fn image_and_curves(&mut self, ui: &mut egui::Ui) {
-        ui.label(&self.status);
+        crate::ui::message::message(ui, &self.status, None);
         let plot_height = 150.0;
         let avail = ui.available_size();
         if self.images.is_empty() {

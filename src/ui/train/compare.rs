@@ -179,7 +179,7 @@ impl ComparePanel {
             }
         }
         if !self.status.is_empty() {
-            ui.label(&self.status);
+            crate::ui::message::message(ui, &self.status, None);
         }
     }
 

@@ -367,7 +367,7 @@ impl TrainPanel {
             }
         }
         if !self.status.is_empty() {
-            ui.label(&self.status);
+            crate::ui::message::message(ui, &self.status, None);
         }
     }
 
