@@ -8,24 +8,20 @@ mod common;
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use cnn_explorer::export::classifier_steps;
 use cnn_explorer::export::onnx::{to_onnx, OnnxModel};
 use cnn_explorer::inference::load_model;
 use cnn_explorer::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
 use cnn_explorer::model::resnet::ResNetConfig;
 use cnn_explorer::model::{Arch, Backbone};
-use cnn_explorer::train::finetune::BlockInfo;
 use cnn_explorer::train::head::{Head, HeadKind};
 
+use common::heads::{fine_tune, ours, randn};
 use common::relative_error;
 use common::tiny::{fixture_vb, tiny_config, tiny_resnet, tiny_vgg};
 
 const CLASSES: usize = 4;
-
-fn randn(shape: &[usize], scale: f32) -> Tensor {
-    Tensor::randn(0f32, scale, shape, &Device::Cpu).unwrap()
-}
 
 /// A head of `kind` on `dim`-wide features with random weights.
 fn head(kind: HeadKind, dim: usize) -> Head {
@@ -51,40 +47,6 @@ fn head(kind: HeadKind, dim: usize) -> Head {
         best_epoch: 0,
         block: None,
     }
-}
-
-/// Gives `head` the backbone's last block, its weights perturbed (a "fine-tuned" block).
-fn fine_tune(backbone: &dyn Backbone, head: &mut Head, x: &Tensor) {
-    let block = backbone.last_block().expect("a fine-tunable block");
-    let input = backbone.forward_until(x, Some(&block.input_tap)).unwrap();
-    let (_, c, h, w) = input.dims4().unwrap();
-    for (i, conv) in block.convs.iter().enumerate() {
-        let noise = randn(conv.weight.dims(), 0.01);
-        let weight = (&conv.weight + noise).unwrap();
-        let bias = (&conv.bias + randn(conv.bias.dims(), 0.01)).unwrap();
-        head.weights.insert(format!("block.{i}.weight"), weight);
-        head.weights.insert(format!("block.{i}.bias"), bias);
-    }
-    head.block = Some(BlockInfo {
-        input_tap: block.input_tap.clone(),
-        input_shape: [c, h, w],
-        convs: block.convs.iter().map(|c| (c.padding, c.relu6)).collect(),
-        max_pool: block.max_pool,
-        residual: block.residual,
-    });
-}
-
-/// Our logits: the embedding (or the fine-tuned block's input) through the head.
-fn ours(backbone: &dyn Backbone, head: &Head, x: &Tensor) -> Tensor {
-    let features = match &head.block {
-        Some(b) => backbone
-            .forward_until(x, Some(&b.input_tap))
-            .unwrap()
-            .flatten_from(1)
-            .unwrap(),
-        None => backbone.embed(x).unwrap(),
-    };
-    head.logits(&features).unwrap()
 }
 
 /// Exports, reads the bytes back with candle-onnx, evaluates, compares.
@@ -127,7 +89,7 @@ fn tiny_vgg_resnets_and_mobilenet_read_back() {
         64,
     );
     let mut tuned = head(mlp, vgg.embedding_dim());
-    fine_tune(&vgg, &mut tuned, &randn(&[1, 3, 64, 64], 1.0));
+    fine_tune(&vgg, &mut tuned, &randn(&[1, 3, 64, 64], 1.0), 0.01);
     check("vgg16 fine-tuned", &vgg, &tuned, 64);
     for (config, file) in [
         (ResNetConfig::resnet18(), "resnet18_tiny.safetensors"),
@@ -143,7 +105,7 @@ fn tiny_vgg_resnets_and_mobilenet_read_back() {
     }
     let resnet = tiny_resnet(ResNetConfig::resnet18(), "resnet18_tiny.safetensors");
     let mut tuned = head(HeadKind::Linear, resnet.embedding_dim());
-    fine_tune(&resnet, &mut tuned, &randn(&[1, 3, 64, 64], 1.0));
+    fine_tune(&resnet, &mut tuned, &randn(&[1, 3, 64, 64], 1.0), 0.01);
     check("resnet18 fine-tuned", &resnet, &tuned, 64);
     let config = MobileNetV3Config {
         multiplier: 0.35,
@@ -169,6 +131,6 @@ fn real_efficientnet_lite0_with_a_fine_tuned_block_reads_back() {
         dropout: 0.2,
     };
     let mut tuned = head(mlp, backbone.embedding_dim());
-    fine_tune(backbone, &mut tuned, &randn(&[1, 3, 224, 224], 1.0));
+    fine_tune(backbone, &mut tuned, &randn(&[1, 3, 224, 224], 1.0), 0.01);
     check("efficientnet-lite0 fine-tuned", backbone, &tuned, 224);
 }

@@ -16,19 +16,15 @@ use cnn_explorer::export::{export, ExportRequest};
 use cnn_explorer::model::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
 use cnn_explorer::model::resnet::{ResNet, ResNetConfig};
 use cnn_explorer::model::{Arch, Backbone};
-use cnn_explorer::train::finetune::BlockInfo;
 use cnn_explorer::train::head::{Head, HeadKind};
 use cnn_explorer::vision::preprocess::Preprocess;
 use cnn_explorer::weights::loading::read_tensors;
 
+use common::heads::{fine_tune, ours, randn};
 use common::tiny::{fixture_vb, tiny_config, tiny_resnet, tiny_vgg};
 use common::{fixture, relative_error};
 
 const CLASSES: usize = 3;
-
-fn randn(shape: &[usize], scale: f32) -> Tensor {
-    Tensor::randn(0f32, scale, shape, &Device::Cpu).unwrap()
-}
 
 fn linear_head(dim: usize) -> Head {
     let weights = HashMap::from([
@@ -44,39 +40,6 @@ fn linear_head(dim: usize) -> Head {
         best_epoch: 0,
         block: None,
     }
-}
-
-/// The backbone's last block, perturbed, as the head's fine-tuned block.
-fn fine_tune(backbone: &dyn Backbone, head: &mut Head, x: &Tensor) {
-    let block = backbone.last_block().expect("a fine-tunable block");
-    let input = backbone.forward_until(x, Some(&block.input_tap)).unwrap();
-    let (_, c, h, w) = input.dims4().unwrap();
-    for (i, conv) in block.convs.iter().enumerate() {
-        let weight = (&conv.weight + randn(conv.weight.dims(), 0.05)).unwrap();
-        let bias = (&conv.bias + randn(conv.bias.dims(), 0.05)).unwrap();
-        head.weights.insert(format!("block.{i}.weight"), weight);
-        head.weights.insert(format!("block.{i}.bias"), bias);
-    }
-    head.block = Some(BlockInfo {
-        input_tap: block.input_tap.clone(),
-        input_shape: [c, h, w],
-        convs: block.convs.iter().map(|c| (c.padding, c.relu6)).collect(),
-        max_pool: block.max_pool,
-        residual: block.residual,
-    });
-}
-
-/// Our classifier's logits: the embedding (or the fine-tuned block's input) through the head.
-fn ours(backbone: &dyn Backbone, head: &Head, x: &Tensor) -> Tensor {
-    let features = match &head.block {
-        Some(b) => backbone
-            .forward_until(x, Some(&b.input_tap))
-            .unwrap()
-            .flatten_from(1)
-            .unwrap(),
-        None => backbone.embed(x).unwrap(),
-    };
-    head.logits(&features).unwrap()
 }
 
 /// What an export wrote.
@@ -164,7 +127,7 @@ fn resnets_export_timms_state_dict_and_it_reloads_to_the_same_logits() {
         let mut heads = vec![linear_head(dim)];
         if resnet.last_block().is_some() {
             let mut tuned = linear_head(dim);
-            fine_tune(&resnet, &mut tuned, &x);
+            fine_tune(&resnet, &mut tuned, &x, 0.05);
             heads.push(tuned);
         }
         for head in &heads {
@@ -229,7 +192,7 @@ fn vgg_exports_timms_features_and_a_head_on_the_pooled_features() {
     let vgg = tiny_vgg(tiny_config(Arch::Vgg16), file);
     let dim = vgg.embedding_dim();
     let mut head = linear_head(dim);
-    fine_tune(&vgg, &mut head, &x);
+    fine_tune(&vgg, &mut head, &x, 0.05);
     let e = exported(&vgg, &head);
     let tensors = &e.tensors;
     assert_eq!(e.timm_model, "vgg16");

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod heads;
 pub mod run;
 pub mod shapes;
 pub mod tiny;
