@@ -35,13 +35,18 @@ pub fn open_regular(path: &Path, max_bytes: u64) -> Result<(File, u64), String> 
     Ok((file, meta.len()))
 }
 
+/// Why what `meta` describes cannot be read as a file (a folder, a FIFO, a device), if so.
+pub(crate) fn not_a_file(meta: &fs::Metadata) -> Option<&'static str> {
+    match meta {
+        m if m.is_file() => None,
+        m if m.is_dir() => Some("is a folder, not a file"),
+        _ => Some("is not a regular file (a FIFO, socket or device)"),
+    }
+}
+
 fn check_regular(meta: &fs::Metadata, max_bytes: u64) -> Result<(), String> {
-    if !meta.is_file() {
-        return Err(if meta.is_dir() {
-            "is a folder, not a file".into()
-        } else {
-            "is not a regular file (a FIFO, socket or device)".into()
-        });
+    if let Some(why) = not_a_file(meta) {
+        return Err(why.into());
     }
     if meta.len() > max_bytes {
         return Err(format!(

@@ -125,8 +125,11 @@ impl ExamplesArgs {
             .collect();
         let sheet = contact_sheet(&tiles, top, 2);
         save_png(&output, &inputs, &image::DynamicImage::ImageRgb8(sheet))?;
-        for skipped in &found.failed {
-            eprintln!("skipped {}: {}", skipped.path.display(), skipped.reason);
+        // What the folder scan left out (FIFOs, devices, unreadable entries), then the photos
+        // that did not decode.
+        let skipped: Vec<_> = dataset.skipped.iter().chain(&found.failed).collect();
+        for s in &skipped {
+            eprintln!("skipped {}: {}", s.path.display(), s.reason);
         }
         if self.json {
             let channels = found.channels[..shown]
@@ -150,8 +153,7 @@ impl ExamplesArgs {
                 receptive_field: found.field,
                 view_side: found.view_side,
                 photos: found.photos.len(),
-                failed: found
-                    .failed
+                failed: skipped
                     .iter()
                     .map(|s| (s.path.display().to_string(), s.reason.as_str()))
                     .collect(),

@@ -467,6 +467,10 @@ fn usable(path: &Path) -> std::result::Result<Photo, String> {
         return Err("not an image file (by its extension)".into());
     }
     let meta = std::fs::metadata(path).map_err(|e| format!("unreadable: {e}"))?;
+    // A FIFO or device reports 0 bytes too; say what it is.
+    if let Some(why) = crate::input::not_a_file(&meta) {
+        return Err(why.into());
+    }
     if meta.len() == 0 {
         return Err("empty file (0 bytes)".into());
     }

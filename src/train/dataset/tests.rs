@@ -179,3 +179,25 @@ fn class_names_that_are_not_utf8_stay_distinct() {
     assert_eq!(d.classes, ["caf\\xE8", "caf\\xE9"]);
     assert_eq!(d.class_counts(), [2, 1]);
 }
+
+/// A FIFO named like a photo is skipped without being opened, and said to be one.
+#[cfg(unix)]
+#[test]
+fn a_fifo_among_the_photos_is_skipped_as_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    touch(&dir.path().join("cat/1.jpg"), b"x");
+    touch(&dir.path().join("dog/2.jpg"), b"x");
+    let fifo = dir.path().join("cat/pipe.jpg");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is missing");
+        return;
+    }
+    let d = scan(dir.path(), ScanOptions::default()).unwrap();
+    assert_eq!(d.class_counts(), [1, 1]);
+    let why = reasons(&d);
+    assert!(
+        why.contains("pipe.jpg: is not a regular file (a FIFO"),
+        "{why}"
+    );
+}
