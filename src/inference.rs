@@ -177,10 +177,7 @@ pub fn layer_infos(
         .forward_taps(&x)?
         .into_iter()
         .map(|t| {
-            let field = fields
-                .iter()
-                .find(|(name, _)| *name == t.name)
-                .map(|(_, f)| *f);
+            let field = crate::model::receptive::field_of(&fields, &t.name);
             LayerInfo {
                 receptive_field: field.map_or(0, |f| f.size),
                 stride: field.map_or(0, |f| f.stride),

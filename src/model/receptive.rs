@@ -80,6 +80,11 @@ impl ReceptiveField {
     }
 }
 
+/// Tap `tap`'s field in a list of [`receptive_fields`].
+pub fn field_of(fields: &[(String, ReceptiveField)], tap: &str) -> Option<ReceptiveField> {
+    fields.iter().find(|(name, _)| name == tap).map(|(_, f)| *f)
+}
+
 /// The receptive field of every tap of `network` for a `side x side` input, in network order
 /// (the logits last); `None` when the input is too small for a layer.
 pub fn receptive_fields(network: &Network, side: usize) -> Option<Vec<(String, ReceptiveField)>> {

@@ -10,10 +10,7 @@ fn fields(arch: Arch, side: usize) -> Vec<(String, ReceptiveField)> {
 }
 
 fn field(all: &[(String, ReceptiveField)], tap: &str) -> ReceptiveField {
-    all.iter()
-        .find(|(name, _)| name == tap)
-        .map(|(_, f)| *f)
-        .unwrap_or_else(|| panic!("no tap {tap}"))
+    field_of(all, tap).unwrap_or_else(|| panic!("no tap {tap}"))
 }
 
 #[test]

@@ -137,10 +137,7 @@ impl Runner {
                 values: maps.values,
                 stats,
                 atlas,
-                receptive_field: fields
-                    .iter()
-                    .find(|(name, _)| *name == tap.name)
-                    .map(|(_, f)| *f),
+                receptive_field: crate::model::receptive::field_of(&fields, &tap.name),
             });
         }
         Ok(Some(Analysis {
