@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod labels;
 pub mod model;
 pub mod output;
+pub mod places;
 pub mod progress;
 pub mod train;
 pub mod ui;

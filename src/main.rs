@@ -66,6 +66,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// A double-clicked `.exe` gets a console window of its own, empty behind the app's window:
+/// closed when no terminal started the app (the console then holds this process alone). From a
+/// Command Prompt the console is shared, and kept for the log lines.
+#[cfg(windows)]
+fn close_own_console() {
+    use windows_sys::Win32::System::Console::{FreeConsole, GetConsoleProcessList};
+    let mut ids = [0u32; 2];
+    // SAFETY: the buffer holds 2 process ids, and its length says so.
+    let count = unsafe { GetConsoleProcessList(ids.as_mut_ptr(), ids.len() as u32) };
+    if count == 1 {
+        // SAFETY: detaches this process from its console; nothing else uses the handle.
+        unsafe { FreeConsole() };
+    }
+}
+
+#[cfg(not(windows))]
+fn close_own_console() {}
+
 fn open_window(cli: &Cli) -> anyhow::Result<()> {
     // A misconfigured weights folder would otherwise show as every model "missing".
     cnn_explorer::weights::check_weights_dir()?;
@@ -73,6 +91,10 @@ fn open_window(cli: &Cli) -> anyhow::Result<()> {
     // Refused before the window opens, not two minutes later (the window checks again).
     if let (Some(shot), Some(photo)) = (&args.screenshot, &args.photo) {
         cnn_explorer::output::check_output(shot, &[photo])?;
+    }
+    // A screenshot run is scripted: its errors must reach the script.
+    if args.screenshot.is_none() {
+        close_own_console();
     }
     run_app(AppOptions {
         photo: args.photo.clone(),

@@ -5,6 +5,10 @@
 //! FIFO, a device). It is written to a hidden temp file beside the target, flushed to disk and
 //! renamed over it only once complete, so a full disk or a crash leaves the previous file as
 //! it was, and no temp file behind.
+//!
+//! Windows refuses to replace a file another program holds open (an image viewer, Excel):
+//! then the target is left as it was, the new file is kept beside it (`NAME.new.png`) and the
+//! error says both, so neither the old file nor the job's result is lost.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -95,6 +99,94 @@ fn temp_beside(output: &Path) -> Result<PathBuf> {
     Ok(output.with_file_name(temp))
 }
 
+/// Why `output` cannot be replaced now, if so. On Windows: another program holds it open
+/// without sharing delete access, which a rename over it needs; opening it for delete with
+/// every sharing flag fails exactly then. Elsewhere an open file never stops a rename.
+pub(crate) fn held_open(output: &Path) -> Option<String> {
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const DELETE: u32 = 0x0001_0000;
+        const SHARE_ALL: u32 = 0x1 | 0x2 | 0x4;
+        const ERROR_SHARING_VIOLATION: i32 = 32;
+        const ERROR_LOCK_VIOLATION: i32 = 33;
+        if !output.is_file() {
+            return None;
+        }
+        let probe = fs::OpenOptions::new()
+            .access_mode(DELETE)
+            .share_mode(SHARE_ALL)
+            .open(output);
+        if let Err(e) = probe {
+            if matches!(
+                e.raw_os_error(),
+                Some(ERROR_SHARING_VIOLATION | ERROR_LOCK_VIOLATION)
+            ) {
+                return Some(
+                    "is open in another program, and Windows does not replace a file in use".into(),
+                );
+            }
+        }
+        None
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = output;
+        None
+    }
+}
+
+/// A free name beside `output` for a finished file that could not replace it:
+/// `NAME.new.EXT`, else `NAME.new-2.EXT`, ...
+fn kept_name(output: &Path) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = output
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1..1000)
+        .map(|n| {
+            let tag = if n == 1 {
+                "new".into()
+            } else {
+                format!("new-{n}")
+            };
+            output.with_file_name(format!("{stem}.{tag}{ext}"))
+        })
+        .find(|p| fs::symlink_metadata(p).is_err())
+        .unwrap_or_else(|| output.with_file_name(format!("{stem}.new{ext}")))
+}
+
+/// Refuses to replace outputs some program holds open: each finished temp file is moved to
+/// its [`kept_name`] instead, and the error names the held file and where the new one went.
+fn keep_if_held(pairs: &[(&Path, &Path)]) -> Result<()> {
+    let Some((output, why)) = pairs
+        .iter()
+        .find_map(|(output, _)| held_open(output).map(|why| (*output, why)))
+    else {
+        return Ok(());
+    };
+    let mut kept = Vec::new();
+    for (target, temp) in pairs {
+        let keep = kept_name(target);
+        if fs::rename(temp, &keep).is_ok() {
+            kept.push(keep.display().to_string());
+        }
+    }
+    let saved = if kept.is_empty() {
+        "the new file could not be kept either".to_string()
+    } else {
+        format!("the new file is saved beside it as {}", kept.join(" and "))
+    };
+    Err(refuse(
+        output,
+        format!("{why}: it is unchanged, and {saved}; close it there and save again"),
+    ))
+}
+
 /// Writes `output` through `write` into a temp file beside it, renamed over it once complete;
 /// `output` is first checked with [`check_output`] against `inputs`. On any failure the temp
 /// file is removed and an existing `output` is left untouched.
@@ -115,6 +207,7 @@ pub fn write_atomic(
         })?;
         let file = file.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
+        keep_if_held(&[(output, &temp)])?;
         fs::rename(&temp, output).map_err(io)
     })();
     if result.is_err() {
@@ -147,10 +240,21 @@ pub fn write_atomic_files(
     let result = (|| {
         for (i, (output, temp)) in outputs.iter().zip(&temps).enumerate() {
             write(i, temp).map_err(|e| named(output, e))?;
-            File::open(temp)
+            // Opened for writing: Windows flushes (FlushFileBuffers) only a handle that may
+            // write, and refuses a read-only one with "Access denied".
+            fs::OpenOptions::new()
+                .write(true)
+                .open(temp)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| refuse(output, e.to_string()))?;
         }
+        // All or none: one held file keeps every new file beside its target.
+        let pairs: Vec<(&Path, &Path)> = outputs
+            .iter()
+            .zip(&temps)
+            .map(|(o, t)| (*o, t.as_path()))
+            .collect();
+        keep_if_held(&pairs)?;
         for (output, temp) in outputs.iter().zip(&temps) {
             fs::rename(temp, output).map_err(|e| refuse(output, e.to_string()))?;
         }

@@ -1,4 +1,4 @@
-//! `models` and `fetch`: the model catalogue and its downloads.
+//! `models`, `fetch` and `paths`: the model catalogue, its downloads and where files live.
 
 use std::sync::Arc;
 
@@ -81,6 +81,35 @@ impl FetchArgs {
         bar.finish_and_clear();
         let path = result?;
         println!("saved {} to {}", spec.name, path.display());
+        Ok(())
+    }
+}
+
+/// `paths`: where the weights, heads, caches and settings live (see [`crate::places`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PathsArgs {
+    /// `{"weights", "heads", "cache", "settings"}`, each a path.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PathsArgs {
+    /// Prints the places, with the variable that moves each.
+    pub fn run(self) -> anyhow::Result<()> {
+        use crate::places::{Places, CACHE_VAR, HEADS_VAR, STATE_VAR, WEIGHTS_VAR};
+        let places = Places::current();
+        if self.json {
+            return super::print_json_pretty(&places);
+        }
+        let settings_dir = places.settings.parent().unwrap_or(&places.settings);
+        for (what, path, var) in [
+            ("weights", places.weights.as_path(), WEIGHTS_VAR),
+            ("heads", places.heads.as_path(), HEADS_VAR),
+            ("caches", places.cache.as_path(), CACHE_VAR),
+            ("settings", settings_dir, STATE_VAR),
+        ] {
+            println!("{what:<9} {}  ({var} moves it)", path.display());
+        }
         Ok(())
     }
 }

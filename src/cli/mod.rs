@@ -4,7 +4,7 @@
 //!
 //! | module | commands |
 //! |---|---|
-//! | [`catalogue`] | `models`, `fetch` |
+//! | [`catalogue`] | `models`, `fetch`, `paths` |
 //! | [`predict`] | `predict` (ImageNet classes, or a trained head's) |
 //! | [`train`] | `train-head`, and the head flags `compare` shares |
 //! | [`compare`] | `compare` |
@@ -126,6 +126,8 @@ pub enum Command {
     Models(catalogue::ModelsArgs),
     /// Download a model's weights into the weights folder.
     Fetch(catalogue::FetchArgs),
+    /// Where this computer keeps the weights, trained heads, caches and settings.
+    Paths(catalogue::PathsArgs),
     /// Classify images: the top-K ImageNet classes of each.
     Predict(predict::PredictArgs),
     /// Train a classifier head on a folder of photos (class sub-folders, Oxford-IIIT Pet's
@@ -172,6 +174,7 @@ impl Command {
         match self {
             Self::Models(args) => args.run(),
             Self::Fetch(args) => args.run(),
+            Self::Paths(args) => args.run(),
             Self::Predict(args) => args.run(device),
             Self::TrainHead(args) => args.run(device),
             Self::Compare(args) => args.run(device),

@@ -98,17 +98,9 @@ pub struct Gallery {
     pub seconds: f64,
 }
 
-/// Where galleries are cached: `gallery` inside `$CNN_EXPLORER_CACHE_DIR` when that is set,
-/// else beside the feature cache (`~/.cache/cnn-explorer/gallery`).
+/// Where galleries are cached: `gallery` in the cache folder ([`crate::places`]).
 pub fn default_gallery_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CNN_EXPLORER_CACHE_DIR") {
-        return PathBuf::from(dir).join("gallery");
-    }
-    let features = crate::train::features::default_cache_dir();
-    match features.parent() {
-        Some(parent) => parent.join("gallery"),
-        None => features.join("gallery"),
-    }
+    crate::places::Places::current().gallery_cache()
 }
 
 /// The number of channels of `layer` (a `[1, C, H, W]` tap), from one forward pass on a

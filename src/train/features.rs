@@ -60,17 +60,9 @@ impl Default for FeatureOptions {
     }
 }
 
-/// Where feature caches go: `$CNN_EXPLORER_CACHE_DIR`, else the user's cache folder.
+/// Where feature caches go: `features` in the cache folder ([`crate::places`]).
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CNN_EXPLORER_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("LOCALAPPDATA").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("cnn-explorer").join("features")
+    crate::places::Places::current().features_cache()
 }
 
 pub use super::observe::Progress;

@@ -36,12 +36,6 @@ pub use app::{AppOptions, ExplorerApp, ScreenshotRequest};
 /// The window's size when it first opens (and the size of `--screenshot` pictures).
 pub const DEFAULT_WINDOW_SIZE: [f32; 2] = [1400.0, 900.0];
 
-/// Where eframe keeps the saved settings: `$CNN_EXPLORER_STATE_DIR` if set, else eframe's
-/// per-user default.
-fn persistence_path() -> Option<std::path::PathBuf> {
-    std::env::var_os("CNN_EXPLORER_STATE_DIR").map(|d| std::path::PathBuf::from(d).join("app.ron"))
-}
-
 /// Opens the window and returns when it is closed. With a screenshot request, returns what
 /// became of it (an error if no screenshot was written).
 pub fn run_app(options: AppOptions) -> anyhow::Result<()> {
@@ -60,7 +54,8 @@ pub fn run_app(options: AppOptions) -> anyhow::Result<()> {
         viewport,
         // A screenshot run must not pick up (or change) the size saved by earlier runs.
         persist_window: screenshot.is_none(),
-        persistence_path: persistence_path(),
+        // `app.ron` in `$CNN_EXPLORER_STATE_DIR`, else where eframe keeps it by default.
+        persistence_path: Some(crate::places::Places::current().settings),
         ..Default::default()
     };
     eframe::run_native(

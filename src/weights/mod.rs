@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::Arch;
+use crate::places::default_weights_dir;
 use crate::vision::preprocess::{Preprocess, ResizeFilter};
 
 /// Where a model's weights are downloaded from.
@@ -221,26 +222,13 @@ pub fn model_names() -> Vec<&'static str> {
 }
 
 /// The environment variable naming the weights folder.
-pub const WEIGHTS_DIR_VAR: &str = "CNN_EXPLORER_WEIGHTS_DIR";
+pub const WEIGHTS_DIR_VAR: &str = crate::places::WEIGHTS_VAR;
 
-/// The folder holding weights: `$CNN_EXPLORER_WEIGHTS_DIR`, else the repository's
-/// `weights/`, else `./weights`. An empty `CNN_EXPLORER_WEIGHTS_DIR` counts as unset (as
+/// The folder holding weights: `$CNN_EXPLORER_WEIGHTS_DIR`, else the OS's place for them
+/// (see [`crate::places`]). An empty `CNN_EXPLORER_WEIGHTS_DIR` counts as unset (as
 /// `VAR= cnn-explorer ...` means to clear it), not as the current folder.
 pub fn weights_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os(WEIGHTS_DIR_VAR).filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    default_weights_dir()
-}
-
-/// The weights folder when `CNN_EXPLORER_WEIGHTS_DIR` is unset.
-fn default_weights_dir() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
-    if repo.is_dir() {
-        repo
-    } else {
-        PathBuf::from("weights")
-    }
+    crate::places::Places::current().weights
 }
 
 /// Refuses a `CNN_EXPLORER_WEIGHTS_DIR` that names something other than a folder (a file, a

@@ -28,9 +28,10 @@ impl ColourSigmoid {
     }
 }
 
-/// `1 / (1 + e^-x)`, as candle's sigmoid computes it.
+/// `1 / (1 + e^-x)`, as candle's sigmoid computes it, with `libm`'s `expf` (the same bits on
+/// every OS; the platform's differs in the last bit between glibc and Windows).
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + libm::expf(-x))
 }
 
 impl CustomOp1 for ColourSigmoid {

@@ -57,7 +57,7 @@ pub(super) fn inverse_dft_tables(h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
     for y in 0..h {
         for ky in 0..h {
             let a = tau * (ky * y) as f64 / h as f64;
-            let (c, s) = (a.cos() as f32, a.sin() as f32);
+            let (c, s) = (libm::cos(a) as f32, libm::sin(a) as f32);
             left[y * 2 * h + ky] = c;
             left[y * 2 * h + h + ky] = -s;
             left[(h + y) * 2 * h + ky] = s;
@@ -72,8 +72,8 @@ pub(super) fn inverse_dft_tables(h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
         let weight = if twice { 2.0 } else { 1.0 } * norm;
         for x in 0..w {
             let a = tau * (kx * x) as f64 / w as f64;
-            right[kx * w + x] = (weight * a.cos()) as f32;
-            right[(wf + kx) * w + x] = (-weight * a.sin()) as f32;
+            right[kx * w + x] = (weight * libm::cos(a)) as f32;
+            right[(wf + kx) * w + x] = (-weight * libm::sin(a)) as f32;
         }
     }
     (left, right)
@@ -116,7 +116,7 @@ fn forward_dft(image: &[f64], h: usize, w: usize) -> Vec<f64> {
         let table: Vec<(f64, f64)> = (0..w)
             .map(|x| {
                 let a = tau * (kx * x) as f64 / w as f64;
-                (a.cos(), a.sin())
+                (libm::cos(a), libm::sin(a))
             })
             .collect();
         for y in 0..h {
@@ -135,7 +135,7 @@ fn forward_dft(image: &[f64], h: usize, w: usize) -> Vec<f64> {
     for ky in 0..h {
         for y in 0..h {
             let a = tau * (ky * y) as f64 / h as f64;
-            let (c, s) = (a.cos(), a.sin());
+            let (c, s) = (libm::cos(a), libm::sin(a));
             for kx in 0..wf {
                 let (r, i) = (br[y * wf + kx], bi[y * wf + kx]);
                 out[ky * wf + kx] += (c * r + s * i) * norm;
@@ -304,7 +304,7 @@ impl ImageParam {
 /// A standard normal draw (Box-Muller).
 fn gaussian(rng: &mut impl Rng) -> f32 {
     let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    ((-2.0 * libm::log(u1)).sqrt() * libm::cos(std::f64::consts::TAU * u2)) as f32
 }
 
 /// The spectrum parameters `[3, 2S, S/2+1]` whose image is `pixels` `[3, S, S]` (in [0, 1]):
@@ -321,7 +321,7 @@ fn photo_spectrum(
         .iter()
         .map(|p| {
             let p = f64::from(*p).clamp(0.01, 0.99);
-            (p / (1.0 - p)).ln()
+            libm::log(p / (1.0 - p))
         })
         .collect();
     let wf = half_width(size);
@@ -381,7 +381,7 @@ mod tests {
                             (sr[my * wf + mx], -si[my * wf + mx])
                         };
                         let a = tau * ((ky * y) as f64 / h as f64 + (kx * x) as f64 / w as f64);
-                        v += re * a.cos() - im * a.sin();
+                        v += re * libm::cos(a) - im * libm::sin(a);
                     }
                 }
                 out[y * w + x] = v / ((h * w) as f64).sqrt();

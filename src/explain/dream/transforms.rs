@@ -189,7 +189,7 @@ fn source_of(u: f64, v: f64, n_in: usize, n_out: usize, d: &Draw) -> Option<(f64
         return None;
     }
     // The rotation about the canvas centre, inverted.
-    let (sin, cos) = d.angle.to_radians().sin_cos();
+    let (sin, cos) = libm::sincos(d.angle.to_radians());
     let (dx, dy) = (x - c, y - c);
     let (x, y) = (cos * dx + sin * dy + c, -sin * dx + cos * dy + c);
     if !inside(x, y, rotated) {

@@ -23,17 +23,9 @@ const RECIPE_VERSION: u32 = 1;
 /// Largest `crops.png` read back (512 channels x 32 crops of 64 x 64 pixels).
 const MAX_CACHE_BYTES: u64 = 512 << 20;
 
-/// Where dataset examples are cached: `examples` inside `$CNN_EXPLORER_CACHE_DIR` when set,
-/// else beside the feature cache (`~/.cache/cnn-explorer/examples`).
+/// Where dataset examples are cached: `examples` in the cache folder ([`crate::places`]).
 pub fn default_examples_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CNN_EXPLORER_CACHE_DIR") {
-        return PathBuf::from(dir).join("examples");
-    }
-    let features = crate::train::features::default_cache_dir();
-    match features.parent() {
-        Some(parent) => parent.join("examples"),
-        None => features.join("examples"),
-    }
+    crate::places::Places::current().examples_cache()
 }
 
 /// The cache folder's name for these inputs: model, weights file (path, size, time), layer,

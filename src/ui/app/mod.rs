@@ -281,7 +281,7 @@ impl ExplorerApp {
 
     /// Where trained heads are saved by default.
     fn heads_dir(&self) -> PathBuf {
-        self.config.weights_dir.join("heads")
+        self.config.heads_dir.clone()
     }
 
     /// The models screen replaces the tabs: asked for, or nothing to show without it.

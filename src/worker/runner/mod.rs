@@ -33,7 +33,6 @@ use crate::inference::LoadedModel;
 use crate::train::dataset::{scan, ScanOptions};
 use crate::train::head::{Head, HeadInfo};
 use crate::vision::image_io::{decode_rgb, load_rgb};
-use crate::weights;
 
 /// Called after every event so the UI repaints (egui's `request_repaint`, as a plain closure).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -43,6 +42,8 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 pub struct WorkerConfig {
     /// The weights folder models are loaded from and downloaded into.
     pub weights_dir: PathBuf,
+    /// Where trained heads are saved unless the user picks another file.
+    pub heads_dir: PathBuf,
     /// A mirror to download from instead of the catalogue's sources (see
     /// [`download::DownloadControl::mirror`]).
     pub mirror: Option<String>,
@@ -58,13 +59,15 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
+        let places = crate::places::Places::current();
         Self {
-            weights_dir: weights::weights_dir(),
+            weights_dir: places.weights.clone(),
+            heads_dir: places.heads.clone(),
             mirror: None,
             max_pixels: crate::vision::image_io::DEFAULT_MAX_PIXELS,
-            feature_cache: Some(crate::train::features::default_cache_dir()),
-            gallery_cache: Some(crate::explain::gallery::default_gallery_dir()),
-            examples_cache: Some(crate::explain::examples::default_examples_dir()),
+            feature_cache: Some(places.features_cache()),
+            gallery_cache: Some(places.gallery_cache()),
+            examples_cache: Some(places.examples_cache()),
         }
     }
 }
@@ -414,19 +417,33 @@ pub fn decode_photo(photo: &PhotoSource, max_pixels: u64) -> Result<RgbImage> {
     }
 }
 
-/// Makes the calling thread yield to interactive ones (nice 10). Linux only: elsewhere
-/// `setpriority` would lower the whole process, window included.
+/// Makes the calling thread yield to interactive ones, never the whole process (the window
+/// must keep its priority): nice 10 for this thread on Linux, the "utility" QoS class on macOS
+/// (Apple's class for long jobs the user watches progress of), below-normal on Windows.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
-        let result = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+    let lowered = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10) == 0
+    };
+    #[cfg(target_os = "macos")]
+    // SAFETY: sets the calling thread's own QoS class; no memory is shared.
+    let lowered = unsafe {
+        libc::pthread_set_qos_class_self_np(libc::qos_class_t::QOS_CLASS_UTILITY, 0) == 0
+    };
+    #[cfg(windows)]
+    // SAFETY: GetCurrentThread is a pseudo-handle for the calling thread; nothing is freed.
+    let lowered = unsafe {
+        use windows_sys::Win32::System::Threading::{
+            GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_BELOW_NORMAL,
         };
-        if result != 0 {
-            tracing::debug!("could not lower the model thread's priority");
-        }
+        SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL) != 0
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+    let lowered = true;
+    if !lowered {
+        tracing::debug!("could not lower the model thread's priority");
     }
 }
 
@@ -463,5 +480,48 @@ fn rgba_of(image: &RgbImage) -> RgbaImage {
             .pixels()
             .flat_map(|p| [p.0[0], p.0[1], p.0[2], 255])
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scheduling priority of the calling thread, as the OS reports it: the nice value on
+    /// Linux, whether the QoS class is "utility" on macOS, the thread priority on Windows.
+    #[cfg(target_os = "linux")]
+    fn lowered() -> bool {
+        // SAFETY: reads the calling thread's own priority.
+        let nice = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, tid)
+        };
+        // 10, or more where the whole test run was already niced further.
+        nice >= 10
+    }
+
+    #[cfg(target_os = "macos")]
+    fn lowered() -> bool {
+        let mut class = libc::qos_class_t::QOS_CLASS_UNSPECIFIED;
+        let mut relative = 0;
+        // SAFETY: both out-pointers are valid locals.
+        let ok = unsafe {
+            libc::pthread_get_qos_class_np(libc::pthread_self(), &mut class, &mut relative)
+        };
+        ok == 0 && class == libc::qos_class_t::QOS_CLASS_UTILITY
+    }
+
+    #[cfg(windows)]
+    fn lowered() -> bool {
+        use windows_sys::Win32::System::Threading::{
+            GetCurrentThread, GetThreadPriority, THREAD_PRIORITY_BELOW_NORMAL,
+        };
+        // SAFETY: a pseudo-handle for the calling thread.
+        unsafe { GetThreadPriority(GetCurrentThread()) == THREAD_PRIORITY_BELOW_NORMAL }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    #[test]
+    fn pool_threads_run_below_the_window() {
+        let pool = super::low_priority_pool("priority-test").expect("a pool");
+        assert!(pool.install(lowered), "the pool's threads are lowered");
     }
 }
