@@ -4,6 +4,7 @@
 #
 #   scripts/windows-check.sh            # builds both release binaries, then checks
 #   LINUX_BIN=target/debug/cnn-explorer scripts/windows-check.sh   # reuse a Linux build
+#   WINDOWS_UNIT_TESTS=1 scripts/windows-check.sh   # also the cfg(windows) unit tests
 #
 # Needs: `rustup target add x86_64-pc-windows-gnu`, Debian's gcc-mingw-w64-x86-64 and wine
 # (installed here when missing and this runs as root or with sudo), python3, and for the
@@ -234,6 +235,24 @@ assert sizes[0] == sizes[1], sizes
 print(f"both {sizes[0][0]}x{sizes[0][1]}")
 EOF
 checks=$((checks + 2))
+
+if [ "${WINDOWS_UNIT_TESTS:-0}" = 1 ]; then
+    step "the library's unit tests for places, outputs, inputs and priorities, under Wine"
+    # The cfg(windows) tests (known folders, drive letters and UNC overrides, a held-open
+    # save, thread priority) run only here. A debug build of every crate for Windows: long.
+    tests_exe=$(cargo test --target "$target" --lib --no-run --message-format=json 2>/dev/null \
+        | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
+        print(m["executable"])')
+    [ -n "$tests_exe" ] || fail "no unit-test binary"
+    cp "$work/bin/bcryptprimitives.dll" "$(dirname "$tests_exe")/"
+    (cd "$root" && wine "$tests_exe" places:: output:: input:: runner::tests 2>&1 | tr -d '\r' | tail -25) \
+        | tee "$work/windows/unit-tests.log"
+    grep -q "test result: ok" "$work/windows/unit-tests.log" || fail "unit tests under Wine"
+    checks=$((checks + 1))
+fi
 
 step "done"
 echo "$checks checks passed; Windows binary $(du -h "$exe" | cut -f1), $((SECONDS - start)) s in all"

@@ -385,4 +385,58 @@ mod tests {
             (vec![0], vec![1])
         );
     }
+
+    #[test]
+    fn a_kept_file_takes_the_first_free_name_beside_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("dream.png");
+        assert_eq!(kept_name(&out), dir.path().join("dream.new.png"));
+        fs::write(dir.path().join("dream.new.png"), b"earlier").unwrap();
+        assert_eq!(kept_name(&out), dir.path().join("dream.new-2.png"));
+        assert_eq!(
+            kept_name(&dir.path().join("notes")),
+            dir.path().join("notes.new")
+        );
+        assert_eq!(held_open(&out), None, "nothing holds a missing file");
+    }
+
+    /// Windows refuses to replace a file another handle holds without delete sharing (how an
+    /// image viewer or Excel holds it): the old file stays, the new one is kept beside it.
+    #[cfg(windows)]
+    #[test]
+    fn a_file_held_open_is_left_as_it_was_and_the_new_one_kept_beside_it() {
+        use std::os::windows::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("h.safetensors"), dir.path().join("h.json"));
+        fs::write(&a, b"old weights").unwrap();
+        fs::write(&b, b"old description").unwrap();
+        let holder = fs::OpenOptions::new()
+            .read(true)
+            .share_mode(0x1 | 0x2) // read and write, not delete
+            .open(&b)
+            .unwrap();
+        let err = write_atomic_files(&[&a, &b], &[], |i, temp| Ok(fs::write(temp, [i as u8])?))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is open in another program"), "{err}");
+        assert!(
+            err.contains("h.new.safetensors") && err.contains("h.new.json"),
+            "{err}"
+        );
+        // All or none: neither target changed, both new files kept as a pair.
+        assert_eq!(fs::read(&a).unwrap(), b"old weights");
+        assert_eq!(fs::read(&b).unwrap(), b"old description");
+        assert_eq!(fs::read(dir.path().join("h.new.safetensors")).unwrap(), [0]);
+        assert_eq!(fs::read(dir.path().join("h.new.json")).unwrap(), [1]);
+        drop(holder);
+        let shown = dir.path().join("p.png");
+        save_png(&shown, &[], &png()).unwrap();
+        let _viewer = fs::OpenOptions::new()
+            .read(true)
+            .share_mode(0x1)
+            .open(&shown)
+            .unwrap();
+        let err = save_png(&shown, &[], &png()).unwrap_err().to_string();
+        assert!(err.contains("p.new.png"), "{err}");
+    }
 }

@@ -506,7 +506,7 @@ mod tests {
         let ok = unsafe {
             libc::pthread_get_qos_class_np(libc::pthread_self(), &mut class, &mut relative)
         };
-        ok == 0 && class == libc::qos_class_t::QOS_CLASS_UTILITY
+        ok == 0 && matches!(class, libc::qos_class_t::QOS_CLASS_UTILITY)
     }
 
     #[cfg(windows)]
