@@ -30,7 +30,7 @@ places_windows='  weights   %LOCALAPPDATA%\cnn-explorer\data\weights   (large; s
   settings  %APPDATA%\cnn-explorer\data\app.ron'
 start_linux='Unpack and run: tar xzf cnn-explorer-*.tar.gz && cd cnn-explorer-* && ./cnn-explorer
 Needs a desktop session (X11 or Wayland) with OpenGL 2 or later (Mesa is enough), and
-glibc @GLIBC@ or newer (Debian 12, Ubuntu 22.10, Fedora 37 and later).'
+glibc @GLIBC@ or newer (`ldd --version` prints yours; Ubuntu 22.04 and Debian 12 have it).'
 places_linux='  weights   ~/.local/share/cnn-explorer/weights   (large)
   heads     ~/.local/share/cnn-explorer/heads     (heads you train)
   caches    ~/.cache/cnn-explorer                 (safe to delete)

@@ -80,13 +80,15 @@ fn the_checkout_weights_folder_is_used_when_nothing_overrides_it() {
 }
 
 #[test]
-fn this_test_binary_counts_as_a_checkout_build() {
+fn this_test_binary_counts_as_a_checkout_build_unless_cross_built() {
     // `cargo test` runs it from target/, and the repository has a weights/ folder.
-    let weights = checkout_weights().expect("a test binary lies inside its checkout");
-    assert_eq!(
-        weights,
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("weights")
-    );
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if manifest.is_absolute() {
+        assert_eq!(checkout_weights(), Some(manifest.join("weights")));
+    } else {
+        // Built on Linux for Windows (run under Wine): `/work/...` names no drive there.
+        assert_eq!(checkout_weights(), None);
+    }
 }
 
 /// Non-ASCII user names and folders are kept as they are (no lossy conversion on the way).
