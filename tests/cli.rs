@@ -1195,3 +1195,62 @@ fn a_screenshot_over_the_photo_is_refused_at_once() {
     assert_clean_failure(&o, "is an input");
     assert_eq!(std::fs::read(&photo).unwrap(), before);
 }
+
+/// `paths` names the OS's places (here Linux's XDG ones), and each variable moves only its
+/// own place. The binary runs from this checkout, so its weights are the checkout's.
+#[cfg(target_os = "linux")]
+#[test]
+fn paths_follow_xdg_and_each_override() {
+    let home = tempfile::tempdir().unwrap();
+    let home_dir = home.path().to_str().unwrap();
+    let places = |env: &[(&str, &str)]| -> serde_json::Value {
+        let mut all = vec![
+            ("HOME", home_dir),
+            ("XDG_DATA_HOME", ""),
+            ("XDG_CACHE_HOME", ""),
+            ("CNN_EXPLORER_WEIGHTS_DIR", ""),
+            ("CNN_EXPLORER_HEADS_DIR", ""),
+            ("CNN_EXPLORER_CACHE_DIR", ""),
+            ("CNN_EXPLORER_STATE_DIR", ""),
+        ];
+        all.extend_from_slice(env);
+        let o = common::run::cnn_explorer_with(&["paths", "--json"], &all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let at = |p: &str| format!("{home_dir}/{p}");
+    let default = places(&[]);
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
+    assert_eq!(default["weights"], checkout.to_str().unwrap());
+    assert_eq!(default["heads"], at(".local/share/cnn-explorer/heads"));
+    assert_eq!(default["cache"], at(".cache/cnn-explorer"));
+    assert_eq!(default["settings"], at(".local/share/cnn-explorer/app.ron"));
+    let xdg = places(&[
+        ("XDG_DATA_HOME", "/srv/data"),
+        ("XDG_CACHE_HOME", "/srv/cache"),
+    ]);
+    assert_eq!(xdg["heads"], "/srv/data/cnn-explorer/heads");
+    assert_eq!(xdg["cache"], "/srv/cache/cnn-explorer");
+    let moved = places(&[
+        ("CNN_EXPLORER_WEIGHTS_DIR", "/w"),
+        ("CNN_EXPLORER_HEADS_DIR", "/h"),
+        ("CNN_EXPLORER_CACHE_DIR", "/c"),
+        ("CNN_EXPLORER_STATE_DIR", "/s"),
+    ]);
+    assert_eq!(
+        [
+            &moved["weights"],
+            &moved["heads"],
+            &moved["cache"],
+            &moved["settings"]
+        ],
+        ["/w", "/h", "/c", "/s/app.ron"]
+    );
+    // The text form says which variable moves each place.
+    let o = common::run::cnn_explorer_with(&["paths"], &[("HOME", home_dir)]);
+    assert!(
+        stdout(&o).contains("CNN_EXPLORER_HEADS_DIR moves it"),
+        "{}",
+        stdout(&o)
+    );
+}
