@@ -136,32 +136,38 @@ pub(crate) fn held_open(output: &Path) -> Option<String> {
     }
 }
 
-/// A free name beside `output` for a finished file that could not replace it:
-/// `NAME.new.EXT`, else `NAME.new-2.EXT`, ...
-fn kept_name(output: &Path) -> PathBuf {
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = output
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
+/// Free names beside `outputs` for finished files that could not replace them, one tag for
+/// all (so a head and its description stay a pair): `NAME.new.EXT`, else `NAME.new-2.EXT`, ...
+fn kept_names(outputs: &[&Path]) -> Vec<PathBuf> {
+    let named = |n: usize| -> Vec<PathBuf> {
+        let tag = if n == 1 {
+            "new".to_string()
+        } else {
+            format!("new-{n}")
+        };
+        outputs
+            .iter()
+            .map(|output| {
+                let stem = output
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let ext = output
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_default();
+                output.with_file_name(format!("{stem}.{tag}{ext}"))
+            })
+            .collect()
+    };
     (1..1000)
-        .map(|n| {
-            let tag = if n == 1 {
-                "new".into()
-            } else {
-                format!("new-{n}")
-            };
-            output.with_file_name(format!("{stem}.{tag}{ext}"))
-        })
-        .find(|p| fs::symlink_metadata(p).is_err())
-        .unwrap_or_else(|| output.with_file_name(format!("{stem}.new{ext}")))
+        .map(named)
+        .find(|names| names.iter().all(|p| fs::symlink_metadata(p).is_err()))
+        .unwrap_or_else(|| named(1))
 }
 
 /// Refuses to replace outputs some program holds open: each finished temp file is moved to
-/// its [`kept_name`] instead, and the error names the held file and where the new one went.
+/// its [`kept_names`] instead, and the error names the held file and where the new one went.
 fn keep_if_held(pairs: &[(&Path, &Path)]) -> Result<()> {
     let Some((output, why)) = pairs
         .iter()
@@ -169,9 +175,9 @@ fn keep_if_held(pairs: &[(&Path, &Path)]) -> Result<()> {
     else {
         return Ok(());
     };
+    let targets: Vec<&Path> = pairs.iter().map(|(target, _)| *target).collect();
     let mut kept = Vec::new();
-    for (target, temp) in pairs {
-        let keep = kept_name(target);
+    for ((_, temp), keep) in pairs.iter().zip(kept_names(&targets)) {
         if fs::rename(temp, &keep).is_ok() {
             kept.push(keep.display().to_string());
         }
@@ -387,15 +393,25 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_file_takes_the_first_free_name_beside_the_target() {
+    fn kept_files_take_the_first_free_names_beside_their_targets() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("dream.png");
-        assert_eq!(kept_name(&out), dir.path().join("dream.new.png"));
+        assert_eq!(kept_names(&[&out]), [dir.path().join("dream.new.png")]);
         fs::write(dir.path().join("dream.new.png"), b"earlier").unwrap();
-        assert_eq!(kept_name(&out), dir.path().join("dream.new-2.png"));
+        assert_eq!(kept_names(&[&out]), [dir.path().join("dream.new-2.png")]);
         assert_eq!(
-            kept_name(&dir.path().join("notes")),
-            dir.path().join("notes.new")
+            kept_names(&[&dir.path().join("notes")]),
+            [dir.path().join("notes.new")]
+        );
+        // A head and its description keep one tag, though only one name was taken.
+        let (a, b) = (dir.path().join("h.safetensors"), dir.path().join("h.json"));
+        fs::write(dir.path().join("h.new.json"), b"earlier").unwrap();
+        assert_eq!(
+            kept_names(&[&a, &b]),
+            [
+                dir.path().join("h.new-2.safetensors"),
+                dir.path().join("h.new-2.json")
+            ]
         );
         assert_eq!(held_open(&out), None, "nothing holds a missing file");
     }
