@@ -33,7 +33,8 @@ if [ -z "${DISPLAY:-}" ]; then command -v Xvfb >/dev/null || missing+=(xvfb); fi
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" != 0 ] && sudo="sudo"
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # With recommends: the set this check was measured with (Wine's own fonts and libraries).
+    $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 wine --version
