@@ -14,8 +14,8 @@ pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 /// length. The error is a reason without the file name.
 ///
 /// The type is checked from the metadata before opening (opening a FIFO blocks until a writer
-/// comes), and again on the opened file, which on Linux and macOS is opened non-blocking, so a FIFO put
-/// in its place in between is refused too instead of waited on.
+/// comes), and again on the opened file, which on Linux and macOS is opened non-blocking, so a
+/// FIFO put in its place in between is refused too instead of waited on.
 pub fn open_regular(path: &Path, max_bytes: u64) -> Result<(File, u64), String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     check_regular(&meta, max_bytes)?;

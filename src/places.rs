@@ -70,6 +70,14 @@ impl Conventional {
         })
     }
 
+    /// This OS's folders, else (no home folder) ones relative to the current folder.
+    fn or_here() -> Self {
+        Self::of_this_os().unwrap_or_else(|| {
+            tracing::warn!("no home folder: keeping files under ./{APP}-data");
+            Self::here()
+        })
+    }
+
     /// Folders relative to the current one, when the OS names no home folder.
     fn here() -> Self {
         let base = PathBuf::from(format!("{APP}-data"));
@@ -85,13 +93,9 @@ impl Places {
     /// The places for this process: overrides from the environment, else the checkout's
     /// `weights/` (a binary of this checkout only), else the OS's conventions.
     pub fn current() -> Self {
-        let conventional = Conventional::of_this_os().unwrap_or_else(|| {
-            tracing::warn!("no home folder: keeping files under ./{APP}-data");
-            Conventional::here()
-        });
         Self::resolve(
             |name| std::env::var_os(name),
-            &conventional,
+            &Conventional::or_here(),
             checkout_weights().as_deref(),
         )
     }
@@ -136,16 +140,16 @@ impl Places {
 pub fn default_weights_dir() -> PathBuf {
     Places::resolve(
         |_| None,
-        &Conventional::of_this_os().unwrap_or_else(Conventional::here),
+        &Conventional::or_here(),
         checkout_weights().as_deref(),
     )
     .weights
 }
 
 /// The checkout's `weights/` folder, when this executable lies inside the checkout it was
-/// built from (`target/...`), on the OS it was built for, and the folder exists. Compared after resolving links, so a
-/// checkout reached through a symbolic link still counts; returned as cargo named it (a
-/// resolved Windows path would print as `\\?\C:\...`).
+/// built from (`target/...`), on the OS it was built for, and the folder exists. Compared
+/// after resolving links, so a checkout reached through a symbolic link still counts;
+/// returned as cargo named it (a resolved Windows path would print as `\\?\C:\...`).
 fn checkout_weights() -> Option<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     // A cross-built binary carries the build machine's path: `/work/...` is not absolute on
